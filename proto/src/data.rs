@@ -1,0 +1,1 @@
+//! DATA decoding (placeholder until the decoder lands).
