@@ -1,3 +1,63 @@
+//! A whole server session on raw bytes, fed in two parts split where the first
+//! byte says: never panics, every decision is answered, and everything the
+//! server writes is a sequence of well-formed replies.
 #![no_main]
+use std::sync::Arc;
+use std::time::Instant;
+
 use libfuzzer_sys::fuzz_target;
-fuzz_target!(|data: &[u8]| { let _ = data; });
+use proto::reply::{EnhancedCode, Reply};
+use proto::server::{PeerInfo, Server, ServerConfig, ServerEvent, TlsInfo, Verdict};
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&selector, input)) = data.split_first() else { return };
+    let split = usize::from(selector) * input.len() / 255;
+    let config = ServerConfig {
+        starttls: true,
+        auth_mechanisms: vec!["PLAIN".into(), "LOGIN".into()],
+        max_errors: 1000,
+        ..ServerConfig::default()
+    };
+    let now = Instant::now();
+    let peer = PeerInfo { remote: "fuzz".into(), tls: None };
+    let mut server = Server::new(Arc::new(config), peer, now);
+    let mut pending = Vec::new();
+    let mut out = Vec::new();
+    for part in [&input[..split], &input[split..]] {
+        pending.extend_from_slice(part);
+        loop {
+            let used = server.handle_input(now, &pending);
+            pending.drain(..used);
+            let mut answered = false;
+            while let Some(ev) = server.poll_event() {
+                answered = true;
+                let no = || Verdict::Reject(Reply::new(550, EnhancedCode::new(5, 7, 1), "no"));
+                match ev {
+                    ServerEvent::Mail(r) => server.answer_mail(r, Verdict::Accept),
+                    ServerEvent::Rcpt(r) => {
+                        let v = if r.to.to_string().len() % 2 == 0 { Verdict::Accept } else { no() };
+                        server.answer_rcpt(r, v);
+                    }
+                    ServerEvent::Auth(r) => server.answer_auth(r, no()),
+                    ServerEvent::Message(d) => server.message_stored(d, Ok("X")),
+                    ServerEvent::StartTls { .. } => {
+                        let tls = TlsInfo { version: "TLSv1.3".into(), cipher: "x".into() };
+                        server.tls_established(now, tls);
+                    }
+                    _ => {}
+                }
+            }
+            if used == 0 && !answered {
+                break;
+            }
+        }
+        server.poll_transmit(&mut out);
+    }
+    let mut pos = 0;
+    while pos < out.len() {
+        match Reply::parse(&out[pos..]) {
+            Ok(Some((_, used))) => pos += used,
+            other => panic!("server wrote a malformed reply: {other:?} in {:?}", String::from_utf8_lossy(&out)),
+        }
+    }
+});

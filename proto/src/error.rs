@@ -71,18 +71,20 @@ impl CommandError {
         let syntax = EnhancedCode::new(5, 5, 2);
         match self {
             Self::UnknownCommand => Reply::new(500, syntax, "command unrecognised"),
-            Self::Syntax { verb } => Reply::new(501, EnhancedCode::new(5, 5, 4), format!("syntax error in {verb} arguments")),
+            Self::Syntax { verb } => Reply::new(
+                501,
+                EnhancedCode::new(5, 5, 4),
+                format!("syntax error in {verb} arguments"),
+            ),
             Self::BadAddress => Reply::new(501, EnhancedCode::new(5, 1, 3), "malformed address"),
             Self::BadParameter { name } => Reply::new(
                 555,
                 EnhancedCode::new(5, 5, 4),
                 format!("parameter {name} unrecognised or malformed"),
             ),
-            Self::DuplicateParameter { name } => Reply::new(
-                501,
-                EnhancedCode::new(5, 5, 4),
-                format!("parameter {name} given twice"),
-            ),
+            Self::DuplicateParameter { name } => {
+                Reply::new(501, EnhancedCode::new(5, 5, 4), format!("parameter {name} given twice"))
+            }
             Self::LineTooLong => Reply::new(500, syntax, "command line too long"),
             Self::BareLineEnding => Reply::new(500, syntax, "bare CR or LF in command line"),
             Self::BadCharacters => Reply::new(500, EnhancedCode::new(5, 6, 7), "invalid characters in command line"),

@@ -5,13 +5,28 @@
 //! - [`reply`]: `Reply`, `EnhancedCode`, multi-line parse and encode.
 //! - [`data`]: the DATA decoder (dot-unstuffing, CRLF.CRLF only, smuggling
 //!   checks, limits while streaming) and the dot-stuffing encoder.
+//! - [`command`]: `Command` parse and encode (round-trip).
+//! - [`address`]: `Mailbox`, `ReversePath`, `ForwardPath`.
+//! - [`params`]: MAIL/RCPT ESMTP parameters, xtext.
+//! - [`ehlo`]: `Extensions` advertised and learnt.
+//! - [`server`]: the server state machine (`Server`, events, decision tokens).
+//! - [`client`]: the delivery client state machine (`Client`).
 //! - [`error`]: errors a peer can cause, each with the reply it gets.
 #![forbid(unsafe_code)]
 #![cfg_attr(not(fuzzing), warn(missing_docs))]
 
+pub mod address;
+pub mod client;
+pub mod command;
 pub mod data;
+pub mod ehlo;
 pub mod error;
+pub mod params;
 pub mod reply;
+pub mod server;
+
+#[cfg(test)]
+mod tests;
 
 pub use error::{CommandError, ReplyError};
 pub use reply::{EnhancedCode, Reply, ReplyBuilder, Severity};

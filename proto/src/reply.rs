@@ -30,11 +30,7 @@ pub struct EnhancedCode {
 impl EnhancedCode {
     /// Builds `class.subject.detail`.
     pub const fn new(class: u8, subject: u16, detail: u16) -> Self {
-        Self {
-            class,
-            subject,
-            detail,
-        }
+        Self { class, subject, detail }
     }
 
     /// Parses `x.y.z` at the start of `s`; returns the code and the rest of `s`
@@ -137,17 +133,14 @@ impl Reply {
     /// never inject another line.
     pub fn encode(&self, out: &mut Vec<u8>) {
         let last = self.lines.len().saturating_sub(1);
-        let code = self.code.min(599).max(200);
+        let code = self.code.clamp(200, 599);
         for (i, line) in self.lines.iter().enumerate() {
             let sep = if i == last { ' ' } else { '-' };
             push_fmt(out, format_args!("{code}{sep}"));
             if let Some(e) = self.enhanced {
                 push_fmt(out, format_args!("{e} "));
             }
-            out.extend(
-                line.bytes()
-                    .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
-            );
+            out.extend(line.bytes().map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }));
             out.extend_from_slice(b"\r\n");
         }
         if self.lines.is_empty() {
@@ -339,11 +332,13 @@ mod tests {
     #[test]
     fn parse_rfc5321_examples() {
         // RFC 5321 §4.2.1 example of a multi-line reply.
-        let input = b"123-First line\r\n123-Second line\r\n123-234 text beginning with numbers\r\n123 The last line\r\n";
+        let input =
+            b"123-First line\r\n123-Second line\r\n123-234 text beginning with numbers\r\n123 The last line\r\n";
         let err = Reply::parse(input);
         // 123 is not a valid reply code for SMTP (first digit 2..5).
         assert_eq!(err, Err(ReplyError::Syntax));
-        let input = b"250-First line\r\n250-Second line\r\n250-234 text beginning with numbers\r\n250 The last line\r\nrest";
+        let input =
+            b"250-First line\r\n250-Second line\r\n250-234 text beginning with numbers\r\n250 The last line\r\nrest";
         let (r, used) = Reply::parse(input).unwrap().unwrap();
         assert_eq!(used, input.len() - 4);
         assert_eq!(r.enhanced, None);

@@ -1,0 +1,70 @@
+//! Client settings: identity, TLS policy and per-stage timeouts.
+
+use std::time::Duration;
+
+/// Whether the client uses STARTTLS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsPolicy {
+    /// Use STARTTLS; if the server does not offer it, send QUIT and fail the
+    /// connection (never fall back to plaintext). The default.
+    Required,
+    /// Use STARTTLS when offered, plaintext otherwise (only where a route says so).
+    Opportunistic,
+    /// Never use STARTTLS (implicit TLS connections, or test routes).
+    Never,
+}
+
+/// How long to wait for each reply (RFC 5321 §4.5.3.2 gives the defaults).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// The 220 greeting. Default 5 min.
+    pub greeting: Duration,
+    /// EHLO, STARTTLS, RSET, QUIT. Default 5 min.
+    pub command: Duration,
+    /// MAIL. Default 5 min.
+    pub mail: Duration,
+    /// Each RCPT. Default 5 min.
+    pub rcpt: Duration,
+    /// 354 after DATA. Default 2 min.
+    pub data_command: Duration,
+    /// The final reply after the content. Default 10 min.
+    pub data_end: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        let min = |m: u64| Duration::from_secs(60 * m);
+        Self {
+            greeting: min(5),
+            command: min(5),
+            mail: min(5),
+            rcpt: min(5),
+            data_command: min(2),
+            data_end: min(10),
+        }
+    }
+}
+
+/// Settings of the delivery client.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// The name sent in EHLO/HELO. Default `localhost`.
+    pub hostname: String,
+    /// STARTTLS policy. Default [`TlsPolicy::Required`].
+    pub tls: TlsPolicy,
+    /// Use BDAT when the server offers CHUNKING. Default true.
+    pub chunking: bool,
+    /// Reply timeouts.
+    pub timeouts: Timeouts,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            hostname: "localhost".into(),
+            tls: TlsPolicy::Required,
+            chunking: true,
+            timeouts: Timeouts::default(),
+        }
+    }
+}

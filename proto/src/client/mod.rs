@@ -1,0 +1,629 @@
+//! The SMTP client state machine used for delivery. It mirrors [`crate::server`]:
+//! feed received bytes to [`Client::handle_input`], write what
+//! [`Client::poll_transmit`] gives, drain [`Client::poll_event`], and call
+//! [`Client::handle_timeout`] once [`Client::poll_timeout`] passes. No I/O, no clock.
+//!
+//! One connection carries many messages: after [`ClientEvent::Ready`] the driver
+//! calls [`Client::send_message`] or [`Client::quit`]. MAIL, RCPT and DATA are
+//! pipelined when the server offers PIPELINING; BDAT is used when it offers
+//! CHUNKING (and the config allows); bodies sent with DATA are dot-stuffed.
+
+mod config;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub use config::{ClientConfig, TlsPolicy};
+
+use crate::address::{ForwardPath, ReversePath};
+use crate::command::Command;
+use crate::data::encode_data;
+use crate::ehlo::{Extension, Extensions};
+use crate::error::ReplyError;
+use crate::params::{MailParams, RcptParams};
+use crate::reply::{EnhancedCode, Reply, Severity};
+
+/// One message to send: the envelope and the body (RFC 5322 octets, CRLF lines).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outgoing {
+    /// MAIL FROM.
+    pub from: ReversePath,
+    /// MAIL parameters (SIZE is filled in by the client when offered).
+    pub params: MailParams,
+    /// RCPT TO, in order; results come back with the same indexes.
+    pub recipients: Vec<(ForwardPath, RcptParams)>,
+    /// The message.
+    pub body: Vec<u8>,
+}
+
+/// What happened to one message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageOutcome {
+    /// The reply to MAIL.
+    pub mail: Reply,
+    /// The reply to each RCPT, by index (empty when MAIL failed).
+    pub rcpts: Vec<Reply>,
+    /// The final reply after the content, when content was sent.
+    pub data: Option<Reply>,
+}
+
+impl MessageOutcome {
+    /// The reply that decides recipient `index`'s fate: MAIL's if it failed,
+    /// then RCPT's if it failed, then the final reply (or the DATA/BDAT refusal).
+    pub fn recipient_reply(&self, index: usize) -> &Reply {
+        if !self.mail.is_success() {
+            return &self.mail;
+        }
+        match self.rcpts.get(index) {
+            Some(r) if !r.is_success() => r,
+            _ => self.data.as_ref().unwrap_or(&self.mail),
+        }
+    }
+}
+
+/// Why a connection failed as a whole.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered a connection-level step (greeting, EHLO, STARTTLS)
+    /// with an error, or said 421.
+    #[error("{stage}: server replied {reply}")]
+    Refused {
+        /// Where it happened.
+        stage: Stage,
+        /// What the server said.
+        reply: Reply,
+    },
+    /// TLS is required by policy but the server does not offer STARTTLS.
+    #[error("server does not offer STARTTLS and the policy requires TLS")]
+    TlsNotOffered,
+    /// The server sent something that is not a valid reply.
+    #[error("{stage}: malformed reply: {error}")]
+    Protocol {
+        /// Where it happened.
+        stage: Stage,
+        /// What was wrong.
+        error: ReplyError,
+    },
+    /// The server was silent longer than the stage's timeout.
+    #[error("{stage}: timed out")]
+    Timeout {
+        /// Where it happened.
+        stage: Stage,
+    },
+}
+
+impl ClientError {
+    /// Whether retrying later may help (everything but a 5yz reply).
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, Self::Refused { reply, .. } if reply.severity() == Severity::Permanent)
+    }
+}
+
+/// Steps of a session, for timeouts and error reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Stage {
+    /// Waiting for the 220 greeting.
+    Greeting,
+    /// EHLO or HELO.
+    Ehlo,
+    /// STARTTLS.
+    StartTls,
+    /// MAIL.
+    Mail,
+    /// RCPT.
+    Rcpt,
+    /// DATA command (waiting for 354).
+    DataCommand,
+    /// Waiting for the reply after the content.
+    DataEnd,
+    /// RSET.
+    Rset,
+    /// QUIT.
+    Quit,
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
+/// An output of [`Client::poll_event`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// The server's greeting.
+    Greeting(Reply),
+    /// What the server offers (after every EHLO, so again after STARTTLS).
+    Ehlo(Extensions),
+    /// `220` to STARTTLS arrived: run the TLS handshake on the socket, then call
+    /// [`Client::tls_established`]. Nothing is queued for writing meanwhile.
+    StartTls,
+    /// Idle: call [`Client::send_message`] or [`Client::quit`].
+    Ready,
+    /// A recipient's RCPT reply, as soon as it is known.
+    RcptResult {
+        /// Index in [`Outgoing::recipients`].
+        index: usize,
+        /// The reply.
+        reply: Reply,
+    },
+    /// The message is finished (accepted, refused or partly both).
+    MessageDone(MessageOutcome),
+    /// The connection failed; a message in progress is reported as
+    /// [`ClientEvent::MessageDone`] first (with a synthetic 4yz reply when the
+    /// server never answered). [`ClientEvent::Closed`] follows.
+    Failed(ClientError),
+    /// Nothing more will happen: close the socket once `poll_transmit` is empty.
+    Closed,
+}
+
+/// What the client waits for.
+#[derive(Debug)]
+enum Expect {
+    Greeting,
+    Ehlo,
+    Helo,
+    StartTls,
+    Mail,
+    Rcpt(usize),
+    DataCommand,
+    DataEnd,
+    Rset,
+    Quit,
+}
+
+impl Expect {
+    fn stage(&self) -> Stage {
+        match self {
+            Self::Greeting => Stage::Greeting,
+            Self::Ehlo | Self::Helo => Stage::Ehlo,
+            Self::StartTls => Stage::StartTls,
+            Self::Mail => Stage::Mail,
+            Self::Rcpt(_) => Stage::Rcpt,
+            Self::DataCommand => Stage::DataCommand,
+            Self::DataEnd => Stage::DataEnd,
+            Self::Rset => Stage::Rset,
+            Self::Quit => Stage::Quit,
+        }
+    }
+}
+
+/// The message being sent.
+#[derive(Debug)]
+struct InFlight {
+    msg: Outgoing,
+    mail: Option<Reply>,
+    rcpts: Vec<Reply>,
+    /// Whether DATA was pipelined behind the RCPTs.
+    data_pipelined: bool,
+    chunked: bool,
+}
+
+/// The client side of one SMTP connection.
+#[derive(Debug)]
+pub struct Client {
+    config: Arc<ClientConfig>,
+    /// Replies we wait for, in the order the commands were sent.
+    expect: VecDeque<Expect>,
+    extensions: Extensions,
+    tls: bool,
+    idle: bool,
+    closed: bool,
+    current: Option<InFlight>,
+    out: Vec<u8>,
+    events: VecDeque<ClientEvent>,
+    deadline: Option<Instant>,
+}
+
+impl Client {
+    /// A new session on a fresh connection: waits for the greeting. Pass
+    /// `tls = true` for implicit TLS (port 465), where STARTTLS is never used.
+    pub fn new(config: Arc<ClientConfig>, tls: bool, now: Instant) -> Self {
+        let deadline = Some(now + config.timeouts.greeting);
+        Self {
+            config,
+            expect: VecDeque::from([Expect::Greeting]),
+            extensions: Extensions::new(),
+            tls,
+            idle: false,
+            closed: false,
+            current: None,
+            out: Vec::new(),
+            events: VecDeque::new(),
+            deadline,
+        }
+    }
+
+    /// Processes received bytes; returns how many were consumed (a partial
+    /// reply stays unconsumed: pass it again with more bytes).
+    pub fn handle_input(&mut self, now: Instant, input: &[u8]) -> usize {
+        let mut pos = 0;
+        while !self.closed && !self.expect.is_empty() {
+            match Reply::parse(&input[pos..]) {
+                Ok(None) => break,
+                Ok(Some((reply, used))) => {
+                    pos += used;
+                    self.on_reply(now, reply);
+                }
+                Err(error) => {
+                    let stage = self.expect.front().map_or(Stage::Quit, Expect::stage);
+                    self.fail(ClientError::Protocol { stage, error });
+                    return input.len();
+                }
+            }
+        }
+        pos
+    }
+
+    /// Fails the connection if the current stage's deadline has passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.deadline.is_some_and(|d| now >= d) {
+            let stage = self.expect.front().map_or(Stage::Quit, Expect::stage);
+            self.fail(ClientError::Timeout { stage });
+        }
+    }
+
+    /// TLS is up after [`ClientEvent::StartTls`]: greets again with EHLO.
+    pub fn tls_established(&mut self, now: Instant) {
+        self.tls = true;
+        self.extensions = Extensions::new();
+        self.command(now, &Command::Ehlo(self.config.hostname.clone()), Expect::Ehlo);
+    }
+
+    /// Starts sending a message. Only valid after [`ClientEvent::Ready`] (or a
+    /// [`ClientEvent::MessageDone`] that was followed by `Ready`); otherwise the
+    /// message is handed back.
+    ///
+    /// # Errors
+    /// The message itself, when the client is not idle or it has no recipient.
+    pub fn send_message(&mut self, now: Instant, mut msg: Outgoing) -> Result<(), Box<Outgoing>> {
+        if !self.idle || self.closed || msg.recipients.is_empty() {
+            return Err(Box::new(msg));
+        }
+        self.idle = false;
+        if self.extensions.contains(Extension::Size) {
+            msg.params.size = Some(msg.body.len() as u64);
+        } else {
+            msg.params.size = None;
+        }
+        let pipelining = self.extensions.contains(Extension::Pipelining);
+        let chunked = self.config.chunking && self.extensions.contains(Extension::Chunking);
+        let mail = Command::Mail {
+            from: msg.from.clone(),
+            params: msg.params.clone(),
+        };
+        self.command(now, &mail, Expect::Mail);
+        let mut data_pipelined = false;
+        if pipelining {
+            for (i, (to, params)) in msg.recipients.iter().enumerate() {
+                let rcpt = Command::Rcpt {
+                    to: to.clone(),
+                    params: params.clone(),
+                };
+                self.command(now, &rcpt, Expect::Rcpt(i));
+            }
+            // DATA may end a pipelined group (RFC 2920); BDAT waits for the RCPT
+            // replies so that no body is sent when every recipient was refused.
+            if !chunked {
+                self.command(now, &Command::Data, Expect::DataCommand);
+                data_pipelined = true;
+            }
+        }
+        self.current = Some(InFlight {
+            msg,
+            mail: None,
+            rcpts: Vec::new(),
+            data_pipelined,
+            chunked,
+        });
+        Ok(())
+    }
+
+    /// Says QUIT (when idle) and closes after the reply.
+    pub fn quit(&mut self, now: Instant) {
+        if self.idle && !self.closed {
+            self.idle = false;
+            self.command(now, &Command::Quit, Expect::Quit);
+        }
+    }
+
+    /// Appends queued output to `buf`; returns how many octets.
+    pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> usize {
+        let n = self.out.len();
+        buf.append(&mut self.out);
+        n
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+
+    /// When to call `handle_timeout`.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// What the server offered in its last EHLO reply.
+    pub fn extensions(&self) -> &Extensions {
+        &self.extensions
+    }
+
+    /// Whether the connection is encrypted.
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// Whether the session is over.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Whether the client waits for the driver (`send_message` or `quit`).
+    pub fn is_idle(&self) -> bool {
+        self.idle
+    }
+
+    /// Replaces what the server offered (tests simulate other servers with it).
+    #[cfg(test)]
+    pub(crate) fn set_extensions_for_test(&mut self, e: Extensions) {
+        self.extensions = e;
+    }
+
+    fn command(&mut self, now: Instant, cmd: &Command, expect: Expect) {
+        cmd.encode(&mut self.out);
+        self.arm(now, &expect);
+        self.expect.push_back(expect);
+    }
+
+    fn arm(&mut self, now: Instant, expect: &Expect) {
+        let t = &self.config.timeouts;
+        let d = match expect {
+            Expect::Greeting => t.greeting,
+            Expect::Ehlo | Expect::Helo | Expect::StartTls | Expect::Rset | Expect::Quit => t.command,
+            Expect::Mail => t.mail,
+            Expect::Rcpt(_) => t.rcpt,
+            Expect::DataCommand => t.data_command,
+            Expect::DataEnd => t.data_end,
+        };
+        self.deadline = Some(now + d);
+    }
+
+    fn fail(&mut self, error: ClientError) {
+        if let Some(flight) = self.current.take() {
+            let reply = match &error {
+                ClientError::Refused { reply, .. } => reply.clone(),
+                other => Reply::new(451, EnhancedCode::new(4, 4, 2), other.to_string()),
+            };
+            self.events
+                .push_back(ClientEvent::MessageDone(finish(flight, Some(reply))));
+        }
+        self.events.push_back(ClientEvent::Failed(error));
+        self.close();
+    }
+
+    fn close(&mut self) {
+        self.closed = true;
+        self.idle = false;
+        self.deadline = None;
+        self.expect.clear();
+        self.events.push_back(ClientEvent::Closed);
+    }
+
+    fn become_idle(&mut self) {
+        self.idle = true;
+        self.deadline = None;
+        self.events.push_back(ClientEvent::Ready);
+    }
+
+    fn on_reply(&mut self, now: Instant, reply: Reply) {
+        let Some(expect) = self.expect.pop_front() else { return };
+        // 421 means the server is closing, whatever we asked (RFC 5321 §3.8).
+        if reply.code == 421 && !matches!(expect, Expect::Quit) {
+            return self.fail(ClientError::Refused {
+                stage: expect.stage(),
+                reply,
+            });
+        }
+        match expect {
+            Expect::Greeting => {
+                let ok = reply.code == 220;
+                self.events.push_back(ClientEvent::Greeting(reply.clone()));
+                if !ok {
+                    return self.fail(ClientError::Refused {
+                        stage: Stage::Greeting,
+                        reply,
+                    });
+                }
+                self.command(now, &Command::Ehlo(self.config.hostname.clone()), Expect::Ehlo);
+            }
+            Expect::Ehlo if reply.severity() == Severity::Permanent && !self.tls => {
+                // An old server without ESMTP: fall back to HELO (no extensions,
+                // so no STARTTLS: policy decides below).
+                self.command(now, &Command::Helo(self.config.hostname.clone()), Expect::Helo);
+            }
+            Expect::Ehlo | Expect::Helo => {
+                if !reply.is_success() {
+                    return self.fail(ClientError::Refused {
+                        stage: Stage::Ehlo,
+                        reply,
+                    });
+                }
+                if matches!(expect, Expect::Ehlo) {
+                    self.extensions = Extensions::from_reply(&reply);
+                }
+                self.events.push_back(ClientEvent::Ehlo(self.extensions.clone()));
+                self.after_hello(now);
+            }
+            Expect::StartTls => {
+                if reply.code == 220 {
+                    self.deadline = None;
+                    self.events.push_back(ClientEvent::StartTls);
+                } else if self.config.tls == TlsPolicy::Required {
+                    self.fail(ClientError::Refused {
+                        stage: Stage::StartTls,
+                        reply,
+                    });
+                } else {
+                    self.become_idle();
+                }
+            }
+            Expect::Mail => self.on_mail_reply(now, reply),
+            Expect::Rcpt(index) => self.on_rcpt_reply(now, index, reply),
+            Expect::DataCommand => self.on_data_command_reply(now, reply),
+            Expect::DataEnd => {
+                if let Some(flight) = self.current.take() {
+                    self.events
+                        .push_back(ClientEvent::MessageDone(finish(flight, Some(reply))));
+                }
+                self.become_idle();
+            }
+            Expect::Rset => {
+                if reply.is_success() {
+                    self.become_idle();
+                } else {
+                    self.fail(ClientError::Refused {
+                        stage: Stage::Rset,
+                        reply,
+                    });
+                }
+            }
+            Expect::Quit => self.close(),
+        }
+    }
+
+    fn after_hello(&mut self, now: Instant) {
+        if self.tls || self.config.tls == TlsPolicy::Never {
+            return self.become_idle();
+        }
+        if self.extensions.contains(Extension::StartTls) {
+            self.command(now, &Command::StartTls, Expect::StartTls);
+        } else if self.config.tls == TlsPolicy::Required {
+            // No plaintext fallback: say goodbye properly, then report.
+            Command::Quit.encode(&mut self.out);
+            self.fail(ClientError::TlsNotOffered);
+        } else {
+            self.become_idle();
+        }
+    }
+
+    fn on_mail_reply(&mut self, now: Instant, reply: Reply) {
+        let Some(flight) = self.current.as_mut() else { return };
+        let ok = reply.is_success();
+        flight.mail = Some(reply);
+        if ok {
+            if self.expect.is_empty() {
+                // Not pipelined: RCPTs one by one.
+                self.next_rcpt(now, 0);
+            }
+        } else if self.expect.is_empty() {
+            self.end_failed(now);
+        }
+    }
+
+    fn next_rcpt(&mut self, now: Instant, index: usize) {
+        let Some(flight) = self.current.as_ref() else { return };
+        match flight.msg.recipients.get(index) {
+            Some((to, params)) => {
+                let rcpt = Command::Rcpt {
+                    to: to.clone(),
+                    params: params.clone(),
+                };
+                self.command(now, &rcpt, Expect::Rcpt(index));
+            }
+            None => self.start_content(now),
+        }
+    }
+
+    fn on_rcpt_reply(&mut self, now: Instant, index: usize, reply: Reply) {
+        let Some(flight) = self.current.as_mut() else { return };
+        flight.rcpts.push(reply.clone());
+        self.events.push_back(ClientEvent::RcptResult { index, reply });
+        let pipelined = flight.data_pipelined || !self.expect.is_empty();
+        let mail_ok = flight.mail.as_ref().is_some_and(Reply::is_success);
+        if pipelined {
+            // With pipelining, every RCPT is already sent. Once the last reply is
+            // in and DATA was not pipelined (BDAT), start the content.
+            if self.expect.is_empty() {
+                if mail_ok {
+                    self.start_content(now);
+                } else {
+                    self.end_failed(now);
+                }
+            }
+        } else {
+            self.next_rcpt(now, index + 1);
+        }
+    }
+
+    /// All RCPT replies are in and DATA was not pipelined.
+    fn start_content(&mut self, now: Instant) {
+        let Some(flight) = self.current.as_mut() else { return };
+        if !flight.rcpts.iter().any(Reply::is_success) {
+            return self.end_failed(now);
+        }
+        if flight.chunked {
+            let size = flight.msg.body.len() as u64;
+            Command::Bdat { size, last: true }.encode(&mut self.out);
+            self.out.extend_from_slice(&flight.msg.body);
+            self.arm(now, &Expect::DataEnd);
+            self.expect.push_back(Expect::DataEnd);
+        } else {
+            self.command(now, &Command::Data, Expect::DataCommand);
+        }
+    }
+
+    fn on_data_command_reply(&mut self, now: Instant, reply: Reply) {
+        let Some(flight) = self.current.as_mut() else { return };
+        let any_rcpt = flight.rcpts.iter().any(Reply::is_success);
+        let mail_ok = flight.mail.as_ref().is_some_and(Reply::is_success);
+        if reply.code == 354 && any_rcpt && mail_ok {
+            encode_data(&flight.msg.body, &mut self.out);
+            self.arm(now, &Expect::DataEnd);
+            self.expect.push_back(Expect::DataEnd);
+        } else if reply.code == 354 {
+            // Pipelined DATA was accepted although no recipient was: send an
+            // empty message terminator, the server will reject it or we RSET.
+            self.out.extend_from_slice(b".\r\n");
+            self.arm(now, &Expect::DataEnd);
+            self.expect.push_back(Expect::DataEnd);
+            if let Some(flight) = self.current.as_mut() {
+                flight.data_pipelined = false;
+            }
+        } else {
+            if let Some(flight) = self.current.take() {
+                let data = (mail_ok && any_rcpt).then_some(reply);
+                self.events.push_back(ClientEvent::MessageDone(finish(flight, data)));
+            }
+            self.reset(now);
+        }
+    }
+
+    /// The message cannot go on (MAIL refused or no recipient): report, RSET.
+    fn end_failed(&mut self, now: Instant) {
+        if let Some(flight) = self.current.take() {
+            self.events.push_back(ClientEvent::MessageDone(finish(flight, None)));
+        }
+        self.reset(now);
+    }
+
+    fn reset(&mut self, now: Instant) {
+        self.command(now, &Command::Rset, Expect::Rset);
+    }
+}
+
+fn finish(flight: InFlight, data: Option<Reply>) -> MessageOutcome {
+    let mail = flight.mail.unwrap_or_else(|| {
+        data.clone()
+            .unwrap_or_else(|| Reply::new(451, EnhancedCode::new(4, 4, 2), "no reply to MAIL"))
+    });
+    MessageOutcome {
+        mail,
+        rcpts: flight.rcpts,
+        data,
+    }
+}
+
+#[cfg(test)]
+mod tests;

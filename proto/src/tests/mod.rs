@@ -1,0 +1,2 @@
+//! Whole-conversation tests across modules.
+mod pair;
