@@ -3,12 +3,18 @@
 //! - `data/decode/{10KB,10MB}`: DATA decoding throughput (bytes on the wire per
 //!   second), the whole body in one call and in 16 KiB reads as the relay feeds it.
 //! - `data/encode/{10KB,10MB}`: dot-stuffing of the same bodies.
-//! - commands: parse/s (to come, marked below).
+//! - commands: parse/s for a typical pipelined envelope, and a whole server
+//!   transaction (EHLO, MAIL, RCPT, DATA 10 KB, QUIT) through `Server` with no sockets.
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use std::sync::Arc;
+use std::time::Instant;
+
+use proto::command::Command;
 use proto::data::{encode_data, DataDecoder, DataLimits, DataStatus};
+use proto::server::{PeerInfo, Server, ServerConfig, ServerEvent, Verdict};
 
 /// A realistic body of about `size` octets: trace and MIME headers, then base64
 /// lines of 76 characters (an IHE_XDM.zip attachment), one line in 97 starting
@@ -91,8 +97,74 @@ fn data_encode(c: &mut Criterion) {
     group.finish();
 }
 
-// commands: parse/s
-// (lead: add the command-parsing benches here and list them in `criterion_group!`.)
+const COMMANDS: [&[u8]; 6] = [
+    b"EHLO dpi.ch-exemple.mssante.fr",
+    b"MAIL FROM:<secretariat.cardio@ch-exemple.mssante.fr> SIZE=10240 BODY=8BITMIME RET=HDRS ENVID=QQ314159",
+    b"RCPT TO:<dr.martin@medecin.mssante.fr> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;dr.martin@medecin.mssante.fr",
+    b"RCPT TO:<1234567890123@patient.mssante.fr>",
+    b"DATA",
+    b"QUIT",
+];
 
-criterion_group!(benches, data_decode, data_encode);
+fn command_parse(c: &mut Criterion) {
+    let mut g = c.benchmark_group("command_parse");
+    g.throughput(Throughput::Elements(COMMANDS.len() as u64));
+    g.bench_function("envelope", |b| {
+        b.iter(|| {
+            for line in COMMANDS {
+                let _ = black_box(Command::parse(black_box(line)));
+            }
+        })
+    });
+    g.finish();
+}
+
+fn server_transaction(c: &mut Criterion) {
+    let config = Arc::new(ServerConfig::default());
+    let mut session = Vec::new();
+    for line in &COMMANDS[..5] {
+        session.extend_from_slice(line);
+        session.extend_from_slice(b"\r\n");
+    }
+    encode_data(&body(10 * 1024), &mut session);
+    session.extend_from_slice(b"QUIT\r\n");
+    let mut g = c.benchmark_group("server_transaction");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("10KB", |b| {
+        let mut out = Vec::with_capacity(4096);
+        b.iter(|| {
+            let now = Instant::now();
+            let peer = PeerInfo {
+                remote: "127.0.0.1:1".into(),
+                tls: None,
+            };
+            let mut server = Server::new(config.clone(), peer, now);
+            let mut input: &[u8] = &session;
+            loop {
+                let used = server.handle_input(now, input);
+                input = &input[used..];
+                let mut any = false;
+                while let Some(ev) = server.poll_event() {
+                    any = true;
+                    match ev {
+                        ServerEvent::Mail(r) => server.answer_mail(r, Verdict::Accept),
+                        ServerEvent::Rcpt(r) => server.answer_rcpt(r, Verdict::Accept),
+                        ServerEvent::Message(d) => server.message_stored(d, Ok("ID")),
+                        ServerEvent::Auth(r) => server.answer_auth(r, Verdict::Accept),
+                        _ => {}
+                    }
+                }
+                if used == 0 && !any {
+                    break;
+                }
+            }
+            out.clear();
+            server.poll_transmit(&mut out);
+            black_box(&out);
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, data_decode, data_encode, command_parse, server_transaction);
 criterion_main!(benches);
