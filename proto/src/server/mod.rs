@@ -672,6 +672,14 @@ impl Server {
             return;
         }
         self.phase = Phase::Command;
+        if let (false, Some(e)) = (last, decoder.pending_error()) {
+            // Refuse now rather than at LAST: the client stops sending chunks
+            // (RFC 3030 §2: a failed chunk fails the transaction).
+            let reply = e.reply();
+            self.reset_transaction();
+            self.refuse(reply);
+            return;
+        }
         if last {
             let result = decoder.finish_chunked().map(|_| ());
             self.end_of_content(result, true);
