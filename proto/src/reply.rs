@@ -50,7 +50,10 @@ impl EnhancedCode {
 }
 
 fn parse_digits<T: std::str::FromStr>(s: &str, max_len: usize) -> Option<T> {
-    if s.is_empty() || s.len() > max_len || !s.bytes().all(|b| b.is_ascii_digit()) {
+    // No leading zeros: `4.3.009` is text, not a code, so that what we parse
+    // re-encodes to the same bytes (found by the reply fuzzer).
+    if s.is_empty() || s.len() > max_len || !s.bytes().all(|b| b.is_ascii_digit()) || (s.len() > 1 && s.starts_with('0'))
+    {
         return None;
     }
     s.parse().ok()
@@ -355,6 +358,12 @@ mod tests {
         let (r, _) = Reply::parse(b"550 2.1.1 odd\r\n").unwrap().unwrap();
         assert_eq!(r.enhanced, None);
         assert_eq!(r.lines, vec!["2.1.1 odd"]);
+        // Leading zeros: not an enhanced code (fuzzer finding: 4.3.009 re-encoded as 4.3.9).
+        let (r, _) = Reply::parse(b"451 4.3.009\r2-4.3:.0 \0b\r\n").unwrap().unwrap();
+        assert_eq!(r.enhanced, None);
+        let wire = r.to_bytes();
+        let (again, _) = Reply::parse(&wire).unwrap().unwrap();
+        assert_eq!(again.to_bytes(), wire);
         // A bare code line.
         let (r, _) = Reply::parse(b"250\r\n").unwrap().unwrap();
         assert_eq!(r.code, 250);
