@@ -1,1 +1,135 @@
-fn main() {}
+//! storage micro-benchmarks with real fsync on a temp dir:
+//! `cargo bench -p estafette-bench --bench storage`.
+//!
+//! - `accept_10KB/group_commit/{1,16,64,256}`: durable accepts per second of 10 KB
+//!   messages with that many concurrent writers (threads, each waiting for its accept
+//!   before sending the next, as SMTP sessions do), through the spool's group-commit
+//!   writer.
+//! - `accept_10KB/one_sync_per_message/{1,16,64,256}`: the naive baseline in the same
+//!   run: the same spool with `max_batch_messages = 1`, i.e. one synced RocksDB write
+//!   (one WAL fsync) per message.
+//!
+//! The spool directory is under `$ESTAFETTE_BENCH_DIR` if set (put it on the disk you
+//! want to measure), else the system temp dir.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput};
+use storage::{Envelope, Notify, Recipient, RecipientStatus, Spool, SpoolConfig, SpoolDropGuard};
+
+const BODY: usize = 10 * 1024;
+
+fn envelope() -> Envelope {
+    Envelope {
+        sender: "medecin@hopital.mssante.fr".into(),
+        recipients: vec![Recipient {
+            address: "secretariat@cabinet.mssante.fr".into(),
+            orcpt: None,
+            notify: Notify(Notify::FAILURE),
+            next_hop: "cabinet.mssante.fr".into(),
+            status: RecipientStatus::Queued,
+            attempts: 0,
+            next_attempt_ms: 0,
+            last_reply: None,
+        }],
+        peer_addr: "192.0.2.10:40312".into(),
+        helo: "dpi.hopital.fr".into(),
+        tls: Some("TLSv1.3 TLS13_AES_256_GCM_SHA384".into()),
+        client_identity: Some("CN=dpi.hopital.fr,O=Hopital".into()),
+        ..Envelope::default()
+    }
+}
+
+fn body() -> Vec<u8> {
+    (0..BODY)
+        .map(|i| b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/\r\n"[i % 40])
+        .collect()
+}
+
+static RUN: AtomicU64 = AtomicU64::new(0);
+
+fn bench_dir() -> PathBuf {
+    let base = std::env::var_os("ESTAFETTE_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    base.join(format!(
+        "estafette-bench-spool-{}-{}",
+        std::process::id(),
+        RUN.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+struct TempSpool {
+    spool: Spool,
+    guard: Option<SpoolDropGuard>,
+    dir: PathBuf,
+}
+
+impl TempSpool {
+    fn open(max_batch_messages: usize) -> Self {
+        let dir = bench_dir();
+        let mut config = SpoolConfig::new(&dir, 1);
+        config.max_batch_messages = max_batch_messages;
+        let (spool, guard) = Spool::open(config).expect("open spool");
+        Self {
+            spool,
+            guard: Some(guard),
+            dir,
+        }
+    }
+}
+
+impl Drop for TempSpool {
+    fn drop(&mut self) {
+        self.guard.take();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `total` accepts spread over `writers` threads, each waiting for its accept to resolve
+/// before sending the next. Returns the wall time.
+fn run_accepts(spool: &Spool, writers: u64, total: u64) -> Duration {
+    let body = body();
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for w in 0..writers {
+            let n = total / writers + u64::from(w < total % writers);
+            let spool = spool.clone();
+            let body = body.clone();
+            s.spawn(move || {
+                for _ in 0..n {
+                    spool.accept(envelope(), body.clone()).wait().expect("accept");
+                }
+            });
+        }
+    });
+    start.elapsed()
+}
+
+fn accept(c: &mut Criterion) {
+    let mut g = c.benchmark_group("accept_10KB");
+    g.throughput(Throughput::Elements(1));
+    g.sampling_mode(SamplingMode::Flat);
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(6));
+    g.warm_up_time(Duration::from_secs(1));
+    for writers in [1u64, 16, 64, 256] {
+        for (name, max_batch) in [("group_commit", 1024), ("one_sync_per_message", 1)] {
+            let t = TempSpool::open(max_batch);
+            g.bench_with_input(BenchmarkId::new(name, writers), &writers, |b, &w| {
+                b.iter_custom(|iters| {
+                    // At least one message per writer so that every writer takes part;
+                    // the time is scaled back to `iters` messages.
+                    let n = iters.max(w);
+                    run_accepts(&t.spool, w, n).mul_f64(iters as f64 / n as f64)
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, accept);
+criterion_main!(benches);

@@ -1,1 +1,114 @@
-fn main() {}
+//! `estafette`: the relay node's command line.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use relay::ops::config::Config;
+use relay::ops::dev;
+use relay::Node;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Estafette: SMTP relay for secure health messaging (MSSanté).
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a node.
+    Serve {
+        /// Configuration file (see relay/estafette.example.toml).
+        #[arg(long, short, required_unless_present = "dev")]
+        config: Option<PathBuf>,
+        /// Dev mode: generated certificates and config under --data, loopback ports.
+        #[arg(long, conflicts_with = "config")]
+        dev: bool,
+        /// Data directory for dev mode.
+        #[arg(long, default_value = "data")]
+        data: PathBuf,
+        /// Log as JSON lines (production) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Load and validate a configuration file, print what is wrong.
+    Check {
+        /// The file.
+        file: PathBuf,
+    },
+}
+
+fn init_logs(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Config {
+            command: ConfigCmd::Check { file },
+        } => {
+            Config::load(&file)?;
+            println!("{}: OK", file.display());
+            Ok(())
+        }
+        Cmd::Serve {
+            config,
+            dev,
+            data,
+            json,
+        } => {
+            init_logs(json);
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let path = match (config, dev) {
+                (Some(p), _) => p,
+                (None, _) => dev::prepare(&data).context("preparing dev mode")?,
+            };
+            let config = Config::load(&path)?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(async {
+                let node = Node::start(config).await?;
+                if dev {
+                    println!("{}", dev::banner(&data));
+                }
+                wait_for_signal().await;
+                tracing::info!("shutting down");
+                node.shutdown().await;
+                anyhow::Ok(())
+            })
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,7 @@
+//! From the socket to the spool.
+pub(crate) mod accept;
+pub mod identity;
+pub(crate) mod listener;
+pub mod policy;
+pub(crate) mod session;
+pub mod tls;

@@ -1,0 +1,255 @@
+//! Drives proto's [`Server`] over a socket: read → `handle_input` → answer
+//! events (policy, spool) → `poll_transmit` → one write, with a `select!` on
+//! read, the protocol timer and shutdown (mini-redis, quinn's `ConnectionDriver`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Buf, BytesMut};
+use proto::server::{PeerInfo, Server, ServerEvent, TlsInfo, Verdict};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use super::accept;
+use super::listener::ListenerCtx;
+use super::tls;
+use crate::ops::config::TlsMode;
+
+/// Largest read per syscall.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// What one `drive` pass ended with.
+enum Next {
+    Closed,
+    StartTls,
+}
+
+/// Who the client proved to be.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Identity {
+    /// An AUTH account.
+    Account(String),
+    /// A verified client certificate whose subject is listed in the identities.
+    Certificate(String),
+}
+
+/// Per-session facts the policy needs besides the proto server's own.
+pub(crate) struct Session {
+    pub(crate) peer: SocketAddr,
+    /// Subject DN of a verified client certificate (listed or not).
+    pub(crate) client_cert: Option<String>,
+    pub(crate) identity: Option<Identity>,
+    pub(crate) messages: u64,
+}
+
+impl Session {
+    /// Records a verified client certificate; a listed subject identifies the
+    /// client (it satisfies `require_auth`, and AUTH is no longer offered).
+    fn set_certificate(&mut self, subject: Option<String>, server: &mut Server, ctx: &ListenerCtx) {
+        if let Some(dn) = &subject {
+            if ctx.policy.identities().certificate_senders(dn).is_some() {
+                self.identity = Some(Identity::Certificate(dn.clone()));
+                server.set_authenticated(dn.clone());
+            }
+        }
+        self.client_cert = subject;
+    }
+}
+
+/// Serves one accepted connection to its end. Errors are logged, not returned:
+/// a broken client must never disturb the listener.
+pub(crate) async fn serve(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<ListenerCtx>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _ = tcp.set_nodelay(true);
+    let mut session = Session {
+        peer,
+        client_cert: None,
+        identity: None,
+        messages: 0,
+    };
+    let result = match ctx.listener.tls {
+        TlsMode::Implicit => serve_implicit(tcp, &mut session, &ctx, &mut shutdown).await,
+        TlsMode::None | TlsMode::Starttls => serve_plain(tcp, &mut session, &ctx, &mut shutdown).await,
+    };
+    match result {
+        Ok(()) => debug!(%peer, listener = %ctx.listener.name, messages = session.messages, "session closed"),
+        Err(e) => info!(%peer, listener = %ctx.listener.name, messages = session.messages, error = %e, "session ended"),
+    }
+}
+
+async fn handshake(
+    tcp: TcpStream,
+    ctx: &ListenerCtx,
+) -> std::io::Result<(tokio_rustls::server::TlsStream<TcpStream>, TlsInfo, Option<String>)> {
+    let Some(acceptor) = ctx.tls.as_ref() else {
+        return Err(std::io::Error::other("TLS is not configured on this listener"));
+    };
+    let stream = tokio::time::timeout(ctx.handshake_timeout, acceptor.accept(tcp))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+    let (_, conn) = stream.get_ref();
+    let info = tls::describe(conn);
+    let subject = tls::peer_subject(conn);
+    Ok((stream, info, subject))
+}
+
+async fn serve_implicit(
+    tcp: TcpStream,
+    session: &mut Session,
+    ctx: &ListenerCtx,
+    shutdown: &mut watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let (mut stream, info, subject) = handshake(tcp, ctx).await?;
+    let peer = PeerInfo {
+        remote: session.peer.to_string(),
+        tls: Some(info),
+    };
+    let mut server = Server::new(ctx.server_config.clone(), peer, Instant::now());
+    session.set_certificate(subject, &mut server, ctx);
+    drive(&mut stream, &mut server, session, ctx, shutdown).await?;
+    Ok(())
+}
+
+async fn serve_plain(
+    mut tcp: TcpStream,
+    session: &mut Session,
+    ctx: &ListenerCtx,
+    shutdown: &mut watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let peer = PeerInfo {
+        remote: session.peer.to_string(),
+        tls: None,
+    };
+    let mut server = Server::new(ctx.server_config.clone(), peer, Instant::now());
+    if let Next::StartTls = drive(&mut tcp, &mut server, session, ctx, shutdown).await? {
+        let (mut stream, info, subject) = handshake(tcp, ctx).await?;
+        server.tls_established(Instant::now(), info);
+        session.set_certificate(subject, &mut server, ctx);
+        drive(&mut stream, &mut server, session, ctx, shutdown).await?;
+    }
+    Ok(())
+}
+
+async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut S,
+    server: &mut Server,
+    session: &mut Session,
+    ctx: &ListenerCtx,
+    shutdown: &mut watch::Receiver<bool>,
+) -> std::io::Result<Next> {
+    let mut input = BytesMut::with_capacity(READ_CHUNK);
+    let mut out = Vec::with_capacity(4096);
+    loop {
+        let mut starttls = false;
+        loop {
+            let used = server.handle_input(Instant::now(), &input);
+            input.advance(used);
+            let mut any = false;
+            while let Some(event) = server.poll_event() {
+                any = true;
+                starttls |= on_event(event, server, session, ctx).await;
+            }
+            if used == 0 && !any {
+                break;
+            }
+        }
+        server.poll_transmit(&mut out);
+        if !out.is_empty() {
+            io.write_all(&out).await?;
+            out.clear();
+        }
+        if starttls {
+            io.flush().await?;
+            return Ok(Next::StartTls);
+        }
+        if server.is_closed() {
+            let _ = io.shutdown().await;
+            return Ok(Next::Closed);
+        }
+        let deadline = server.poll_timeout();
+        let timer = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        input.reserve(READ_CHUNK);
+        tokio::select! {
+            read = io.read_buf(&mut input) => {
+                if read? == 0 {
+                    return Ok(Next::Closed);
+                }
+            }
+            () = timer => server.handle_timeout(Instant::now()),
+            _ = shutdown.changed() => server.close(),
+        }
+    }
+}
+
+/// Answers one event; returns true when the session must switch to TLS.
+async fn on_event(event: ServerEvent, server: &mut Server, session: &mut Session, ctx: &ListenerCtx) -> bool {
+    match event {
+        ServerEvent::Hello { .. } | ServerEvent::Reset | ServerEvent::Closed(_) => {}
+        ServerEvent::Mail(req) => {
+            let verdict = ctx.policy.check_mail(&req.from, session);
+            server.answer_mail(req, verdict);
+        }
+        ServerEvent::Rcpt(req) => {
+            let verdict = ctx.policy.check_rcpt(&req.to);
+            if let Verdict::Reject(r) = &verdict {
+                debug!(peer = %session.peer, rcpt = %req.to, reply = %r, "recipient refused");
+            }
+            server.answer_rcpt(req, verdict);
+        }
+        ServerEvent::Auth(req) => {
+            let policy = ctx.policy.clone();
+            let (account, password) = (req.authcid.clone(), req.password.clone());
+            // argon2 is slow on purpose: keep it off the async workers.
+            let ok = tokio::task::spawn_blocking(move || policy.identities().verify_password(&account, &password))
+                .await
+                .unwrap_or(false);
+            if ok && (req.authzid.is_empty() || req.authzid == req.authcid) {
+                info!(peer = %session.peer, account = %req.authcid, "authenticated");
+                session.identity = Some(Identity::Account(req.authcid.clone()));
+                server.answer_auth(req, Verdict::Accept);
+            } else {
+                warn!(peer = %session.peer, account = %req.authcid, "authentication failed");
+                let r = proto::Reply::new(
+                    535,
+                    proto::EnhancedCode::new(5, 7, 8),
+                    "authentication credentials invalid",
+                );
+                server.answer_auth(req, Verdict::Reject(r));
+            }
+        }
+        ServerEvent::StartTls { discarded } => {
+            if discarded > 0 {
+                warn!(peer = %session.peer, discarded, "octets pipelined after STARTTLS discarded");
+            }
+            return true;
+        }
+        ServerEvent::Message(mut done) => {
+            let body = std::mem::take(&mut done.body);
+            match accept::store(ctx, server, session, &done, body).await {
+                Ok(id) => {
+                    session.messages += 1;
+                    info!(id = %id, peer = %session.peer, from = %done.from, rcpts = done.recipients.len(), "accepted");
+                    server.message_stored(done, Ok(&id));
+                }
+                Err(reply) => {
+                    warn!(peer = %session.peer, reply = %reply, "message not accepted");
+                    server.message_stored(done, Err(reply));
+                }
+            }
+        }
+        ServerEvent::Refused(reply) => debug!(peer = %session.peer, reply = %reply, "refused"),
+    }
+    false
+}

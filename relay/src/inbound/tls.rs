@@ -1,0 +1,139 @@
+//! Server-side TLS: rustls with the ring provider, TLS 1.2 minimum, TLS 1.2
+//! suites limited to ECDHE with AES-GCM (the MSSanté rule), client certificates
+//! verified against the configured CA when a listener asks for them.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig, SupportedCipherSuite};
+
+use crate::ops::config::{ClientCertMode, TlsFiles};
+
+/// Why TLS could not be set up. Names the file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A PEM file could not be read or holds nothing usable.
+    #[error("{what} {path}: {reason}")]
+    File {
+        /// Which file it is (certificate, key, CA).
+        what: &'static str,
+        /// Its path.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// rustls refused the combination (key does not match certificate, …).
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+    /// The client-certificate verifier could not be built.
+    #[error("client certificate verifier: {0}")]
+    Verifier(String),
+}
+
+fn file_err(what: &'static str, path: &Path, reason: impl ToString) -> TlsError {
+    TlsError::File {
+        what,
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// The ring provider with TLS 1.2 suites cut down to ECDHE + AES-GCM.
+/// TLS 1.3 suites are all AEAD and stay.
+pub fn provider() -> Arc<CryptoProvider> {
+    let mut p = rustls::crypto::ring::default_provider();
+    p.cipher_suites.retain(|s| match s {
+        SupportedCipherSuite::Tls13(_) => true,
+        SupportedCipherSuite::Tls12(_) => {
+            let name = format!("{:?}", s.suite());
+            name.contains("ECDHE") && name.contains("AES") && name.contains("GCM")
+        }
+    });
+    Arc::new(p)
+}
+
+/// Reads a PEM certificate chain.
+///
+/// # Errors
+/// The file is unreadable or holds no certificate.
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| file_err("certificate", path, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| file_err("certificate", path, e))?;
+    if certs.is_empty() {
+        return Err(file_err("certificate", path, "no CERTIFICATE block"));
+    }
+    Ok(certs)
+}
+
+/// Reads a PEM private key.
+///
+/// # Errors
+/// The file is unreadable or holds no key.
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| file_err("private key", path, e))
+}
+
+/// Reads CA certificates into a root store.
+///
+/// # Errors
+/// The file is unreadable or holds no valid CA certificate.
+pub fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for cert in load_certs(path)? {
+        roots.add(cert).map_err(|e| file_err("CA certificate", path, e))?;
+    }
+    Ok(roots)
+}
+
+/// Builds the rustls server config of a listener.
+///
+/// # Errors
+/// Unreadable files, a key that does not match, or a client CA that is needed
+/// but missing.
+pub fn server_config(files: &TlsFiles, client_cert: ClientCertMode) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = provider();
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13])?;
+    let builder = match (client_cert, &files.client_ca) {
+        (ClientCertMode::None, _) => builder.with_no_client_auth(),
+        (mode, Some(ca)) => {
+            let roots = Arc::new(load_roots(ca)?);
+            let v = WebPkiClientVerifier::builder_with_provider(roots, provider);
+            let v = if mode == ClientCertMode::Optional {
+                v.allow_unauthenticated()
+            } else {
+                v
+            };
+            builder.with_client_cert_verifier(v.build().map_err(|e| TlsError::Verifier(e.to_string()))?)
+        }
+        (_, None) => return Err(TlsError::Verifier("client certificates need tls.client_ca".into())),
+    };
+    let mut config = builder.with_single_cert(load_certs(&files.cert)?, load_key(&files.key)?)?;
+    // SMTP has no ALPN; session resumption saves a handshake per connection.
+    config.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
+    Ok(Arc::new(config))
+}
+
+/// Version and cipher of an established connection, for Received headers and logs.
+pub fn describe(conn: &rustls::ServerConnection) -> proto::server::TlsInfo {
+    let version = conn
+        .protocol_version()
+        .map_or_else(|| "TLS".to_string(), |v| format!("{v:?}").replace("TLSv1_", "TLSv1."));
+    let cipher = conn
+        .negotiated_cipher_suite()
+        .map_or_else(|| "unknown".to_string(), |s| format!("{:?}", s.suite()));
+    proto::server::TlsInfo { version, cipher }
+}
+
+/// The subject DN of the verified client certificate, if one was presented.
+pub fn peer_subject(conn: &rustls::ServerConnection) -> Option<String> {
+    let cert = conn.peer_certificates()?.first()?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    Some(parsed.subject().to_string())
+}

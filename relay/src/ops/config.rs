@@ -1,0 +1,388 @@
+//! The node's configuration: one TOML file, typed, with defaults, validated at
+//! start. `relay/estafette.example.toml` documents every field and is loaded by
+//! the tests, so it cannot drift from this struct.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Why a configuration cannot be used. Each error names the field at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not match the schema.
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (line and column included).
+        source: Box<toml::de::Error>,
+    },
+    /// A value that parses but cannot work.
+    #[error("invalid config: {field}: {reason}")]
+    Invalid {
+        /// Dotted path of the field, e.g. `listener[1].tls`.
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// The whole configuration of one node.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Identity and storage of this node.
+    pub node: NodeConfig,
+    /// Server certificate and client-certificate trust anchors.
+    #[serde(default)]
+    pub tls: Option<TlsFiles>,
+    /// SMTP listeners.
+    #[serde(rename = "listener")]
+    pub listeners: Vec<ListenerConfig>,
+    /// Message limits, shared by every listener.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Destinations this node relays to: a RCPT is accepted only when a route
+    /// matches its domain.
+    #[serde(default, rename = "route")]
+    pub routes: Vec<RouteConfig>,
+}
+
+/// Identity and storage of this node.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Name in the greeting, EHLO and Received headers.
+    pub hostname: String,
+    /// Node number in the cluster, part of every message id (0..=65535).
+    #[serde(default)]
+    pub node_id: u16,
+    /// Directory of the RocksDB spool.
+    pub spool: PathBuf,
+    /// Longest time a session waits for the spool to confirm a message before
+    /// answering `451 4.3.0` (seconds). Default 30.
+    #[serde(default = "default_accept_timeout")]
+    pub accept_timeout_secs: u64,
+    /// AUTH accounts and client-certificate identities with the senders each
+    /// may use (see `relay::inbound::identity`). Optional: without it no AUTH
+    /// is offered and no sender restriction applies.
+    #[serde(default)]
+    pub identities: Option<PathBuf>,
+}
+
+fn default_accept_timeout() -> u64 {
+    30
+}
+
+/// PEM files for TLS.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// Server certificate chain (PEM), leaf first.
+    pub cert: PathBuf,
+    /// Its private key (PEM, PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// CA certificates (PEM) that client certificates must chain to. Required
+    /// when a listener asks for client certificates.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+}
+
+/// How a listener uses TLS.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// Plain SMTP, no TLS offered (tests and loopback benchmarks only).
+    None,
+    /// STARTTLS offered (port 25 / 587 style).
+    Starttls,
+    /// TLS from the first byte (port 465 style).
+    Implicit,
+}
+
+/// Whether a listener asks for client certificates.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientCertMode {
+    /// Not asked.
+    #[default]
+    None,
+    /// Asked; verified against `tls.client_ca` when presented.
+    Optional,
+    /// Asked and required: the handshake fails without a valid one.
+    Required,
+}
+
+/// One SMTP listener.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Name for logs and metrics.
+    pub name: String,
+    /// Address to bind, e.g. `0.0.0.0:25` (port 0 picks a free port: tests).
+    pub address: SocketAddr,
+    /// TLS mode.
+    pub tls: TlsMode,
+    /// Refuse MAIL before TLS (`530 5.7.0`). Default true, except for `tls = "none"`.
+    #[serde(default)]
+    pub require_tls: Option<bool>,
+    /// Client certificates.
+    #[serde(default)]
+    pub client_cert: ClientCertMode,
+    /// Offer AUTH PLAIN/LOGIN (after TLS only; needs `node.identities`). Default false.
+    #[serde(default)]
+    pub auth: bool,
+    /// Refuse MAIL until the client is identified by AUTH or by a listed client
+    /// certificate (`530 5.7.0`). Default false.
+    #[serde(default)]
+    pub require_auth: bool,
+    /// Most concurrent sessions; the next one gets `421 4.7.0` and is closed.
+    /// Default 1000.
+    #[serde(default = "default_max_sessions")]
+    pub max_sessions: usize,
+    /// Idle time allowed waiting for a command (seconds). Default 300.
+    #[serde(default = "default_command_timeout")]
+    pub command_timeout_secs: u64,
+    /// Idle time allowed during message content (seconds). Default 180.
+    #[serde(default = "default_data_timeout")]
+    pub data_timeout_secs: u64,
+    /// Longest TLS handshake (seconds). Default 30.
+    #[serde(default = "default_handshake_timeout")]
+    pub handshake_timeout_secs: u64,
+}
+
+fn default_max_sessions() -> usize {
+    1000
+}
+fn default_command_timeout() -> u64 {
+    300
+}
+fn default_data_timeout() -> u64 {
+    180
+}
+fn default_handshake_timeout() -> u64 {
+    30
+}
+
+impl ListenerConfig {
+    /// Whether MAIL needs TLS first on this listener.
+    pub fn requires_tls(&self) -> bool {
+        self.require_tls.unwrap_or(self.tls != TlsMode::None)
+    }
+}
+
+/// Message limits.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest message in octets (SIZE advertised, DATA/BDAT enforced while
+    /// streaming). Default 25 000 000 (Mon espace santé's limit).
+    pub max_message_size: usize,
+    /// Most recipients per message. Default 1000.
+    pub max_recipients: usize,
+    /// Longest content line, CRLF included. Default 1000 (RFC 5321).
+    pub max_line_length: usize,
+    /// Longest command line, CRLF included. Default 2048.
+    pub max_command_line: usize,
+    /// Protocol errors before the session is closed. Default 10.
+    pub max_errors: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_size: 25_000_000,
+            max_recipients: 1000,
+            max_line_length: 1000,
+            max_command_line: 2048,
+            max_errors: 10,
+        }
+    }
+}
+
+/// A destination.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Recipient domain: `example.org` (exactly), `.example.org` (any
+    /// subdomain) or `*` (everything).
+    pub domain: String,
+    /// Next hop `host:port`; absent means MX lookup (outbound delivery).
+    #[serde(default)]
+    pub host: Option<String>,
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the file or the field at fault.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config: Self = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })?;
+        // Relative paths are relative to the config file, not to the cwd.
+        if let Some(dir) = path.parent() {
+            config.resolve_paths(dir);
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self, dir: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        };
+        fix(&mut self.node.spool);
+        if let Some(ids) = self.node.identities.as_mut() {
+            fix(ids);
+        }
+        if let Some(t) = self.tls.as_mut() {
+            fix(&mut t.cert);
+            fix(&mut t.key);
+            if let Some(ca) = t.client_ca.as_mut() {
+                fix(ca);
+            }
+        }
+    }
+
+    /// Checks what serde cannot: cross-field rules and sane ranges.
+    ///
+    /// # Errors
+    /// The first problem found.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.node.hostname.is_empty() || !proto::address::is_domain(&self.node.hostname) {
+            return Err(invalid("node.hostname", "must be a domain name"));
+        }
+        if self.listeners.is_empty() {
+            return Err(invalid("listener", "at least one [[listener]] is needed"));
+        }
+        for (i, l) in self.listeners.iter().enumerate() {
+            let field = |f: &str| format!("listener[{i}].{f}");
+            if l.tls != TlsMode::None && self.tls.is_none() {
+                return Err(invalid(field("tls"), "needs a [tls] section with cert and key"));
+            }
+            if l.tls == TlsMode::None && l.client_cert != ClientCertMode::None {
+                return Err(invalid(field("client_cert"), "client certificates need TLS"));
+            }
+            if l.client_cert != ClientCertMode::None && self.tls.as_ref().and_then(|t| t.client_ca.as_ref()).is_none() {
+                return Err(invalid(
+                    "tls.client_ca",
+                    format!("listener {} asks for client certificates", l.name),
+                ));
+            }
+            if (l.auth || l.require_auth) && self.node.identities.is_none() {
+                return Err(invalid(field("auth"), "AUTH and require_auth need node.identities"));
+            }
+            if l.auth && l.tls == TlsMode::None {
+                return Err(invalid(field("auth"), "AUTH is only offered over TLS"));
+            }
+            if l.max_sessions == 0 {
+                return Err(invalid(field("max_sessions"), "must be at least 1"));
+            }
+            if l.command_timeout_secs == 0 || l.data_timeout_secs == 0 || l.handshake_timeout_secs == 0 {
+                return Err(invalid(field("*_timeout_secs"), "timeouts must be at least 1 second"));
+            }
+        }
+        let lim = &self.limits;
+        if lim.max_line_length < 80 {
+            return Err(invalid(
+                "limits.max_line_length",
+                "must be at least 80 (RFC 5321 asks for 1000)",
+            ));
+        }
+        if lim.max_command_line < 512 {
+            return Err(invalid("limits.max_command_line", "must be at least 512 (RFC 5321)"));
+        }
+        if lim.max_recipients == 0 || lim.max_message_size == 0 || lim.max_errors == 0 {
+            return Err(invalid(
+                "limits",
+                "max_recipients, max_message_size and max_errors must be positive",
+            ));
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            let d = r.domain.trim_start_matches('.');
+            if r.domain != "*" && !proto::address::is_domain(d) {
+                return Err(invalid(format!("route[{i}].domain"), "must be a domain, .domain or *"));
+            }
+        }
+        Ok(())
+    }
+
+    /// How long a session waits for the spool.
+    pub fn accept_timeout(&self) -> Duration {
+        Duration::from_secs(self.node.accept_timeout_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("estafette.example.toml")
+    }
+
+    #[test]
+    fn example_file_loads_and_validates() {
+        let c = Config::load(&example()).unwrap();
+        assert_eq!(c.node.hostname, "relay.example.org");
+        assert!(c.listeners.iter().any(|l| l.tls == TlsMode::Implicit));
+        assert!(c.node.spool.is_absolute(), "relative paths resolve next to the file");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let base = std::fs::read_to_string(example()).unwrap();
+        let cases = [
+            (
+                "hostname = \"relay.example.org\"",
+                "hostname = \"not a host\"",
+                "node.hostname",
+            ),
+            (
+                "max_line_length = 1000",
+                "max_line_length = 10",
+                "limits.max_line_length",
+            ),
+            ("max_sessions = 1000", "max_sessions = 0", "max_sessions"),
+        ];
+        for (from, to, field) in cases {
+            assert!(base.contains(from), "example lacks {from}");
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("c.toml");
+            std::fs::write(&p, base.replacen(from, to, 1)).unwrap();
+            let e = Config::load(&p).unwrap_err().to_string();
+            assert!(e.contains(field), "{e}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, format!("{base}\nunknown_key = 1\n")).unwrap();
+        let e = Config::load(&p).unwrap_err().to_string();
+        assert!(e.contains("unknown"), "{e}");
+    }
+}

@@ -1,0 +1,4 @@
+//! Operating the node: configuration, dev mode, start and stop.
+pub mod config;
+pub mod dev;
+pub mod node;

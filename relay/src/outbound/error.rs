@@ -1,0 +1,169 @@
+//! Why a delivery attempt failed as a whole (as opposed to a recipient refused
+//! inside a [`proto::client::MessageOutcome`]).
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use proto::client::Stage;
+use proto::{Reply, Severity};
+
+/// A connection-level delivery failure. Every variant names the peer.
+///
+/// [`DeliveryError::is_transient`] says what the caller does with the recipients
+/// of the message it was sending: transient means defer and retry later (the
+/// DESIGN's backoff), permanent means bounce. Only a 5yz reply to a
+/// connection-level step is permanent; everything else (network, TLS, timeouts,
+/// a parked destination) may heal and is transient.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// The host name of the route did not resolve to any address.
+    #[error("{host}: cannot resolve: {reason}")]
+    Resolve {
+        /// The name looked up.
+        host: String,
+        /// Why.
+        reason: String,
+    },
+    /// TCP connect failed (refused, unreachable) on every address tried; `peer`
+    /// is the last one.
+    #[error("{peer}: connect failed: {source}")]
+    Connect {
+        /// The address.
+        peer: SocketAddr,
+        /// The socket error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS handshake failed: certificate not trusted or not valid for the
+    /// name, no common version or cipher suite, handshake garbage. Nothing of
+    /// the message was sent (no plaintext fallback).
+    #[error("{peer}: TLS handshake failed: {reason}")]
+    Tls {
+        /// The address.
+        peer: SocketAddr,
+        /// What rustls reported (e.g. `invalid peer certificate: UnknownIssuer`).
+        reason: String,
+    },
+    /// TLS is required but the server does not offer STARTTLS. Nothing of the
+    /// message was sent.
+    #[error("{peer}: STARTTLS not offered and TLS is required")]
+    TlsNotOffered {
+        /// The address.
+        peer: SocketAddr,
+    },
+    /// The server refused a connection-level step (greeting, EHLO, STARTTLS,
+    /// RSET) or said 421.
+    #[error("{peer}: {stage}: server replied {reply}")]
+    Refused {
+        /// The address.
+        peer: SocketAddr,
+        /// Where.
+        stage: Stage,
+        /// What the server said.
+        reply: Reply,
+    },
+    /// The server sent something that is not an SMTP reply.
+    #[error("{peer}: {stage}: protocol error: {detail}")]
+    Protocol {
+        /// The address.
+        peer: SocketAddr,
+        /// Where.
+        stage: Stage,
+        /// What was wrong (our words; never echoed to anyone).
+        detail: String,
+    },
+    /// No reply in time (`stage` None: the TCP connect or TLS handshake).
+    #[error("{peer}: timed out{}", stage.map(|s| format!(" at {s}")).unwrap_or_default())]
+    Timeout {
+        /// The address.
+        peer: SocketAddr,
+        /// The step, when in the SMTP session.
+        stage: Option<Stage>,
+    },
+    /// The connection broke (read/write error, or the server closed it) while
+    /// a reply was awaited. The message in flight, if any, may or may not have
+    /// been delivered: retrying may duplicate it (at-least-once).
+    #[error("{peer}: connection lost: {reason}")]
+    ConnectionLost {
+        /// The address.
+        peer: SocketAddr,
+        /// The I/O error or "closed by peer".
+        reason: String,
+    },
+    /// The destination's circuit breaker is open: no connection was tried.
+    #[error("{destination}: parked by the circuit breaker")]
+    Parked {
+        /// The destination key.
+        destination: String,
+        /// When a probe will be allowed.
+        until: Instant,
+    },
+}
+
+impl DeliveryError {
+    /// Whether retrying later may help: everything but a 5yz reply.
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, Self::Refused { reply, .. } if reply.severity() == Severity::Permanent)
+    }
+
+    /// The peer's address, when a connection was attempted.
+    pub fn peer(&self) -> Option<SocketAddr> {
+        match self {
+            Self::Resolve { .. } | Self::Parked { .. } => None,
+            Self::Connect { peer, .. }
+            | Self::Tls { peer, .. }
+            | Self::TlsNotOffered { peer }
+            | Self::Refused { peer, .. }
+            | Self::Protocol { peer, .. }
+            | Self::Timeout { peer, .. }
+            | Self::ConnectionLost { peer, .. } => Some(*peer),
+        }
+    }
+
+    /// The reply to put in a DSN's Diagnostic-Code: the server's when it
+    /// refused, a synthetic `451 4.4.x` otherwise (4.4.1 no answer from host,
+    /// 4.4.2 bad connection, 4.7.5 TLS failure, 4.7.10 TLS not offered, 4.4.3
+    /// resolution failure).
+    pub fn reply(&self) -> Reply {
+        use proto::EnhancedCode as E;
+        let text = self.to_string();
+        match self {
+            Self::Refused { reply, .. } => reply.clone(),
+            Self::Resolve { .. } => Reply::new(451, E::new(4, 4, 3), text),
+            Self::Connect { .. } | Self::Timeout { .. } => Reply::new(451, E::new(4, 4, 1), text),
+            Self::Tls { .. } => Reply::new(451, E::new(4, 7, 5), text),
+            Self::TlsNotOffered { .. } => Reply::new(451, E::new(4, 7, 10), text),
+            Self::Protocol { .. } | Self::ConnectionLost { .. } => Reply::new(451, E::new(4, 4, 2), text),
+            Self::Parked { .. } => Reply::new(451, E::new(4, 4, 1), text),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::EnhancedCode;
+
+    fn peer() -> SocketAddr {
+        "127.0.0.1:25".parse().unwrap()
+    }
+
+    #[test]
+    fn only_5yz_refusals_are_permanent() {
+        let refused = |code| DeliveryError::Refused {
+            peer: peer(),
+            stage: Stage::Greeting,
+            reply: Reply::new(code, EnhancedCode::new((code / 100) as u8, 0, 0), "no"),
+        };
+        assert!(refused(421).is_transient());
+        assert!(!refused(554).is_transient());
+        let tls = DeliveryError::Tls {
+            peer: peer(),
+            reason: "UnknownIssuer".into(),
+        };
+        assert!(tls.is_transient());
+        assert_eq!(tls.peer(), Some(peer()));
+        assert_eq!(tls.reply().enhanced, Some(EnhancedCode::new(4, 7, 5)));
+        assert!(tls.to_string().contains("127.0.0.1:25"));
+    }
+}

@@ -1,0 +1,35 @@
+//! Delivery to the next hop (DESIGN §2 steps 6–7, §6).
+//!
+//! # Layout
+//! - [`route`]: static routes → [`Destination`] (hosts in order, TLS mode).
+//! - [`tls`]: the outbound TLS client config ([`ClientTls`]).
+//! - [`connection`]: one SMTP client connection, proto's [`proto::client::Client`]
+//!   driven over a socket ([`Connection`]).
+//! - [`pool`]: per-destination bounded pools with connection reuse ([`Pool`]).
+//! - [`circuit`]: the per-destination circuit breaker, sans-io ([`Circuit`]).
+//! - [`retry`]: the backoff schedule, a pure function ([`RetryPolicy`]).
+//! - [`dsn`]: RFC 3464 delivery status notifications ([`dsn::build`]).
+//! - [`error`]: [`DeliveryError`], connection-level failures with the peer.
+//!
+//! Per recipient, the caller reads [`proto::client::MessageOutcome::recipient_reply`]:
+//! 2yz delivered, 4yz deferred with [`RetryPolicy`], 5yz bounced with a DSN. A
+//! [`DeliveryError`] applies to every recipient of the message (transient:
+//! defer; permanent: bounce).
+
+pub mod circuit;
+pub mod connection;
+pub mod dsn;
+pub mod error;
+pub mod pool;
+pub mod retry;
+pub mod route;
+pub mod tls;
+
+pub use circuit::{Admission, Circuit, CircuitConfig};
+pub use connection::{ConnectSettings, Connection};
+pub use error::DeliveryError;
+pub use pool::{Pool, PoolConfig};
+
+pub use retry::{Retry, RetryPolicy};
+pub use route::{Destination, Security, StaticRoutes, Target};
+pub use tls::{ClientTls, TlsConfigError};

@@ -1,0 +1,105 @@
+//! Starts real nodes on 127.0.0.1 ephemeral ports with a generated PKI in a
+//! temporary directory; runs real peers (swaks, Python smtplib).
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use relay::ops::config::Config;
+use relay::Node;
+
+pub struct TestNode {
+    pub node: Node,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestNode {
+    pub fn pki(&self) -> PathBuf {
+        self.dir.path().join("pki")
+    }
+
+    pub fn port(&self, listener: &str) -> u16 {
+        self.node.addr(listener).expect("listener").port()
+    }
+}
+
+/// A node with listeners `plain` (no TLS), `mta` (STARTTLS, client cert
+/// optional) and `smtps` (implicit TLS, client cert optional); `extra` is
+/// appended to the TOML (more `[limits]`, routes…).
+pub async fn start_node(limits: &str, listener_extra: &str) -> TestNode {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().expect("tempdir");
+    relay::ops::dev::ensure_pki(&dir.path().join("pki")).expect("pki");
+    let toml = format!(
+        r#"
+[node]
+hostname = "relay.test"
+node_id = 7
+spool = "spool"
+accept_timeout_secs = 10
+
+[tls]
+cert = "pki/server.pem"
+key = "pki/server.key"
+client_ca = "pki/ca.pem"
+
+[[listener]]
+name = "plain"
+address = "127.0.0.1:0"
+tls = "none"
+{listener_extra}
+
+[[listener]]
+name = "mta"
+address = "127.0.0.1:0"
+tls = "starttls"
+client_cert = "optional"
+
+[[listener]]
+name = "smtps"
+address = "127.0.0.1:0"
+tls = "implicit"
+client_cert = "optional"
+
+[limits]
+{limits}
+
+[[route]]
+domain = "cabinet.test"
+
+[[route]]
+domain = ".mssante.test"
+"#
+    );
+    let path = dir.path().join("estafette.toml");
+    std::fs::write(&path, toml).expect("write config");
+    let config = Config::load(&path).expect("config");
+    let node = Node::start(config).await.expect("node starts");
+    TestNode { node, dir }
+}
+
+/// Runs a command to completion off the async runtime; returns (status ok, stdout+stderr).
+pub async fn run(mut cmd: Command) -> (bool, String) {
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("join")
+        .expect("command runs (is it installed? scripts/deps installs it)");
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// The queue id from a `250 2.0.0 queued as ID` line in a transcript.
+pub fn queued_id(transcript: &str) -> Option<String> {
+    let at = transcript.find("queued as ")? + "queued as ".len();
+    Some(
+        transcript[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect(),
+    )
+}
+
+pub fn file(p: &Path) -> String {
+    p.display().to_string()
+}

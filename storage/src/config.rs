@@ -1,0 +1,86 @@
+//! Spool configuration and the durability choice for writes after acceptance.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How to open a [`crate::Spool`]. Plain struct: set the fields you need and take the
+/// rest from `Default`.
+#[derive(Debug, Clone)]
+pub struct SpoolConfig {
+    /// Directory of the RocksDB database; created if missing. One per node, on the node's
+    /// own volume. Default `./data/spool`.
+    pub path: PathBuf,
+    /// This node's id, put in every [`crate::MessageId`] so that ids from different nodes
+    /// never clash (shadow copies keep the origin's ids). Default 0.
+    pub node_id: u16,
+    /// Most synced writes (accepts) one group commit takes from the queue before writing
+    /// and syncing. Bounds the latency one fsync adds to the last waiter of a batch.
+    /// Default 1024.
+    pub max_batch_messages: usize,
+    /// Most payload bytes one group commit takes (a first request larger than this is
+    /// still written, alone). Bounds the writer's memory and the time of one WAL write.
+    /// Default 32 MiB.
+    pub max_batch_bytes: usize,
+    /// Bodies (and shadow copies) of at least this many bytes are moved out of the LSM
+    /// tree into RocksDB blob files when flushed, so that compaction does not rewrite
+    /// them. Bytes; default 4 KiB (a typical 10 KB message goes to blob files).
+    pub blob_threshold: u64,
+    /// Memtable size of the `msg`, `body` and `shadow` column families before a flush,
+    /// bytes (the index column families use a quarter). A larger value batches more
+    /// removals before they reach disk (queued messages are short-lived). It is also the
+    /// free space RocksDB waits for before resuming writes after a disk-full error.
+    /// Default 64 MiB.
+    pub write_buffer_bytes: usize,
+    /// A synced write still waiting in the group-commit queue after this long is answered
+    /// with [`crate::Error::DeadlineExceeded`] instead of being written (the disk is
+    /// stalled; the client gets 451 rather than a hung session). Default 30 s.
+    pub write_deadline: Duration,
+    /// Read-ahead for the recovery scan of the `msg` column family, bytes. Default 8 MiB.
+    pub recovery_readahead_bytes: usize,
+    /// Shared block cache for reads (envelopes, bodies, events), bytes. Default 64 MiB.
+    pub block_cache_bytes: usize,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("./data/spool"),
+            node_id: 0,
+            max_batch_messages: 1024,
+            max_batch_bytes: 32 << 20,
+            blob_threshold: 4 << 10,
+            write_buffer_bytes: 64 << 20,
+            write_deadline: Duration::from_secs(30),
+            recovery_readahead_bytes: 8 << 20,
+            block_cache_bytes: 64 << 20,
+        }
+    }
+}
+
+impl SpoolConfig {
+    /// The default configuration for a spool at `path` on node `node_id`.
+    pub fn new(path: impl Into<PathBuf>, node_id: u16) -> Self {
+        Self {
+            path: path.into(),
+            node_id,
+            ..Self::default()
+        }
+    }
+}
+
+/// Whether a write after acceptance waits for stable storage.
+///
+/// Replaces a `force_sync: bool`: the caller says which contract it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// The write goes through the group-commit writer with `sync = true`: when the future
+    /// resolves `Ok`, it is in the fsynced write-ahead log and survives a crash or power
+    /// loss.
+    Synced,
+    /// The write is applied at once on the calling thread with `sync = false`: it is
+    /// visible to reads immediately and survives a process crash (it is in the OS page
+    /// cache), but a power loss or kernel crash before the next synced write or WAL sync
+    /// may lose it. For state changes after acceptance this only causes a retry (a
+    /// duplicate delivery at worst), never a lost message.
+    Buffered,
+}

@@ -1,0 +1,332 @@
+//! Group commit: one writer thread turns many synced write requests into one RocksDB
+//! write with `sync = true` (one WAL fsync), then wakes every waiter.
+//!
+//! Requests carry an [`Ops`] list rather than a `rocksdb::WriteBatch`: the rocksdb crate
+//! cannot append one `WriteBatch` to another without copying every record twice, while
+//! moving owned key/value vectors through the channel costs nothing and the writer copies
+//! each body exactly once, into the batch it writes.
+
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::{self, JoinHandle, Thread};
+use std::time::{Duration, Instant};
+
+use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use rocksdb::{WriteBatch, WriteOptions};
+
+use crate::error::Error;
+use crate::keys::Cf;
+use crate::spool::Core;
+
+/// One write operation on a column family.
+#[derive(Debug)]
+pub(crate) enum Op {
+    Put(Cf, Vec<u8>, Vec<u8>),
+    Delete(Cf, Vec<u8>),
+    Merge(Cf, Vec<u8>, Vec<u8>),
+}
+
+/// An atomic group of operations: all of them reach the database or none does.
+#[derive(Debug, Default)]
+pub(crate) struct Ops {
+    ops: Vec<Op>,
+    bytes: usize,
+}
+
+impl Ops {
+    pub(crate) fn put(&mut self, cf: Cf, key: impl Into<Vec<u8>>, value: Vec<u8>) {
+        let key = key.into();
+        self.bytes += key.len() + value.len();
+        self.ops.push(Op::Put(cf, key, value));
+    }
+
+    pub(crate) fn delete(&mut self, cf: Cf, key: impl Into<Vec<u8>>) {
+        let key = key.into();
+        self.bytes += key.len();
+        self.ops.push(Op::Delete(cf, key));
+    }
+
+    pub(crate) fn merge(&mut self, cf: Cf, key: impl Into<Vec<u8>>, value: Vec<u8>) {
+        let key = key.into();
+        self.bytes += key.len() + value.len();
+        self.ops.push(Op::Merge(cf, key, value));
+    }
+
+    /// Appends the operations to `batch`.
+    pub(crate) fn apply(self, core: &Core, batch: &mut WriteBatch) -> Result<(), Error> {
+        for op in self.ops {
+            match op {
+                Op::Put(cf, k, v) => batch.put_cf(core.cf(cf)?, k, v),
+                Op::Delete(cf, k) => batch.delete_cf(core.cf(cf)?, k),
+                Op::Merge(cf, k, v) => batch.merge_cf(core.cf(cf)?, k, v),
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Request {
+    ops: Ops,
+    enqueued: Instant,
+    reply: oneshot::Sender<Result<(), Error>>,
+}
+
+enum Command {
+    Write(Request),
+    Stop,
+}
+
+/// The sending side of the writer's queue, held by every [`crate::Spool`] clone.
+#[derive(Debug, Clone)]
+pub(crate) struct WriterHandle {
+    tx: Sender<Command>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Write(r) => write!(f, "Write({} ops)", r.ops.ops.len()),
+            Self::Stop => f.write_str("Stop"),
+        }
+    }
+}
+
+impl WriterHandle {
+    /// Queues `ops` for the next group commit. The future resolves once the batch holding
+    /// them was written with `sync = true` (or failed).
+    pub(crate) fn submit<T: Unpin>(&self, ops: Ops, value: T) -> WriteFuture<T> {
+        let (reply, rx) = oneshot::channel();
+        let req = Request {
+            ops,
+            enqueued: Instant::now(),
+            reply,
+        };
+        match self.tx.send(Command::Write(req)) {
+            Ok(()) => WriteFuture {
+                state: State::Waiting {
+                    rx: rx.into_future(),
+                    value: Some(value),
+                },
+            },
+            Err(_) => WriteFuture::ready(Err(Error::Closed)),
+        }
+    }
+
+    pub(crate) fn stop(&self) {
+        // If the thread is gone already there is nothing to stop.
+        let _ = self.tx.send(Command::Stop);
+    }
+}
+
+/// Starts the writer thread.
+pub(crate) fn spawn(core: Arc<Core>) -> Result<(WriterHandle, JoinHandle<()>), Error> {
+    let (tx, rx) = channel::unbounded();
+    let join = thread::Builder::new()
+        .name("spool-writer".into())
+        .spawn(move || run(&core, &rx))
+        .map_err(|e| Error::Unhealthy {
+            reason: format!("cannot start the spool writer thread: {e}"),
+        })?;
+    Ok((WriterHandle { tx }, join))
+}
+
+/// How often the writer probes the database while it is unhealthy.
+const PROBE_INTERVAL: Duration = Duration::from_millis(500);
+
+fn run(core: &Core, rx: &Receiver<Command>) {
+    let mut sync = WriteOptions::default();
+    sync.set_sync(true);
+    let max_msgs = core.config.max_batch_messages.max(1);
+    let max_bytes = core.config.max_batch_bytes;
+    let mut group: Vec<Request> = Vec::with_capacity(max_msgs);
+    loop {
+        let first = if core.health.is_ok() {
+            rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        } else {
+            rx.recv_timeout(PROBE_INTERVAL)
+        };
+        let first = match first {
+            Ok(Command::Write(r)) => r,
+            Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Timeout) => {
+                core.probe(&sync);
+                continue;
+            }
+        };
+        let mut bytes = first.ops.bytes;
+        group.push(first);
+        let mut stop = false;
+        while group.len() < max_msgs && bytes < max_bytes {
+            match rx.try_recv() {
+                Ok(Command::Write(r)) => {
+                    bytes += r.ops.bytes;
+                    group.push(r);
+                }
+                Ok(Command::Stop) => {
+                    stop = true;
+                    break;
+                }
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        commit(core, &sync, &mut group);
+        if stop {
+            return;
+        }
+    }
+}
+
+/// Writes one batch for the whole group and answers every request.
+fn commit(core: &Core, sync: &WriteOptions, group: &mut Vec<Request>) {
+    let deadline = core.config.write_deadline;
+    let mut batch = WriteBatch::default();
+    let mut waiters = Vec::with_capacity(group.len());
+    for req in group.drain(..) {
+        // The caller dropped its future: it was never told "stored", so skipping the write
+        // is within the contract and avoids storing a message the client will resend.
+        if req.reply.is_closed() {
+            continue;
+        }
+        let waited = req.enqueued.elapsed();
+        if waited > deadline {
+            let _ = req.reply.send(Err(Error::DeadlineExceeded { waited }));
+            continue;
+        }
+        match req.ops.apply(core, &mut batch) {
+            Ok(()) => waiters.push(req.reply),
+            Err(e) => {
+                let _ = req.reply.send(Err(e));
+            }
+        }
+    }
+    if waiters.is_empty() {
+        return;
+    }
+    let result = core
+        .db
+        .write_opt(batch, sync)
+        .map_err(|e| Error::from_db(&core.config.path, e));
+    core.health.record(&result);
+    if let Err(e) = &result {
+        tracing::warn!(error = %e, batch = waiters.len(), "spool group commit failed");
+    }
+    for w in waiters {
+        // A waiter that went away meanwhile does not matter.
+        let _ = w.send(result.clone());
+    }
+}
+
+/// The spool's health as seen by the last synced write or probe.
+#[derive(Debug, Default)]
+pub(crate) struct Health {
+    last_error: Mutex<Option<Error>>,
+}
+
+impl Health {
+    pub(crate) fn record(&self, result: &Result<(), Error>) {
+        let mut g = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(()) => {
+                if g.take().is_some() {
+                    tracing::info!("spool writes succeed again");
+                }
+            }
+            Err(e) => *g = Some(e.clone()),
+        }
+    }
+
+    pub(crate) fn get(&self) -> Result<(), Error> {
+        match &*self.last_error.lock().unwrap_or_else(|p| p.into_inner()) {
+            None => Ok(()),
+            Some(e) => Err(e.clone()),
+        }
+    }
+
+    pub(crate) fn is_ok(&self) -> bool {
+        self.get().is_ok()
+    }
+}
+
+/// A pending spool write. Resolves to `Ok(value)` once the write is on stable storage
+/// (for synced writes) or applied (for buffered ones), or to the [`Error`].
+///
+/// Runtime-agnostic: it is woken by the writer thread through a oneshot channel and needs
+/// no executor features. Outside async code, [`WriteFuture::wait`] blocks the thread.
+///
+/// Dropping it is safe: the write may still happen, or (if the writer sees the drop
+/// before it starts the batch) not; either way it was never acknowledged.
+#[must_use = "a spool write is only known to be stored once its future resolves Ok"]
+#[derive(Debug)]
+pub struct WriteFuture<T> {
+    state: State<T>,
+}
+
+#[derive(Debug)]
+enum State<T> {
+    Ready(Option<Result<T, Error>>),
+    Waiting {
+        rx: oneshot::AsyncReceiver<Result<(), Error>>,
+        value: Option<T>,
+    },
+}
+
+impl<T: Unpin> WriteFuture<T> {
+    pub(crate) fn ready(result: Result<T, Error>) -> Self {
+        Self {
+            state: State::Ready(Some(result)),
+        }
+    }
+
+    /// Blocks the current thread until the write completes. For threads outside an async
+    /// runtime (CLI, tests, benches); inside one, `.await` instead.
+    pub fn wait(self) -> Result<T, Error> {
+        block_on(self)
+    }
+}
+
+impl<T: Unpin> Future for WriteFuture<T> {
+    type Output = Result<T, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        match &mut this.state {
+            // Polling again after completion returns Closed rather than panicking.
+            State::Ready(r) => Poll::Ready(r.take().unwrap_or(Err(Error::Closed))),
+            State::Waiting { rx, value } => match Pin::new(rx).poll(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(res) => {
+                    let out = match res {
+                        Ok(Ok(())) => value.take().ok_or(Error::Closed),
+                        Ok(Err(e)) => Err(e),
+                        // The writer dropped the request: it stopped before writing it.
+                        Err(_) => Err(Error::Closed),
+                    };
+                    this.state = State::Ready(None);
+                    Poll::Ready(out)
+                }
+            },
+        }
+    }
+}
+
+struct ThreadWaker(Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+fn block_on<F: Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let waker = Waker::from(Arc::new(ThreadWaker(thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        thread::park();
+    }
+}
