@@ -10,7 +10,9 @@ use proto::reply::{EnhancedCode, Reply};
 use proto::server::{PeerInfo, Server, ServerConfig, ServerEvent, TlsInfo, Verdict};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&selector, input)) = data.split_first() else { return };
+    let Some((&selector, input)) = data.split_first() else {
+        return;
+    };
     let split = usize::from(selector) * input.len() / 255;
     let config = ServerConfig {
         starttls: true,
@@ -19,7 +21,10 @@ fuzz_target!(|data: &[u8]| {
         ..ServerConfig::default()
     };
     let now = Instant::now();
-    let peer = PeerInfo { remote: "fuzz".into(), tls: None };
+    let peer = PeerInfo {
+        remote: "fuzz".into(),
+        tls: None,
+    };
     let mut server = Server::new(Arc::new(config), peer, now);
     let mut pending = Vec::new();
     let mut out = Vec::new();
@@ -35,13 +40,20 @@ fuzz_target!(|data: &[u8]| {
                 match ev {
                     ServerEvent::Mail(r) => server.answer_mail(r, Verdict::Accept),
                     ServerEvent::Rcpt(r) => {
-                        let v = if r.to.to_string().len() % 2 == 0 { Verdict::Accept } else { no() };
+                        let v = if r.to.to_string().len() % 2 == 0 {
+                            Verdict::Accept
+                        } else {
+                            no()
+                        };
                         server.answer_rcpt(r, v);
                     }
                     ServerEvent::Auth(r) => server.answer_auth(r, no()),
                     ServerEvent::Message(d) => server.message_stored(d, Ok("X")),
                     ServerEvent::StartTls { .. } => {
-                        let tls = TlsInfo { version: "TLSv1.3".into(), cipher: "x".into() };
+                        let tls = TlsInfo {
+                            version: "TLSv1.3".into(),
+                            cipher: "x".into(),
+                        };
                         server.tls_established(now, tls);
                     }
                     _ => {}
@@ -57,7 +69,10 @@ fuzz_target!(|data: &[u8]| {
     while pos < out.len() {
         match Reply::parse(&out[pos..]) {
             Ok(Some((_, used))) => pos += used,
-            other => panic!("server wrote a malformed reply: {other:?} in {:?}", String::from_utf8_lossy(&out)),
+            other => panic!(
+                "server wrote a malformed reply: {other:?} in {:?}",
+                String::from_utf8_lossy(&out)
+            ),
         }
     }
 });

@@ -52,7 +52,10 @@ impl EnhancedCode {
 fn parse_digits<T: std::str::FromStr>(s: &str, max_len: usize) -> Option<T> {
     // No leading zeros: `4.3.009` is text, not a code, so that what we parse
     // re-encodes to the same bytes (found by the reply fuzzer).
-    if s.is_empty() || s.len() > max_len || !s.bytes().all(|b| b.is_ascii_digit()) || (s.len() > 1 && s.starts_with('0'))
+    if s.is_empty()
+        || s.len() > max_len
+        || !s.bytes().all(|b| b.is_ascii_digit())
+        || (s.len() > 1 && s.starts_with('0'))
     {
         return None;
     }
