@@ -6,6 +6,8 @@
 //!   `Server`, policy (MAIL/RCPT decisions), accept (trace headers, durable store).
 //! - [`outbound`]: delivery: connection (proto `Client` over TCP/TLS), pool,
 //!   circuit breaker, retry schedule, routes, DSN.
+//! - [`queue`]: when each message is tried (the spool's due index), one
+//!   delivery attempt, recipient states, DSNs owed.
 //! - [`ops`]: config (typed TOML), dev mode, the node's start and stop.
 //!
 //! Queues (`queue/`), the cluster (`cluster/`) and
@@ -15,5 +17,6 @@
 pub mod inbound;
 pub mod ops;
 pub mod outbound;
+pub mod queue;
 
 pub use ops::node::Node;

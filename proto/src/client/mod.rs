@@ -282,11 +282,7 @@ impl Client {
             return Err(Box::new(msg));
         }
         self.idle = false;
-        if self.extensions.contains(Extension::Size) {
-            msg.params.size = Some(msg.body.len() as u64);
-        } else {
-            msg.params.size = None;
-        }
+        strip_unoffered(&self.extensions, &mut msg);
         let pipelining = self.extensions.contains(Extension::Pipelining);
         let chunked = self.config.chunking && self.extensions.contains(Extension::Chunking);
         let mail = Command::Mail {
@@ -610,6 +606,27 @@ impl Client {
 
     fn reset(&mut self, now: Instant) {
         self.command(now, &Command::Rset, Expect::Rset);
+    }
+}
+
+/// Parameters are sent only where the server offers their extension (RFC 1870,
+/// 3461 §4, 4954 §5, 6152): SIZE is set to the body's size; DSN parameters
+/// (RET, ENVID, NOTIFY, ORCPT), BODY and AUTH= are dropped when not offered.
+/// SMTPUTF8 is kept: a server without it must refuse the message (RFC 6531).
+fn strip_unoffered(ext: &Extensions, msg: &mut Outgoing) {
+    msg.params.size = ext.contains(Extension::Size).then_some(msg.body.len() as u64);
+    if !ext.contains(Extension::Dsn) {
+        msg.params.ret = None;
+        msg.params.envid = None;
+        for (_, p) in &mut msg.recipients {
+            *p = RcptParams::default();
+        }
+    }
+    if !ext.contains(Extension::EightBitMime) {
+        msg.params.body = None;
+    }
+    if !ext.contains(Extension::Auth) {
+        msg.params.auth = None;
     }
 }
 

@@ -88,3 +88,56 @@ fn transient_and_permanent_errors() {
     assert!(!r(554).is_transient());
     assert!(ClientError::TlsNotOffered.is_transient());
 }
+
+#[test]
+fn dsn_and_body_parameters_only_where_offered() {
+    use crate::address::{ForwardPath, Mailbox, ReversePath};
+    use crate::params::{Body, Notify, Ret};
+    let msg = || Outgoing {
+        from: ReversePath::Path(Mailbox::parse("a@b.test").unwrap()),
+        params: MailParams {
+            ret: Some(Ret::Headers),
+            envid: Some("E1".into()),
+            body: Some(Body::EightBitMime),
+            ..MailParams::default()
+        },
+        recipients: vec![(
+            ForwardPath::Path(Mailbox::parse("c@d.test").unwrap()),
+            RcptParams {
+                notify: Some(Notify::NEVER),
+                orcpt: None,
+            },
+        )],
+        body: b"x\r\n".to_vec(),
+    };
+    let now = Instant::now();
+    // A server offering nothing: plain MAIL and RCPT.
+    let mut c = Client::new(config(TlsPolicy::Never), false, now);
+    feed(&mut c, now, b"220 x\r\n");
+    feed(&mut c, now, b"250 x\r\n");
+    c.send_message(now, msg()).unwrap();
+    let mut out = Vec::new();
+    c.poll_transmit(&mut out);
+    assert_eq!(String::from_utf8(out).unwrap(), "MAIL FROM:<a@b.test>\r\n");
+    feed(&mut c, now, b"250 ok\r\n");
+    let (_, out) = feed(&mut c, now, b"");
+    assert!(out.is_empty() || out == "RCPT TO:<c@d.test>\r\n");
+    // A server offering DSN, 8BITMIME and SIZE: everything is passed on.
+    let mut c = Client::new(config(TlsPolicy::Never), false, now);
+    feed(&mut c, now, b"220 x\r\n");
+    feed(
+        &mut c,
+        now,
+        b"250-x\r\n250-DSN\r\n250-8BITMIME\r\n250-PIPELINING\r\n250 SIZE 100\r\n",
+    );
+    c.send_message(now, msg()).unwrap();
+    let mut out = Vec::new();
+    c.poll_transmit(&mut out);
+    let out = String::from_utf8(out).unwrap();
+    assert!(
+        out.starts_with(
+            "MAIL FROM:<a@b.test> SIZE=3 BODY=8BITMIME RET=HDRS ENVID=E1\r\nRCPT TO:<c@d.test> NOTIFY=NEVER\r\n"
+        ),
+        "{out}"
+    );
+}

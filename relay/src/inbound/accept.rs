@@ -33,7 +33,10 @@ pub(crate) async fn store(
     let envelope = envelope(server, session, done, now_ms, body.len() as u64);
     let stored = tokio::time::timeout(ctx.accept_timeout, ctx.spool.accept(envelope, body)).await;
     match stored {
-        Ok(Ok(id)) => Ok(id.to_string()),
+        Ok(Ok(id)) => {
+            ctx.queue.wake();
+            Ok(id.to_string())
+        }
         Ok(Err(e)) => Err(spool_reply(&e)),
         Err(_) => Err(Reply::new(
             451,

@@ -24,6 +24,7 @@ pub(crate) struct ListenerCtx {
     pub(crate) hostname: String,
     pub(crate) policy: Arc<Policy>,
     pub(crate) spool: storage::Spool,
+    pub(crate) queue: Arc<crate::queue::Queue>,
 }
 
 /// Accepts until `shutdown` turns true; then stops accepting and waits for

@@ -112,6 +112,7 @@ mod tests {
         RouteConfig {
             domain: d.into(),
             host: None,
+            tls: crate::ops::config::RouteTls::default(),
         }
     }
 

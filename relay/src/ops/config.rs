@@ -63,6 +63,75 @@ pub struct Config {
     /// matches its domain.
     #[serde(default, rename = "route")]
     pub routes: Vec<RouteConfig>,
+    /// Delivery: trust anchors, client certificate, pool and retry settings.
+    #[serde(default)]
+    pub outbound: OutboundConfig,
+}
+
+/// Delivery settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundConfig {
+    /// CA certificates (PEM) that next hops' server certificates must chain to.
+    /// Required as soon as a route uses TLS.
+    pub ca: Option<PathBuf>,
+    /// Client certificate (PEM) presented to next hops, with `client_key`.
+    pub client_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub client_key: Option<PathBuf>,
+    /// Most concurrent connections per destination. Default 8.
+    pub max_connections: usize,
+    /// Most messages per connection before it is closed. Default 100.
+    pub max_messages_per_connection: u32,
+    /// Most messages being delivered at once by this node. Default 256.
+    pub max_in_flight: usize,
+    /// First retry delay (seconds). Default 60.
+    pub retry_first_secs: u64,
+    /// Longest retry delay (seconds); delays double up to it. Default 3600.
+    pub retry_cap_secs: u64,
+    /// Random spread of each delay, as a fraction. Default 0.2 (±20 %).
+    pub retry_jitter: f64,
+    /// Age after which a message gives up with a failure DSN (seconds).
+    /// Default 432000 (5 days).
+    pub max_age_secs: u64,
+    /// Consecutive connection failures that park a destination. Default 5.
+    pub circuit_threshold: u32,
+    /// How often the scheduler looks for due messages when not woken (ms). Default 500.
+    pub poll_ms: u64,
+}
+
+impl Default for OutboundConfig {
+    fn default() -> Self {
+        Self {
+            ca: None,
+            client_cert: None,
+            client_key: None,
+            max_connections: 8,
+            max_messages_per_connection: 100,
+            max_in_flight: 256,
+            retry_first_secs: 60,
+            retry_cap_secs: 3600,
+            retry_jitter: 0.2,
+            max_age_secs: 5 * 24 * 3600,
+            circuit_threshold: 5,
+            poll_ms: 500,
+        }
+    }
+}
+
+/// How a route's next hop is secured.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteTls {
+    /// STARTTLS required, server certificate verified; never plaintext. Default.
+    #[default]
+    Required,
+    /// STARTTLS when offered, plaintext otherwise (only where a route says so).
+    Opportunistic,
+    /// Plaintext (loopback sinks, tests).
+    None,
+    /// TLS from the first byte (port 465 style).
+    Implicit,
 }
 
 /// Identity and storage of this node.
@@ -224,9 +293,13 @@ pub struct RouteConfig {
     /// Recipient domain: `example.org` (exactly), `.example.org` (any
     /// subdomain) or `*` (everything).
     pub domain: String,
-    /// Next hop `host:port`; absent means MX lookup (outbound delivery).
+    /// Next hop `host:port`; absent means MX lookup (not available yet:
+    /// such recipients are deferred until a route with a host exists).
     #[serde(default)]
     pub host: Option<String>,
+    /// How the next hop is secured. Default `required`.
+    #[serde(default)]
+    pub tls: RouteTls,
 }
 
 impl Config {
@@ -260,6 +333,16 @@ impl Config {
         fix(&mut self.node.spool);
         if let Some(ids) = self.node.identities.as_mut() {
             fix(ids);
+        }
+        for p in [
+            &mut self.outbound.ca,
+            &mut self.outbound.client_cert,
+            &mut self.outbound.client_key,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            fix(p);
         }
         if let Some(t) = self.tls.as_mut() {
             fix(&mut t.cert);
@@ -329,6 +412,30 @@ impl Config {
             if r.domain != "*" && !proto::address::is_domain(d) {
                 return Err(invalid(format!("route[{i}].domain"), "must be a domain, .domain or *"));
             }
+            if let Some(h) = &r.host {
+                if h.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
+                    return Err(invalid(format!("route[{i}].host"), "must be host:port"));
+                }
+                if r.tls != RouteTls::None && self.outbound.ca.is_none() {
+                    return Err(invalid("outbound.ca", format!("route {} uses TLS", r.domain)));
+                }
+            }
+        }
+        let o = &self.outbound;
+        if o.client_cert.is_some() != o.client_key.is_some() {
+            return Err(invalid(
+                "outbound.client_cert",
+                "client_cert and client_key go together",
+            ));
+        }
+        if o.max_connections == 0 || o.max_messages_per_connection == 0 || o.max_in_flight == 0 {
+            return Err(invalid(
+                "outbound",
+                "max_connections, max_messages_per_connection and max_in_flight must be positive",
+            ));
+        }
+        if !(0.0..1.0).contains(&o.retry_jitter) || o.retry_first_secs == 0 || o.retry_cap_secs < o.retry_first_secs {
+            return Err(invalid("outbound.retry_*", "need 0 <= jitter < 1 and 0 < first <= cap"));
         }
         Ok(())
     }

@@ -10,11 +10,13 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::info;
 
-use super::config::{Config, TlsMode};
+use super::config::{Config, RouteTls, TlsMode};
 use crate::inbound::identity::Identities;
 use crate::inbound::listener::{self, ListenerCtx};
 use crate::inbound::policy::Policy;
 use crate::inbound::tls;
+use crate::outbound::{ClientTls, ConnectSettings, Pool, PoolConfig, RetryPolicy, Security, StaticRoutes, Target};
+use crate::queue::Queue;
 
 /// A running node. Dropping it without [`Node::shutdown`] aborts its tasks.
 pub struct Node {
@@ -22,6 +24,7 @@ pub struct Node {
     pub addrs: Vec<(String, SocketAddr)>,
     /// The spool (tests and admin commands read it).
     pub spool: storage::Spool,
+    queue: Arc<Queue>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
     _spool_guard: storage::SpoolDropGuard,
@@ -48,6 +51,8 @@ impl Node {
         let policy = Arc::new(Policy::new(&config.routes, identities));
         let (shutdown, rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
+        let queue = Arc::new(build_queue(&config, spool.clone())?);
+        tasks.spawn(queue.clone().run(rx.clone()));
         let mut addrs = Vec::new();
         for l in &config.listeners {
             let tls = match (&config.tls, l.tls) {
@@ -93,16 +98,23 @@ impl Node {
                 hostname: config.node.hostname.clone(),
                 policy: policy.clone(),
                 spool: spool.clone(),
+                queue: queue.clone(),
             });
             tasks.spawn(listener::run(socket, ctx, rx.clone()));
         }
         Ok(Self {
             addrs,
+            queue,
             spool,
             shutdown,
             tasks,
             _spool_guard: guard,
         })
+    }
+
+    /// The delivery queue.
+    pub fn queue(&self) -> &Arc<Queue> {
+        &self.queue
     }
 
     /// The bound address of listener `name`.
@@ -116,4 +128,62 @@ impl Node {
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
     }
+}
+
+/// The delivery side from the config: routes, TLS, pool, retry policy.
+fn build_queue(config: &Config, spool: storage::Spool) -> anyhow::Result<Queue> {
+    let o = &config.outbound;
+    let mut routes = StaticRoutes::new();
+    for r in &config.routes {
+        let Some(host) = &r.host else { continue };
+        let (name, port) = host
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+            .with_context(|| format!("route {}: host must be host:port", r.domain))?;
+        let mut target = Target::new(name, port);
+        target.security = match r.tls {
+            RouteTls::Required => Security::StartTls(proto::client::TlsPolicy::Required),
+            RouteTls::Opportunistic => Security::StartTls(proto::client::TlsPolicy::Opportunistic),
+            RouteTls::None => Security::StartTls(proto::client::TlsPolicy::Never),
+            RouteTls::Implicit => Security::Implicit,
+        };
+        routes.insert(&r.domain, vec![target]);
+    }
+    let tls = match &o.ca {
+        Some(ca) => {
+            let client = o.client_cert.as_deref().zip(o.client_key.as_deref());
+            ClientTls::from_pem_files(ca, client).context("outbound TLS")?
+        }
+        None => ClientTls::new(rustls::RootCertStore::empty(), None).context("outbound TLS")?,
+    };
+    let client = proto::client::ClientConfig {
+        hostname: config.node.hostname.clone(),
+        ..proto::client::ClientConfig::default()
+    };
+    let pool_config = PoolConfig {
+        max_connections: o.max_connections,
+        max_messages_per_connection: o.max_messages_per_connection,
+        circuit: crate::outbound::CircuitConfig {
+            threshold: o.circuit_threshold,
+            ..crate::outbound::CircuitConfig::default()
+        },
+        ..PoolConfig::default()
+    };
+    let pool = Pool::new(pool_config, ConnectSettings::new(client, tls));
+    let retry = RetryPolicy {
+        first: Duration::from_secs(o.retry_first_secs),
+        cap: Duration::from_secs(o.retry_cap_secs),
+        jitter: o.retry_jitter,
+        max_age: Duration::from_secs(o.max_age_secs),
+        ..RetryPolicy::default()
+    };
+    Ok(Queue::new(
+        spool,
+        pool,
+        routes,
+        retry,
+        config.node.hostname.clone(),
+        o.max_in_flight,
+        Duration::from_millis(o.poll_ms),
+    ))
 }

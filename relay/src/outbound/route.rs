@@ -94,9 +94,22 @@ impl StaticRoutes {
     }
 
     /// The destination for mail to `domain`, if routed.
+    ///
+    /// Order: the exact domain, then `.parent` routes from the closest parent
+    /// up (`.mssante.fr` routes every subdomain of mssante.fr), then `*`.
     pub fn lookup(&self, domain: &str) -> Option<&Destination> {
         let key = domain.to_ascii_lowercase();
-        self.routes.get(&key).or_else(|| self.routes.get("*"))
+        if let Some(d) = self.routes.get(&key) {
+            return Some(d);
+        }
+        let mut rest = key.as_str();
+        while let Some((_, parent)) = rest.split_once('.') {
+            if let Some(d) = self.routes.get(&format!(".{parent}")) {
+                return Some(d);
+            }
+            rest = parent;
+        }
+        self.routes.get("*")
     }
 }
 
@@ -110,6 +123,9 @@ mod tests {
         r.insert("CHU.test", vec![Target::new("mx.chu.test", 25)]);
         assert_eq!(r.lookup("chu.TEST").unwrap().targets[0].host, "mx.chu.test");
         assert!(r.lookup("other.test").is_none());
+        r.insert(".mssante.test", vec![Target::new("mx.mss.test", 25)]);
+        assert_eq!(r.lookup("ch-x.MSSANTE.test").unwrap().key, ".mssante.test");
+        assert!(r.lookup("mssante.test").is_none());
         r.insert("*", vec![Target::new("smarthost.test", 587)]);
         assert_eq!(r.lookup("other.test").unwrap().key, "*");
         assert_eq!(Target::new("a", 25).security, Security::StartTls(TlsPolicy::Required));

@@ -27,7 +27,19 @@ impl TestNode {
 /// optional) and `smtps` (implicit TLS, client cert optional); `extra` is
 /// appended to the TOML (more `[limits]`, routes…).
 pub async fn start_node(limits: &str, listener_extra: &str) -> TestNode {
+    start_node_with(limits, listener_extra, "").await
+}
+
+/// [`start_node`] with more TOML appended at the end (`[outbound]`, routes).
+pub async fn start_node_with(limits: &str, listener_extra: &str, tail: &str) -> TestNode {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // Node logs appear with a failing test's output (RUST_LOG overrides).
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
     let dir = tempfile::tempdir().expect("tempdir");
     relay::ops::dev::ensure_pki(&dir.path().join("pki")).expect("pki");
     let toml = format!(
@@ -69,6 +81,8 @@ domain = "cabinet.test"
 
 [[route]]
 domain = ".mssante.test"
+
+{tail}
 "#
     );
     let path = dir.path().join("estafette.toml");

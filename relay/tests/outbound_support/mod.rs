@@ -91,7 +91,13 @@ port, outdir, cert, key, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.
 
 class Handler:
     n = 0
+    tries = {}
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.startswith('flaky'):
+            # 451 to the first two attempts for this address, then accept.
+            Handler.tries[address] = Handler.tries.get(address, 0) + 1
+            if Handler.tries[address] <= 2:
+                return '451 4.3.0 try later'
         if address.startswith('defer'):
             return '451 4.3.0 try later'
         if address.startswith('reject'):
@@ -141,7 +147,8 @@ pub enum PyTls<'a> {
     Mutual(&'a Pki),
 }
 
-/// aiosmtpd: RCPT to `defer*` gets 451, `reject*` 550, others 250; each
+/// aiosmtpd: RCPT to `defer*` gets 451, `reject*` 550, `flaky*` 451 twice
+/// then 250, others 250; each
 /// message is written to `dir/NNN.eml` as received (dot-unstuffed).
 pub fn aiosmtpd(tls: PyTls<'_>) -> Peer {
     aiosmtpd_on(tls, free_port())

@@ -1,0 +1,266 @@
+//! One delivery attempt of one message: send its due recipients, grouped by
+//! next hop; record each recipient's fate (2yz delivered, 5yz failed, 4yz or a
+//! connection failure deferred with backoff); once every recipient is final,
+//! queue the DSN that is owed and remove the message.
+//!
+//! State changes after acceptance are buffered writes (DESIGN §3): a crash
+//! before they reach the disk means the message is tried again — a duplicate
+//! delivery at worst, never a loss. The DSN is accepted (synced) before the
+//! original is removed, for the same reason.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use proto::address::{ForwardPath, Mailbox, ReversePath};
+use proto::client::{MessageOutcome, Outgoing};
+use proto::params::{Body, MailParams, Notify, Orcpt, RcptParams, Ret};
+use proto::{EnhancedCode, Reply, Severity};
+use storage::{Durability, Envelope, MessageId, RecipientStatus};
+use tracing::{info, warn};
+
+use super::Queue;
+use crate::outbound::dsn::{self, Action, RecipientReport};
+use crate::outbound::{DeliveryError, Retry};
+
+impl Queue {
+    /// Tries the due recipients of `id` once. Never panics; errors are logged
+    /// and the message is pushed back so that a broken record cannot spin.
+    pub(super) async fn attempt(&self, id: MessageId) {
+        if let Err(e) = self.try_attempt(id).await {
+            warn!(%id, error = %e, "delivery attempt failed locally; retrying later");
+            let later = storage::now_ms() + self.retry.first.as_millis() as u64;
+            if let Ok(Some(env)) = self.spool.envelope(id) {
+                let _ = self
+                    .spool
+                    .reschedule(id, env.due_ms(), Some(later), Durability::Buffered)
+                    .await;
+            }
+        }
+    }
+
+    async fn try_attempt(&self, id: MessageId) -> Result<(), storage::Error> {
+        let Some(mut env) = self.spool.envelope(id)? else {
+            return Ok(()); // removed meanwhile
+        };
+        let Some(body) = self.spool.body(id)? else {
+            return Err(storage::Error::Corrupt {
+                cf: "body",
+                key: id.to_string(),
+                error: "envelope without body".into(),
+            });
+        };
+        let now = storage::now_ms();
+        // Due pending recipients by next hop; BTreeMap keeps hops in a stable order.
+        let mut hops: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (i, r) in env.recipients.iter().enumerate() {
+            if r.status.is_pending() && r.next_attempt_ms <= now {
+                hops.entry(r.next_hop.clone()).or_default().push(i);
+            }
+        }
+        for (hop, indexes) in hops {
+            let result = match self.routes.lookup(&hop) {
+                Some(dest) => {
+                    let msg = outgoing(&env, &indexes, &body);
+                    self.pool.send(dest, msg, &id.to_string()).await
+                }
+                None => Err(DeliveryError::Resolve {
+                    host: hop.clone(),
+                    reason: "no route with a host for this domain (MX lookup not available)".into(),
+                }),
+            };
+            self.record(id, &mut env, &indexes, &result, now);
+        }
+        if env.is_complete() {
+            self.finish(id, &env, &body).await?;
+        } else {
+            self.spool.update(id, &env, Durability::Buffered).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes each recipient's fate into the envelope.
+    fn record(
+        &self,
+        id: MessageId,
+        env: &mut Envelope,
+        indexes: &[usize],
+        result: &Result<MessageOutcome, DeliveryError>,
+        now: u64,
+    ) {
+        let received = env.received_at_ms;
+        for (k, &i) in indexes.iter().enumerate() {
+            let reply = match result {
+                Ok(outcome) => outcome.recipient_reply(k).clone(),
+                Err(e) if e.is_transient() => e.reply(),
+                Err(e) => e.reply(),
+            };
+            let Some(r) = env.recipients.get_mut(i) else { continue };
+            r.attempts += 1;
+            r.last_reply = Some(reply.to_string());
+            match reply.severity() {
+                Severity::Success => {
+                    r.status = RecipientStatus::Delivered;
+                    info!(%id, rcpt = %r.address, reply = %reply, "delivered");
+                }
+                Severity::Permanent => {
+                    r.status = RecipientStatus::Failed;
+                    info!(%id, rcpt = %r.address, reply = %reply, "failed");
+                }
+                Severity::Transient | Severity::Intermediate => {
+                    match self.retry.next_attempt(r.attempts, received, now, &mut rand::rng()) {
+                        Retry::At(at) => {
+                            r.status = RecipientStatus::Deferred;
+                            r.next_attempt_ms = at;
+                            info!(%id, rcpt = %r.address, reply = %reply, retry_in_ms = at.saturating_sub(now), "deferred");
+                        }
+                        Retry::GiveUp => {
+                            r.status = RecipientStatus::Failed;
+                            let why = Reply::new(
+                                554,
+                                EnhancedCode::new(5, 4, 7),
+                                format!("delivery time expired; last reply: {reply}"),
+                            );
+                            r.last_reply = Some(why.to_string());
+                            info!(%id, rcpt = %r.address, "gave up");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every recipient is final: queue the DSN owed, then remove the message.
+    async fn finish(&self, id: MessageId, env: &Envelope, body: &[u8]) -> Result<(), storage::Error> {
+        if let Some(dsn) = self.build_dsn(env, body) {
+            let dsn_id = self.spool.accept(dsn.0, dsn.1).await?;
+            info!(%id, dsn = %dsn_id, "delivery status notification queued");
+            self.wake();
+        }
+        self.spool.remove(id, Durability::Buffered).await?;
+        info!(%id, "done");
+        Ok(())
+    }
+
+    /// The DSN owed for a finished message, as a spool envelope and body.
+    fn build_dsn(&self, env: &Envelope, body: &[u8]) -> Option<(Envelope, Vec<u8>)> {
+        let sender = match Mailbox::parse(&env.sender) {
+            Ok(m) => ReversePath::Path(m),
+            Err(_) => return None, // null sender: never bounce a bounce
+        };
+        let reports: Vec<RecipientReport> = env
+            .recipients
+            .iter()
+            .filter_map(|r| {
+                let action = match r.status {
+                    RecipientStatus::Failed => Action::Failed,
+                    RecipientStatus::Delivered => Action::Delivered,
+                    _ => return None,
+                };
+                let params = rcpt_params(r);
+                if !action.is_wanted(params.notify) {
+                    return None;
+                }
+                let diagnostic = r
+                    .last_reply
+                    .as_deref()
+                    .and_then(|t| Reply::parse(format!("{t}\r\n").as_bytes()).ok().flatten())
+                    .map(|(r, _)| r);
+                Some(RecipientReport {
+                    recipient: ForwardPath::Path(Mailbox::parse(&r.address).ok()?),
+                    params,
+                    action,
+                    status: diagnostic.as_ref().map_or(EnhancedCode::new(5, 0, 0), dsn::status_of),
+                    remote_mta: None,
+                    diagnostic,
+                    last_attempt: Some(Utc::now()),
+                })
+            })
+            .collect();
+        if reports.is_empty() {
+            return None;
+        }
+        let params = mail_params(env);
+        let report = dsn::Report {
+            reporting_mta: &self.hostname,
+            sender: &sender,
+            params: &params,
+            arrival: DateTime::from_timestamp_millis(env.received_at_ms as i64).unwrap_or_default(),
+            recipients: &reports,
+            original: body,
+        };
+        let dsn = dsn::build(&report, Utc::now(), &mut rand::rng())?;
+        let now = storage::now_ms();
+        let envelope = Envelope {
+            sender: String::new(),
+            recipients: vec![storage::Recipient {
+                address: dsn.to.to_string(),
+                next_hop: dsn.to.domain_lowercase(),
+                notify: storage::Notify(storage::Notify::NEVER),
+                next_attempt_ms: now,
+                ..storage::Recipient::default()
+            }],
+            helo: self.hostname.clone(),
+            received_at_ms: now,
+            body_size: dsn.message.len() as u64,
+            ..Envelope::default()
+        };
+        Some((envelope, dsn.message))
+    }
+}
+
+fn notify_of(n: storage::Notify) -> Option<Notify> {
+    if n.0 == 0 {
+        return None;
+    }
+    Some(Notify {
+        success: n.contains(storage::Notify::SUCCESS),
+        failure: n.contains(storage::Notify::FAILURE),
+        delay: n.contains(storage::Notify::DELAY),
+    })
+}
+
+fn rcpt_params(r: &storage::Recipient) -> RcptParams {
+    RcptParams {
+        notify: notify_of(r.notify),
+        orcpt: r.orcpt.as_deref().and_then(|o| o.split_once(';')).map(|(t, a)| Orcpt {
+            addr_type: t.to_owned(),
+            address: a.to_owned(),
+        }),
+    }
+}
+
+fn mail_params(env: &Envelope) -> MailParams {
+    MailParams {
+        body: match env.body_type {
+            storage::BodyType::EightBitMime => Some(Body::EightBitMime),
+            _ => None,
+        },
+        smtputf8: env.smtputf8,
+        ret: env.dsn_ret.map(|r| match r {
+            storage::DsnRet::Full => Ret::Full,
+            storage::DsnRet::Headers => Ret::Headers,
+        }),
+        envid: env.envid.clone(),
+        ..MailParams::default()
+    }
+}
+
+/// The message for recipients `indexes` of `env`, with its DSN parameters
+/// passed on (RFC 3461 §4: a relay keeps NOTIFY, ORCPT, RET and ENVID).
+fn outgoing(env: &Envelope, indexes: &[usize], body: &[u8]) -> Outgoing {
+    let from = Mailbox::parse(&env.sender).map_or(ReversePath::Null, ReversePath::Path);
+    let recipients = indexes
+        .iter()
+        .filter_map(|&i| env.recipients.get(i))
+        .map(|r| {
+            let to = Mailbox::parse(&r.address).map_or(ForwardPath::Postmaster, ForwardPath::Path);
+            (to, rcpt_params(r))
+        })
+        .collect();
+    Outgoing {
+        from,
+        params: mail_params(env),
+        recipients,
+        body: body.to_vec(),
+    }
+}

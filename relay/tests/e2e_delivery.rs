@@ -1,0 +1,151 @@
+//! A message's whole way through one node: a real client (swaks) in, the
+//! spool, the queue, delivery to a real downstream server; retries after 4yz,
+//! a DSN after 5yz. Retry delays are compressed to one second.
+
+mod common;
+#[path = "outbound_support/mod.rs"]
+mod outbound_support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{run, start_node_with, TestNode};
+use outbound_support::{aiosmtpd, smtp_sink, Peer, PyTls};
+
+/// A node whose `clinique.test` and `ch.mssante.test` mail goes to `peer`
+/// in clear, with retries after 1 s (no jitter).
+async fn node_to(peer: &Peer) -> TestNode {
+    let tail = format!(
+        r#"
+[[route]]
+domain = "clinique.test"
+host = "{addr}"
+tls = "none"
+
+[[route]]
+domain = "ch.mssante.test"
+host = "{addr}"
+tls = "none"
+
+[outbound]
+retry_first_secs = 1
+retry_cap_secs = 1
+retry_jitter = 0.0
+poll_ms = 100
+"#,
+        addr = peer.addr
+    );
+    start_node_with("", "", &tail).await
+}
+
+async fn swaks(t: &TestNode, from: &str, to: &str, body: &str) -> String {
+    let mut cmd = Command::new("swaks");
+    cmd.args(["--server", &format!("127.0.0.1:{}", t.port("plain"))])
+        .args(["--from", from, "--to", to, "--helo", "dpi.test", "--data", body]);
+    let (ok, transcript) = run(cmd).await;
+    assert!(ok, "{transcript}");
+    assert!(transcript.contains("250 2.0.0 queued as"), "{transcript}");
+    transcript
+}
+
+/// Waits (up to `secs`) until the spool is empty: every message finished.
+async fn drained(t: &TestNode, secs: u64) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        let pending = t.node.spool.due(u64::MAX, 1).map(|d| d.len()).unwrap_or(1);
+        if pending == 0 && t.node.queue().in_flight() == 0 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+fn wait_received(peer: &Peer, n: usize) -> Vec<Vec<u8>> {
+    tokio::task::block_in_place(|| peer.received(n))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swaks_to_smtp_sink_through_the_node() {
+    let sink = smtp_sink(&[]);
+    let t = node_to(&sink).await;
+    let body = "From: secretariat@ch.mssante.test\r\nTo: dr@clinique.test\r\nSubject: lettre de liaison\r\nMessage-ID: <ll-1@ch>\r\nX-MSS-NIL: DPI 1.0\r\n\r\nBonjour,\r\n.point\r\n";
+    swaks(&t, "secretariat@ch.mssante.test", "dr@clinique.test", body).await;
+    let got = wait_received(&sink, 1);
+    assert_eq!(got.len(), 1, "delivered once");
+    // smtp-sink stores LF line ends after its own headers: compare the text.
+    let text = String::from_utf8_lossy(&got[0]).replace("\r\n", "\n");
+    assert!(text.contains("by relay.test (Estafette) with ESMTP"), "{text}");
+    let original = body.replace("\r\n", "\n");
+    assert!(text.contains(&original), "original bytes kept:\n{text}");
+    assert!(drained(&t, 10).await, "the message left the spool");
+    t.node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deferred_twice_then_delivered() {
+    let peer = aiosmtpd(PyTls::None);
+    let t = node_to(&peer).await;
+    swaks(
+        &t,
+        "secretariat@ch.mssante.test",
+        "flaky-1@clinique.test",
+        "Subject: retry\r\n\r\nbody\r\n",
+    )
+    .await;
+    // Attempt 1 and 2 get 451; attempt 3 (about 2 s later) is accepted.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while peer.files().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = wait_received(&peer, 1);
+    assert_eq!(got.len(), 1, "delivered after two deferrals");
+    assert!(String::from_utf8_lossy(&got[0]).contains("Subject: retry"));
+    assert!(drained(&t, 10).await);
+    t.node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permanent_failure_sends_a_dsn_to_the_sender() {
+    let peer = aiosmtpd(PyTls::None);
+    let t = node_to(&peer).await;
+    let mut cmd = Command::new("swaks");
+    cmd.args(["--server", &format!("127.0.0.1:{}", t.port("plain"))])
+        .args([
+            "--from",
+            "secretariat@ch.mssante.test",
+            "--to",
+            "reject-me@clinique.test",
+        ])
+        .args([
+            "--helo",
+            "dpi.test",
+            "--data",
+            "Subject: will bounce\r\nMessage-ID: <b-1@ch>\r\n\r\nbody\r\n",
+        ]);
+    let (ok, transcript) = run(cmd).await;
+    assert!(ok, "{transcript}");
+    // The DSN goes back through the same route to the sender's domain.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while peer.files().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = wait_received(&peer, 1);
+    assert_eq!(got.len(), 1, "one DSN");
+    let dsn = String::from_utf8_lossy(&got[0]);
+    assert!(dsn.contains("multipart/report"), "{dsn}");
+    assert!(
+        dsn.contains("report-type=delivery-status") || dsn.contains("report-type=\"delivery-status\""),
+        "{dsn}"
+    );
+    assert!(
+        dsn.replace("; ", ";")
+            .contains("Final-Recipient: rfc822;reject-me@clinique.test"),
+        "{dsn}"
+    );
+    assert!(dsn.contains("Action: failed"), "{dsn}");
+    assert!(dsn.contains("Status: 5.1.1"), "{dsn}");
+    assert!(dsn.contains("Message-ID: <b-1@ch>"), "original headers returned: {dsn}");
+    assert!(drained(&t, 10).await, "both the message and its DSN finished");
+    t.node.shutdown().await;
+}
