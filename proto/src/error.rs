@@ -25,6 +25,9 @@ pub enum ReplyError {
     /// A line ended by LF without CR.
     #[error("reply line ended by bare LF")]
     BareLf,
+    /// A CR inside a line (not followed by LF).
+    #[error("bare CR inside a reply line")]
+    BareCr,
 }
 
 /// A command line from a client that cannot be accepted as written.

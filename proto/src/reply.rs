@@ -190,6 +190,11 @@ impl Reply {
                 return Err(ReplyError::BareLf);
             }
             let line = &rest[..nl - 1];
+            // A CR inside a line would be re-encoded as a space, changing what
+            // the line means (found by the reply fuzzer): refuse it.
+            if memchr::memchr(b'\r', line).is_some() {
+                return Err(ReplyError::BareCr);
+            }
             pos += nl + 1;
             if line.len() < 3 || !line[..3].iter().all(u8::is_ascii_digit) {
                 return Err(ReplyError::Syntax);
@@ -362,7 +367,7 @@ mod tests {
         assert_eq!(r.enhanced, None);
         assert_eq!(r.lines, vec!["2.1.1 odd"]);
         // Leading zeros: not an enhanced code (fuzzer finding: 4.3.009 re-encoded as 4.3.9).
-        let (r, _) = Reply::parse(b"451 4.3.009\r2-4.3:.0 \0b\r\n").unwrap().unwrap();
+        let (r, _) = Reply::parse(b"451 4.3.009 2-4.3:.0 \0b\r\n").unwrap().unwrap();
         assert_eq!(r.enhanced, None);
         let wire = r.to_bytes();
         let (again, _) = Reply::parse(&wire).unwrap().unwrap();
@@ -377,6 +382,7 @@ mod tests {
     fn parse_errors() {
         assert_eq!(Reply::parse(b"25O ok\r\n"), Err(ReplyError::Syntax));
         assert_eq!(Reply::parse(b"250 ok\n"), Err(ReplyError::BareLf));
+        assert_eq!(Reply::parse(b"451-4.50.43\r\n451 4.50.43\rx\r\n"), Err(ReplyError::BareCr));
         assert_eq!(Reply::parse(b"250-a\r\n251 b\r\n"), Err(ReplyError::MixedCodes));
         assert_eq!(Reply::parse(b"250xok\r\n"), Err(ReplyError::Syntax));
         assert_eq!(
