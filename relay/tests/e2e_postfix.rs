@@ -1,0 +1,259 @@
+//! Postfix → Estafette → Postfix: a stock Postfix relays (relayhost) through
+//! the node, which delivers to a second stock Postfix with a virtual mailbox.
+//! The message arrives byte for byte, with only trace headers added above it.
+//!
+//! Each Postfix is a private instance (`postfix -c DIR`) in a temporary
+//! directory, on 127.0.0.1 ephemeral ports, stopped when the test ends. Needs
+//! root (Postfix daemons switch to the `postfix` user), as in CI.
+
+mod common;
+#[path = "outbound_support/mod.rs"]
+mod outbound_support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{run, start_node_with};
+use outbound_support::free_port;
+
+const MASTER_CF: &str = "\
+PORT      inet  n       -       n       -       -       smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+local     unix  -       n       n       -       -       local
+virtual   unix  -       n       n       -       -       virtual
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+";
+
+/// A private Postfix instance; stopped on drop.
+struct Postfix {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Postfix {
+    fn start(name: &str, extra: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("estafette-postfix")
+            .tempdir_in("/tmp")
+            .expect("tempdir");
+        let port = free_port();
+        let d = dir.path().display().to_string();
+        let main_cf = format!(
+            "compatibility_level = 3.6\n\
+             queue_directory = {d}/queue\n\
+             data_directory = {d}/data\n\
+             mail_owner = postfix\n\
+             setgid_group = postdrop\n\
+             inet_interfaces = 127.0.0.1\n\
+             inet_protocols = ipv4\n\
+             myhostname = {name}.test\n\
+             mydomain = test\n\
+             myorigin = $myhostname\n\
+             mynetworks = 127.0.0.0/8\n\
+             maillog_file = {d}/maillog\n\
+             maillog_file_prefixes = /tmp\n\
+             smtputf8_enable = no\n\
+             biff = no\n\
+             {extra}\n"
+        );
+        std::fs::write(dir.path().join("main.cf"), main_cf).expect("main.cf");
+        std::fs::write(
+            dir.path().join("master.cf"),
+            MASTER_CF.replace("PORT", &format!("127.0.0.1:{port}")),
+        )
+        .expect("master.cf");
+        for sub in ["queue", "data"] {
+            std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
+        }
+        let status = Command::new("chown")
+            .args(["postfix", &format!("{d}/data")])
+            .status()
+            .expect("chown");
+        assert!(status.success());
+        let out = Command::new("/usr/sbin/postfix")
+            .args(["-c", &d, "start"])
+            .output()
+            .expect("postfix start");
+        assert!(
+            out.status.success(),
+            "postfix start: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "postfix {name} did not listen; log:\n{}",
+                Self::log_of(dir.path())
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self { dir, port }
+    }
+
+    fn log_of(dir: &Path) -> String {
+        std::fs::read_to_string(dir.join("maillog")).unwrap_or_default()
+    }
+
+    fn log(&self) -> String {
+        Self::log_of(self.dir.path())
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        let _ = Command::new("/usr/sbin/postfix")
+            .args(["-c", &self.dir.path().display().to_string(), "abort"])
+            .output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postfix_to_estafette_to_postfix_byte_for_byte() {
+    // Downstream: delivers every clinique.test address into one maildir.
+    let down = Postfix::start(
+        "downstream",
+        "mydestination =\n\
+         virtual_mailbox_domains = clinique.test\n\
+         virtual_mailbox_base = MAILBASE\n\
+         virtual_mailbox_maps = static:box/\n\
+         virtual_uid_maps = static:65534\n\
+         virtual_gid_maps = static:65534\n\
+         smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination",
+    );
+    // Postfix reads MAILBASE literally; point it at the instance directory.
+    let base = down.path("mail");
+    std::fs::create_dir_all(&base).expect("mkdir mail");
+    let _ = Command::new("chown")
+        .args(["-R", "65534:65534", &base.display().to_string()])
+        .status();
+    let cf = std::fs::read_to_string(down.path("main.cf")).expect("read");
+    std::fs::write(
+        down.path("main.cf"),
+        cf.replace("MAILBASE", &base.display().to_string()),
+    )
+    .expect("write");
+    let reload = Command::new("/usr/sbin/postfix")
+        .args(["-c", &down.dir.path().display().to_string(), "reload"])
+        .output()
+        .expect("reload");
+    assert!(reload.status.success());
+
+    let tail = format!(
+        "[[route]]\ndomain = \"clinique.test\"\nhost = \"127.0.0.1:{}\"\ntls = \"opportunistic\"\n\n[outbound]\nca = \"pki/ca.pem\"\npoll_ms = 100\n",
+        down.port
+    );
+    let t = start_node_with("", "", &tail).await;
+
+    // Upstream: relays everything through the node (plain listener).
+    let up = Postfix::start(
+        "upstream",
+        &format!(
+            "mydestination =\nrelayhost = [127.0.0.1]:{}\nsmtp_tls_security_level = none\n\
+             smtpd_relay_restrictions = permit_mynetworks, reject",
+            t.port("plain")
+        ),
+    );
+
+    let original = "From: Secretariat <secretariat@ch.mssante.test>\r\n\
+To: Dr Martin <dr.martin@clinique.test>\r\n\
+Subject: =?UTF-8?Q?Compte_rendu_op=C3=A9ratoire?=\r\n\
+Date: Mon, 23 Nov 2026 10:00:00 +0100\r\n\
+Message-ID: <cro-42@ch.mssante.test>\r\n\
+MIME-Version: 1.0\r\n\
+X-MSS-NIL: DPI-Exemple 5.1\r\n\
+X-MSS-CODECDA: 34874-7\r\n\
+X-MSS-INS: O\r\n\
+Content-Type: multipart/mixed; boundary=\"b1\"\r\n\
+\r\n\
+--b1\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+Content-Transfer-Encoding: 8bit\r\n\
+\r\n\
+Cher confrère, ci-joint le compte rendu.\r\n\
+.Une ligne qui commence par un point.\r\n\
+--b1\r\n\
+Content-Type: application/zip; name=\"IHE_XDM.zip\"\r\n\
+Content-Transfer-Encoding: base64\r\n\
+\r\n\
+UEsDBBQAAAAIAAAAIQAAAAAAAAAAAAAAAAAJAAAASUhFX1hETS9VRVNEQkJRQUFBQUlBQUFBSVFB\r\n\
+--b1--\r\n";
+    let script = r#"
+import smtplib, sys
+port, path = int(sys.argv[1]), sys.argv[2]
+data = open(path, 'rb').read()
+with smtplib.SMTP('127.0.0.1', port) as s:
+    s.sendmail('secretariat@ch.mssante.test', ['dr.martin@clinique.test'], data)
+print('sent')
+"#;
+    let msg_path = t.dir.path().join("original.eml");
+    std::fs::write(&msg_path, original).expect("write");
+    let mut cmd = Command::new("/usr/bin/python3");
+    cmd.args(["-c", script, &up.port.to_string(), &msg_path.display().to_string()]);
+    let (ok, out) = run(cmd).await;
+    assert!(ok, "{out}");
+
+    let new = base.join("box/new");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let delivered = loop {
+        if let Some(f) = std::fs::read_dir(&new)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(Result::ok)
+        {
+            break std::fs::read(f.path()).expect("read maildir file");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not delivered.\nupstream log:\n{}\ndownstream log:\n{}",
+            up.log(),
+            down.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // Maildir files use LF; the original's lines must follow the trace headers unchanged.
+    let delivered = String::from_utf8(delivered).expect("utf8");
+    let expected = original.replace("\r\n", "\n");
+    let start = delivered.find("From: Secretariat").expect("original headers present");
+    assert_eq!(&delivered[start..], expected, "body changed in transit");
+    // Above it: only trace fields (Return-Path, Delivered-To, X-Original-To
+    // added by the downstream virtual agent, Received, and
+    // their continuation lines); exactly one Received by Estafette.
+    for line in delivered[..start].lines() {
+        assert!(
+            line.starts_with("Return-Path:")
+                || line.starts_with("Delivered-To:")
+                || line.starts_with("X-Original-To:")
+                || line.starts_with("Received:")
+                || line.starts_with(char::is_whitespace),
+            "unexpected header added: {line}"
+        );
+    }
+    assert_eq!(delivered[..start].matches("(Estafette)").count(), 1, "{delivered}");
+    drop(up);
+    drop(down);
+    t.node.shutdown().await;
+}
