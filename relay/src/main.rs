@@ -41,6 +41,18 @@ enum Cmd {
         #[command(subcommand)]
         command: ConfigCmd,
     },
+    /// AUTH account tools.
+    Account {
+        #[command(subcommand)]
+        command: AccountCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountCmd {
+    /// Read a password on standard input, print its argon2 hash for the
+    /// identities file (`password = "..."`).
+    Hash,
 }
 
 #[derive(Subcommand)]
@@ -71,6 +83,20 @@ fn main() -> anyhow::Result<()> {
         } => {
             Config::load(&file)?;
             println!("{}: OK", file.display());
+            Ok(())
+        }
+        Cmd::Account {
+            command: AccountCmd::Hash,
+        } => {
+            let mut password = String::new();
+            std::io::stdin()
+                .read_line(&mut password)
+                .context("reading the password")?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            anyhow::ensure!(!password.is_empty(), "empty password");
+            let hash = relay::inbound::identity::hash_password(password)
+                .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))?;
+            println!("{hash}");
             Ok(())
         }
         Cmd::Serve {

@@ -32,6 +32,34 @@ pub async fn start_node(limits: &str, listener_extra: &str) -> TestNode {
 
 /// [`start_node`] with more TOML appended at the end (`[outbound]`, routes).
 pub async fn start_node_with(limits: &str, listener_extra: &str, tail: &str) -> TestNode {
+    start_node_full(Extra {
+        limits,
+        plain: listener_extra,
+        tail,
+        ..Extra::default()
+    })
+    .await
+}
+
+/// TOML lines added to each part of the test node's config.
+#[derive(Default)]
+pub struct Extra<'a> {
+    pub node: &'a str,
+    pub plain: &'a str,
+    pub mta: &'a str,
+    pub limits: &'a str,
+    pub tail: &'a str,
+}
+
+/// A test node with `extra` lines in each section.
+pub async fn start_node_full(extra: Extra<'_>) -> TestNode {
+    let Extra {
+        node: node_extra,
+        plain: listener_extra,
+        mta: mta_extra,
+        limits,
+        tail,
+    } = extra;
     let _ = rustls::crypto::ring::default_provider().install_default();
     // Node logs appear with a failing test's output (RUST_LOG overrides).
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -49,6 +77,7 @@ hostname = "relay.test"
 node_id = 7
 spool = "spool"
 accept_timeout_secs = 10
+{node_extra}
 
 [tls]
 cert = "pki/server.pem"
@@ -66,6 +95,7 @@ name = "mta"
 address = "127.0.0.1:0"
 tls = "starttls"
 client_cert = "optional"
+{mta_extra}
 
 [[listener]]
 name = "smtps"
