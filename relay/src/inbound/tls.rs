@@ -2,13 +2,15 @@
 //! suites limited to ECDHE with AES-GCM (the MSSanté rule), client certificates
 //! verified against the configured CA when a listener asks for them.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
 
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, ServerConfig, SupportedCipherSuite};
 
 use crate::ops::config::{ClientCertMode, TlsFiles};
@@ -91,12 +93,78 @@ pub fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
     Ok(roots)
 }
 
-/// Builds the rustls server config of a listener.
+/// The server certificate, re-read from its files when they change
+/// ([`ReloadingCert::refresh`], called on a timer by the node): certificates
+/// are renewed without a restart. A bad new pair (unreadable, key not matching)
+/// is refused with an error and the previous one stays in use.
+#[derive(Debug)]
+pub struct ReloadingCert {
+    cert: PathBuf,
+    key: PathBuf,
+    provider: Arc<CryptoProvider>,
+    current: RwLock<(Arc<CertifiedKey>, Option<SystemTime>)>,
+}
+
+fn modified(cert: &Path, key: &Path) -> Option<SystemTime> {
+    let m = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    m(cert).max(m(key))
+}
+
+impl ReloadingCert {
+    /// Loads the pair once.
+    ///
+    /// # Errors
+    /// Unreadable files or a key that does not match the certificate.
+    pub fn load(files: &TlsFiles) -> Result<Arc<Self>, TlsError> {
+        let provider = provider();
+        let pair = Self::read(&files.cert, &files.key, &provider)?;
+        Ok(Arc::new(Self {
+            current: RwLock::new((pair, modified(&files.cert, &files.key))),
+            cert: files.cert.clone(),
+            key: files.key.clone(),
+            provider,
+        }))
+    }
+
+    fn read(cert: &Path, key: &Path, provider: &CryptoProvider) -> Result<Arc<CertifiedKey>, TlsError> {
+        let pair = CertifiedKey::from_der(load_certs(cert)?, load_key(key)?, provider)?;
+        Ok(Arc::new(pair))
+    }
+
+    /// Re-reads the files if their modification time changed. Returns whether
+    /// a new certificate is now served.
+    ///
+    /// # Errors
+    /// The new files are bad; the previous certificate stays in use.
+    pub fn refresh(&self) -> Result<bool, TlsError> {
+        let now = modified(&self.cert, &self.key);
+        let seen = self.current.read().map_or(None, |c| c.1);
+        if now == seen {
+            return Ok(false);
+        }
+        let pair = Self::read(&self.cert, &self.key, &self.provider)?;
+        if let Ok(mut c) = self.current.write() {
+            *c = (pair, now);
+        }
+        Ok(true)
+    }
+}
+
+impl ResolvesServerCert for ReloadingCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.current.read().ok().map(|c| c.0.clone())
+    }
+}
+
+/// Builds the rustls server config of a listener, serving `cert`.
 ///
 /// # Errors
-/// Unreadable files, a key that does not match, or a client CA that is needed
-/// but missing.
-pub fn server_config(files: &TlsFiles, client_cert: ClientCertMode) -> Result<Arc<ServerConfig>, TlsError> {
+/// Unreadable CA file, or a client CA that is needed but missing.
+pub fn server_config(
+    files: &TlsFiles,
+    cert: Arc<ReloadingCert>,
+    client_cert: ClientCertMode,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = provider();
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13])?;
@@ -114,7 +182,7 @@ pub fn server_config(files: &TlsFiles, client_cert: ClientCertMode) -> Result<Ar
         }
         (_, None) => return Err(TlsError::Verifier("client certificates need tls.client_ca".into())),
     };
-    let mut config = builder.with_single_cert(load_certs(&files.cert)?, load_key(&files.key)?)?;
+    let mut config = builder.with_cert_resolver(cert);
     // SMTP has no ALPN; session resumption saves a handshake per connection.
     config.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
     Ok(Arc::new(config))

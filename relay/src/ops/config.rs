@@ -172,6 +172,14 @@ pub struct TlsFiles {
     /// when a listener asks for client certificates.
     #[serde(default)]
     pub client_ca: Option<PathBuf>,
+    /// How often the certificate files are checked for renewal (seconds);
+    /// a changed pair is served without restart. Default 60.
+    #[serde(default = "default_reload")]
+    pub reload_secs: u64,
+}
+
+fn default_reload() -> u64 {
+    60
 }
 
 /// How a listener uses TLS.
@@ -390,6 +398,9 @@ impl Config {
             if l.command_timeout_secs == 0 || l.data_timeout_secs == 0 || l.handshake_timeout_secs == 0 {
                 return Err(invalid(field("*_timeout_secs"), "timeouts must be at least 1 second"));
             }
+        }
+        if self.tls.as_ref().is_some_and(|t| t.reload_secs == 0) {
+            return Err(invalid("tls.reload_secs", "must be at least 1"));
         }
         let lim = &self.limits;
         if lim.max_line_length < 80 {

@@ -54,11 +54,26 @@ impl Node {
         let queue = Arc::new(build_queue(&config, spool.clone())?);
         tasks.spawn(queue.clone().run(rx.clone()));
         let mut addrs = Vec::new();
+        let cert = match &config.tls {
+            Some(files) => {
+                let cert = tls::ReloadingCert::load(files).context("server certificate")?;
+                tasks.spawn(reload_certificate(
+                    cert.clone(),
+                    Duration::from_secs(files.reload_secs),
+                    rx.clone(),
+                ));
+                Some(cert)
+            }
+            None => None,
+        };
         for l in &config.listeners {
-            let tls = match (&config.tls, l.tls) {
-                (Some(files), TlsMode::Starttls | TlsMode::Implicit) => Some(tokio_rustls::TlsAcceptor::from(
-                    tls::server_config(files, l.client_cert).with_context(|| format!("listener {}", l.name))?,
-                )),
+            let tls = match (&config.tls, &cert, l.tls) {
+                (Some(files), Some(cert), TlsMode::Starttls | TlsMode::Implicit) => {
+                    Some(tokio_rustls::TlsAcceptor::from(
+                        tls::server_config(files, cert.clone(), l.client_cert)
+                            .with_context(|| format!("listener {}", l.name))?,
+                    ))
+                }
                 _ => None,
             };
             let lim = &config.limits;
@@ -127,6 +142,22 @@ impl Node {
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Checks the certificate files every `every`; a renewed pair is served to
+/// new handshakes at once, a bad one is logged and the old one kept.
+async fn reload_certificate(cert: Arc<tls::ReloadingCert>, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
+        match cert.refresh() {
+            Ok(true) => info!("server certificate reloaded"),
+            Ok(false) => {}
+            Err(e) => tracing::error!(error = %e, "new server certificate refused; keeping the previous one"),
+        }
     }
 }
 

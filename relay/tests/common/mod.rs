@@ -83,6 +83,7 @@ accept_timeout_secs = 10
 cert = "pki/server.pem"
 key = "pki/server.key"
 client_ca = "pki/ca.pem"
+reload_secs = 1
 
 [[listener]]
 name = "plain"

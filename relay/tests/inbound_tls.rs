@@ -1,0 +1,91 @@
+//! Server-side TLS over real sockets: certificate renewal without restart, TLS
+//! 1.2 limited to ECDHE + AES-GCM, TLS 1.1 and older refused.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{run, start_node};
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::net::TcpStream;
+
+/// Handshakes on the implicit-TLS listener; returns the server's leaf certificate.
+async fn leaf(port: u16, roots: rustls::RootCertStore) -> CertificateDer<'static> {
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    let name = ServerName::try_from("localhost").expect("name");
+    let tls = connector.connect(name, tcp).await.expect("handshake");
+    let (_, conn) = tls.get_ref();
+    conn.peer_certificates().expect("certificate")[0].clone().into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewed_certificate_is_served_without_restart() {
+    let t = start_node("", "").await;
+    let pki = t.pki();
+    // A second PKI stands for the renewed certificate; the client trusts both CAs.
+    let renewed = t.dir.path().join("renewed");
+    relay::ops::dev::ensure_pki(&renewed).expect("pki");
+    let mut roots = relay::inbound::tls::load_roots(&pki.join("ca.pem")).expect("roots");
+    for c in relay::inbound::tls::load_certs(&renewed.join("ca.pem")).expect("ca") {
+        roots.add(c).expect("add");
+    }
+    let port = t.port("smtps");
+    let before = leaf(port, roots.clone()).await;
+    // A broken renewal (key of another certificate) is refused: the old one stays.
+    std::fs::copy(renewed.join("server.pem"), pki.join("server.pem")).expect("copy");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        leaf(port, roots.clone()).await,
+        before,
+        "mismatched pair must not be served"
+    );
+    // The matching key arrives: the new pair is served, no restart.
+    std::fs::copy(renewed.join("server.key"), pki.join("server.key")).expect("copy");
+    let mut after = before.clone();
+    for _ in 0..50 {
+        after = leaf(port, roots.clone()).await;
+        if after != before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_ne!(after, before, "renewed certificate served");
+    assert_eq!(
+        after.as_ref(),
+        relay::inbound::tls::load_certs(&renewed.join("server.pem")).expect("pem")[0].as_ref()
+    );
+    t.node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_protocols_and_weak_suites_are_refused() {
+    let t = start_node("", "").await;
+    let port = t.port("smtps").to_string();
+    let ca = t.pki().join("ca.pem").display().to_string();
+    let connect = |extra: &[&str]| {
+        let mut cmd = std::process::Command::new("openssl");
+        cmd.args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-CAfile",
+            &ca,
+            "-brief",
+        ])
+        .args(extra)
+        .stdin(std::process::Stdio::null());
+        cmd
+    };
+    let (ok, out) = run(connect(&["-tls1_1"])).await;
+    assert!(!ok || out.contains("alert"), "TLS 1.1 must fail: {out}");
+    let (ok, out) = run(connect(&["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA"])).await;
+    assert!(!ok || out.contains("alert"), "CBC suite must fail: {out}");
+    let (ok, out) = run(connect(&["-tls1_2", "-cipher", "ECDHE-ECDSA-AES256-GCM-SHA384"])).await;
+    assert!(ok && out.contains("ECDHE-ECDSA-AES256-GCM-SHA384"), "{out}");
+    t.node.shutdown().await;
+}
