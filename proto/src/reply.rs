@@ -382,7 +382,10 @@ mod tests {
     fn parse_errors() {
         assert_eq!(Reply::parse(b"25O ok\r\n"), Err(ReplyError::Syntax));
         assert_eq!(Reply::parse(b"250 ok\n"), Err(ReplyError::BareLf));
-        assert_eq!(Reply::parse(b"451-4.50.43\r\n451 4.50.43\rx\r\n"), Err(ReplyError::BareCr));
+        assert_eq!(
+            Reply::parse(b"451-4.50.43\r\n451 4.50.43\rx\r\n"),
+            Err(ReplyError::BareCr)
+        );
         assert_eq!(Reply::parse(b"250-a\r\n251 b\r\n"), Err(ReplyError::MixedCodes));
         assert_eq!(Reply::parse(b"250xok\r\n"), Err(ReplyError::Syntax));
         assert_eq!(
