@@ -12,6 +12,9 @@
 //! recipients, next hops interned), ready queues per next hop and a deferred index by
 //! due time.
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
