@@ -60,7 +60,6 @@ fn try_start(records: &[&str]) -> Option<Dnsmasq> {
             "--listen-address=127.0.0.1",
             "--local=/test/",
             "--local-ttl=300",
-            "--log-facility=-",
         ])
         .arg(format!("--port={port}"))
         .arg(format!("--pid-file={}/pid", dir.path().display()))
@@ -68,7 +67,7 @@ fn try_start(records: &[&str]) -> Option<Dnsmasq> {
         .args(records)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::null())
         .spawn()
         .expect("dnsmasq (apt-get install dnsmasq-base)");
     let start = Instant::now();
