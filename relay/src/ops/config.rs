@@ -98,6 +98,38 @@ pub struct OutboundConfig {
     pub circuit_threshold: u32,
     /// How often the scheduler looks for due messages when not woken (ms). Default 500.
     pub poll_ms: u64,
+    /// DNS servers for MX lookups (routes without `host`): `"system"`
+    /// (`/etc/resolv.conf`, the default) or a list of `"ip:port"`.
+    pub resolver: ResolverSetting,
+    /// Seconds before a DNS query times out (hickory retries once). Default 5.
+    pub resolver_timeout_secs: u64,
+    /// Port of the MX hosts found by MX lookup. Default 25; anything else is
+    /// a test/lab knob (a local server on an ephemeral port).
+    pub mx_port: u16,
+}
+
+/// The keyword `"system"` of [`ResolverSetting`].
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SystemResolver {
+    /// `/etc/resolv.conf`.
+    System,
+}
+
+/// Which DNS servers MX lookups ask.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(untagged, expecting = "\"system\" or a list of \"ip:port\" nameservers")]
+pub enum ResolverSetting {
+    /// `resolver = "system"`: `/etc/resolv.conf` (and `/etc/hosts`).
+    System(SystemResolver),
+    /// `resolver = ["192.0.2.53:53"]`: only these servers, no `/etc/hosts`.
+    Servers(Vec<SocketAddr>),
+}
+
+impl Default for ResolverSetting {
+    fn default() -> Self {
+        Self::System(SystemResolver::System)
+    }
 }
 
 impl Default for OutboundConfig {
@@ -115,6 +147,9 @@ impl Default for OutboundConfig {
             max_age_secs: 5 * 24 * 3600,
             circuit_threshold: 5,
             poll_ms: 500,
+            resolver: ResolverSetting::default(),
+            resolver_timeout_secs: 5,
+            mx_port: 25,
         }
     }
 }
@@ -301,8 +336,9 @@ pub struct RouteConfig {
     /// Recipient domain: `example.org` (exactly), `.example.org` (any
     /// subdomain) or `*` (everything).
     pub domain: String,
-    /// Next hop `host:port`; absent means MX lookup (not available yet:
-    /// such recipients are deferred until a route with a host exists).
+    /// Next hop `host:port`; absent means MX lookup of the recipient domain
+    /// (`[outbound] resolver`, port `[outbound] mx_port`), with `tls` applied
+    /// to every MX host.
     #[serde(default)]
     pub host: Option<String>,
     /// How the next hop is secured. Default `required`.
@@ -445,6 +481,18 @@ impl Config {
                 "max_connections, max_messages_per_connection and max_in_flight must be positive",
             ));
         }
+        if matches!(&o.resolver, ResolverSetting::Servers(s) if s.is_empty()) {
+            return Err(invalid(
+                "outbound.resolver",
+                "needs at least one \"ip:port\" (or \"system\")",
+            ));
+        }
+        if o.resolver_timeout_secs == 0 || o.mx_port == 0 {
+            return Err(invalid(
+                "outbound.resolver_timeout_secs",
+                "resolver_timeout_secs and mx_port must be positive",
+            ));
+        }
         if !(0.0..1.0).contains(&o.retry_jitter) || o.retry_first_secs == 0 || o.retry_cap_secs < o.retry_first_secs {
             return Err(invalid("outbound.retry_*", "need 0 <= jitter < 1 and 0 < first <= cap"));
         }
@@ -471,6 +519,29 @@ mod tests {
         assert_eq!(c.node.hostname, "relay.example.org");
         assert!(c.listeners.iter().any(|l| l.tls == TlsMode::Implicit));
         assert!(c.node.spool.is_absolute(), "relative paths resolve next to the file");
+        assert_eq!(c.outbound.resolver, ResolverSetting::default());
+        assert_eq!(c.outbound.mx_port, 25);
+        assert!(c.routes.iter().any(|r| r.host.is_none()), "an MX route is shown");
+    }
+
+    #[test]
+    fn resolver_is_system_or_a_server_list() {
+        let base = std::fs::read_to_string(example()).unwrap();
+        let load = |line: &str| {
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("c.toml");
+            std::fs::write(&p, base.replacen("resolver = \"system\"", line, 1)).unwrap();
+            Config::load(&p)
+        };
+        let c = load("resolver = [\"127.0.0.1:5353\", \"[::1]:53\"]").unwrap();
+        assert_eq!(
+            c.outbound.resolver,
+            ResolverSetting::Servers(vec!["127.0.0.1:5353".parse().unwrap(), "[::1]:53".parse().unwrap()])
+        );
+        for bad in ["resolver = \"google\"", "resolver = [\"127.0.0.1\"]", "resolver = []"] {
+            let e = load(bad).unwrap_err().to_string();
+            assert!(e.contains("resolver") || e.contains("system"), "{bad}: {e}");
+        }
     }
 
     #[test]

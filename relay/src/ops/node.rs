@@ -8,14 +8,17 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tracing::info;
+use tracing::{info, warn};
 
-use super::config::{Config, RouteTls, TlsMode};
+use super::config::{Config, ResolverSetting, RouteTls, TlsMode};
 use crate::inbound::identity::Identities;
 use crate::inbound::listener::{self, ListenerCtx};
 use crate::inbound::policy::Policy;
 use crate::inbound::tls;
-use crate::outbound::{ClientTls, ConnectSettings, Pool, PoolConfig, RetryPolicy, Security, StaticRoutes, Target};
+use crate::outbound::{
+    ClientTls, ConnectSettings, MxResolver, Nameservers, Pool, PoolConfig, RetryPolicy, Router, Security, StaticRoutes,
+    Target,
+};
 use crate::queue::Queue;
 
 /// A running node. Dropping it without [`Node::shutdown`] aborts its tasks.
@@ -166,20 +169,38 @@ fn build_queue(config: &Config, spool: storage::Spool) -> anyhow::Result<Queue> 
     let o = &config.outbound;
     let mut routes = StaticRoutes::new();
     for r in &config.routes {
-        let Some(host) = &r.host else { continue };
-        let (name, port) = host
-            .rsplit_once(':')
-            .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
-            .with_context(|| format!("route {}: host must be host:port", r.domain))?;
-        let mut target = Target::new(name, port);
-        target.security = match r.tls {
+        let security = match r.tls {
             RouteTls::Required => Security::StartTls(proto::client::TlsPolicy::Required),
             RouteTls::Opportunistic => Security::StartTls(proto::client::TlsPolicy::Opportunistic),
             RouteTls::None => Security::StartTls(proto::client::TlsPolicy::Never),
             RouteTls::Implicit => Security::Implicit,
         };
+        let Some(host) = &r.host else {
+            if r.tls != RouteTls::None && o.ca.is_none() {
+                warn!(route = %r.domain, "MX route uses TLS but outbound.ca is not set: no MX host will be trusted");
+            }
+            routes.insert_mx(&r.domain, security);
+            continue;
+        };
+        let (name, port) = host
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+            .with_context(|| format!("route {}: host must be host:port", r.domain))?;
+        let mut target = Target::new(name, port);
+        target.security = security;
         routes.insert(&r.domain, vec![target]);
     }
+    // A resolver only when some route asks for MX lookup.
+    let mx = if routes.needs_mx() {
+        let nameservers = match &o.resolver {
+            ResolverSetting::System(_) => Nameservers::System,
+            ResolverSetting::Servers(s) => Nameservers::Servers(s.clone()),
+        };
+        let timeout = Duration::from_secs(o.resolver_timeout_secs);
+        Some(MxResolver::new(&nameservers, o.mx_port, timeout).context("outbound.resolver")?)
+    } else {
+        None
+    };
     let tls = match &o.ca {
         Some(ca) => {
             let client = o.client_cert.as_deref().zip(o.client_key.as_deref());
@@ -211,7 +232,7 @@ fn build_queue(config: &Config, spool: storage::Spool) -> anyhow::Result<Queue> 
     Ok(Queue::new(
         spool,
         pool,
-        routes,
+        Router::new(routes, mx),
         retry,
         config.node.hostname.clone(),
         o.max_in_flight,

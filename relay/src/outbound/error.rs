@@ -12,8 +12,10 @@ use proto::{Reply, Severity};
 /// [`DeliveryError::is_transient`] says what the caller does with the recipients
 /// of the message it was sending: transient means defer and retry later (the
 /// DESIGN's backoff), permanent means bounce. Only a 5yz reply to a
-/// connection-level step is permanent; everything else (network, TLS, timeouts,
-/// a parked destination) may heal and is transient.
+/// connection-level step and a domain that DNS says cannot receive mail
+/// ([`DeliveryError::Unroutable`]) are permanent; everything else (network,
+/// TLS, timeouts, DNS failures, a parked destination) may heal and is
+/// transient.
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
     /// The host name of the route did not resolve to any address.
@@ -23,6 +25,15 @@ pub enum DeliveryError {
         host: String,
         /// Why.
         reason: String,
+    },
+    /// DNS answered that the recipient domain cannot receive mail: it does
+    /// not exist, or publishes a null MX. Permanent: retrying cannot help.
+    #[error("{domain}: {why}")]
+    Unroutable {
+        /// The recipient domain.
+        domain: String,
+        /// What DNS said.
+        why: Unroutable,
     },
     /// TCP connect failed (refused, unreachable) on every address tried; `peer`
     /// is the last one.
@@ -100,16 +111,38 @@ pub enum DeliveryError {
     },
 }
 
+/// Why DNS says a domain cannot receive mail (see [`DeliveryError::Unroutable`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Unroutable {
+    /// NXDOMAIN: the domain does not exist.
+    #[error("domain does not exist (DNS: NXDOMAIN)")]
+    NoSuchDomain,
+    /// A null MX (`0 .`, RFC 7505): the domain accepts no mail.
+    #[error("domain accepts no mail (null MX, RFC 7505)")]
+    NullMx,
+    /// No MX record, and no address record for the implicit MX (RFC 5321 §5.1).
+    #[error("no MX and no address record for the domain (RFC 5321 section 5.1)")]
+    NoAddress,
+    /// The domain is not a valid DNS name.
+    #[error("not a valid DNS domain name")]
+    BadName,
+}
+
 impl DeliveryError {
-    /// Whether retrying later may help: everything but a 5yz reply.
+    /// Whether retrying later may help: everything but a 5yz reply and an
+    /// [`DeliveryError::Unroutable`] domain.
     pub fn is_transient(&self) -> bool {
-        !matches!(self, Self::Refused { reply, .. } if reply.severity() == Severity::Permanent)
+        match self {
+            Self::Refused { reply, .. } => reply.severity() != Severity::Permanent,
+            Self::Unroutable { .. } => false,
+            _ => true,
+        }
     }
 
     /// The peer's address, when a connection was attempted.
     pub fn peer(&self) -> Option<SocketAddr> {
         match self {
-            Self::Resolve { .. } | Self::Parked { .. } => None,
+            Self::Resolve { .. } | Self::Unroutable { .. } | Self::Parked { .. } => None,
             Self::Connect { peer, .. }
             | Self::Tls { peer, .. }
             | Self::TlsNotOffered { peer }
@@ -123,13 +156,19 @@ impl DeliveryError {
     /// The reply to put in a DSN's Diagnostic-Code: the server's when it
     /// refused, a synthetic `451 4.4.x` otherwise (4.4.1 no answer from host,
     /// 4.4.2 bad connection, 4.7.5 TLS failure, 4.7.10 TLS not offered, 4.4.3
-    /// resolution failure).
+    /// resolution failure); for an unroutable domain a permanent `556 5.1.10`
+    /// (null MX, RFC 7505) or `550 5.1.2` (bad destination system).
     pub fn reply(&self) -> Reply {
         use proto::EnhancedCode as E;
         let text = self.to_string();
         match self {
             Self::Refused { reply, .. } => reply.clone(),
             Self::Resolve { .. } => Reply::new(451, E::new(4, 4, 3), text),
+            Self::Unroutable {
+                why: Unroutable::NullMx,
+                ..
+            } => Reply::new(556, E::new(5, 1, 10), text),
+            Self::Unroutable { .. } => Reply::new(550, E::new(5, 1, 2), text),
             Self::Connect { .. } | Self::Timeout { .. } => Reply::new(451, E::new(4, 4, 1), text),
             Self::Tls { .. } => Reply::new(451, E::new(4, 7, 5), text),
             Self::TlsNotOffered { .. } => Reply::new(451, E::new(4, 7, 10), text),
@@ -165,5 +204,27 @@ mod tests {
         assert_eq!(tls.peer(), Some(peer()));
         assert_eq!(tls.reply().enhanced, Some(EnhancedCode::new(4, 7, 5)));
         assert!(tls.to_string().contains("127.0.0.1:25"));
+    }
+
+    #[test]
+    fn unroutable_domains_are_permanent_with_their_codes() {
+        let null = DeliveryError::Unroutable {
+            domain: "null.test".into(),
+            why: Unroutable::NullMx,
+        };
+        assert!(!null.is_transient());
+        assert_eq!(null.reply().code, 556);
+        assert_eq!(null.reply().enhanced, Some(EnhancedCode::new(5, 1, 10)));
+        let nx = DeliveryError::Unroutable {
+            domain: "nx.test".into(),
+            why: Unroutable::NoSuchDomain,
+        };
+        assert_eq!(nx.reply().enhanced, Some(EnhancedCode::new(5, 1, 2)));
+        assert!(nx.reply().to_string().contains("NXDOMAIN"), "{}", nx.reply());
+        let dns = DeliveryError::Resolve {
+            host: "x.test".into(),
+            reason: "SERVFAIL".into(),
+        };
+        assert!(dns.is_transient());
     }
 }

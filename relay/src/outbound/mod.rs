@@ -1,7 +1,10 @@
 //! Delivery to the next hop (DESIGN §2 steps 6–7, §6).
 //!
 //! # Layout
-//! - [`route`]: static routes → [`Destination`] (hosts in order, TLS mode).
+//! - [`route`]: configured routes → [`Route`]: static [`Destination`] (hosts
+//!   in order, TLS mode) or MX lookup.
+//! - [`mx`]: MX lookup over hickory-resolver ([`MxResolver`]).
+//! - [`router`]: static routes first, then MX ([`Router::route`]).
 //! - [`tls`]: the outbound TLS client config ([`ClientTls`]).
 //! - [`connection`]: one SMTP client connection, proto's [`proto::client::Client`]
 //!   driven over a socket ([`Connection`]).
@@ -20,16 +23,20 @@ pub mod circuit;
 pub mod connection;
 pub mod dsn;
 pub mod error;
+pub mod mx;
 pub mod pool;
 pub mod retry;
 pub mod route;
+pub mod router;
 pub mod tls;
 
 pub use circuit::{Admission, Circuit, CircuitConfig};
 pub use connection::{ConnectSettings, Connection};
-pub use error::DeliveryError;
+pub use error::{DeliveryError, Unroutable};
+pub use mx::{MxResolver, Nameservers};
 pub use pool::{Pool, PoolConfig};
 
 pub use retry::{Retry, RetryPolicy};
-pub use route::{Destination, Security, StaticRoutes, Target};
+pub use route::{Destination, Route, Security, StaticRoutes, Target};
+pub use router::Router;
 pub use tls::{ClientTls, TlsConfigError};

@@ -1,8 +1,9 @@
-//! Where a domain's mail goes: static routes (domain → host:port, TLS mode)
-//! give a [`Destination`], a list of [`Target`] hosts tried in order.
-//!
-//! MX lookup (hickory-resolver) is not here yet: a domain without a static
-//! route has no destination (`None`), and the caller defers or refuses it.
+//! Where a domain's mail goes: the configured routes. A [`Route`] is either
+//! static (domain → host:port, TLS mode: a [`Destination`], a list of
+//! [`Target`] hosts tried in order) or "look up the MX" with a TLS mode
+//! (done by [`super::mx::MxResolver`]; [`super::router::Router`] puts both
+//! together). A domain no route matches has no destination (`None`), and the
+//! caller defers or refuses it.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -72,11 +73,22 @@ pub struct Destination {
     pub targets: Vec<Target>,
 }
 
-/// Static routes: lowercase domain → destination. A route named `*` matches
-/// any domain that has no route of its own (a smarthost).
+/// What a configured route says to do with a domain's mail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// Send it to these hosts.
+    Static(Destination),
+    /// Look up the recipient domain's MX records and connect to them with
+    /// this TLS mode; the destination key is the recipient domain.
+    Mx(Security),
+}
+
+/// The configured routes: lowercase domain → [`Route`]. A route named `*`
+/// matches any domain that has no route of its own (a smarthost, or MX for
+/// everything).
 #[derive(Clone, Debug, Default)]
 pub struct StaticRoutes {
-    routes: HashMap<String, Destination>,
+    routes: HashMap<String, Route>,
 }
 
 impl StaticRoutes {
@@ -89,15 +101,27 @@ impl StaticRoutes {
     /// the domain, so that each routed domain has its own pool.
     pub fn insert(&mut self, domain: &str, targets: Vec<Target>) -> &mut Self {
         let key = domain.to_ascii_lowercase();
-        self.routes.insert(key.clone(), Destination { key, targets });
+        self.routes
+            .insert(key.clone(), Route::Static(Destination { key, targets }));
         self
     }
 
-    /// The destination for mail to `domain`, if routed.
+    /// Routes `domain` (case-insensitive) by MX lookup, connecting with `security`.
+    pub fn insert_mx(&mut self, domain: &str, security: Security) -> &mut Self {
+        self.routes.insert(domain.to_ascii_lowercase(), Route::Mx(security));
+        self
+    }
+
+    /// Whether some route says "MX lookup" (a resolver is needed).
+    pub fn needs_mx(&self) -> bool {
+        self.routes.values().any(|r| matches!(r, Route::Mx(_)))
+    }
+
+    /// The route for mail to `domain`, if any.
     ///
     /// Order: the exact domain, then `.parent` routes from the closest parent
     /// up (`.mssante.fr` routes every subdomain of mssante.fr), then `*`.
-    pub fn lookup(&self, domain: &str) -> Option<&Destination> {
+    pub fn lookup(&self, domain: &str) -> Option<&Route> {
         let key = domain.to_ascii_lowercase();
         if let Some(d) = self.routes.get(&key) {
             return Some(d);
@@ -117,17 +141,35 @@ impl StaticRoutes {
 mod tests {
     use super::*;
 
+    fn dest<'a>(r: &'a StaticRoutes, domain: &str) -> &'a Destination {
+        match r.lookup(domain) {
+            Some(Route::Static(d)) => d,
+            other => panic!("{domain}: {other:?}"),
+        }
+    }
+
     #[test]
     fn lookup_is_case_insensitive_with_wildcard() {
         let mut r = StaticRoutes::new();
         r.insert("CHU.test", vec![Target::new("mx.chu.test", 25)]);
-        assert_eq!(r.lookup("chu.TEST").unwrap().targets[0].host, "mx.chu.test");
+        assert_eq!(dest(&r, "chu.TEST").targets[0].host, "mx.chu.test");
         assert!(r.lookup("other.test").is_none());
         r.insert(".mssante.test", vec![Target::new("mx.mss.test", 25)]);
-        assert_eq!(r.lookup("ch-x.MSSANTE.test").unwrap().key, ".mssante.test");
+        assert_eq!(dest(&r, "ch-x.MSSANTE.test").key, ".mssante.test");
         assert!(r.lookup("mssante.test").is_none());
         r.insert("*", vec![Target::new("smarthost.test", 587)]);
-        assert_eq!(r.lookup("other.test").unwrap().key, "*");
+        assert_eq!(dest(&r, "other.test").key, "*");
         assert_eq!(Target::new("a", 25).security, Security::StartTls(TlsPolicy::Required));
+    }
+
+    #[test]
+    fn mx_routes_share_the_lookup_order() {
+        let mut r = StaticRoutes::new();
+        assert!(!r.needs_mx());
+        r.insert("*", vec![Target::new("smarthost.test", 587)]);
+        r.insert_mx(".MSSANTE.test", Security::Implicit);
+        assert!(r.needs_mx());
+        assert_eq!(r.lookup("ch-x.mssante.test"), Some(&Route::Mx(Security::Implicit)));
+        assert_eq!(dest(&r, "elsewhere.test").key, "*");
     }
 }

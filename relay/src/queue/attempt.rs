@@ -58,15 +58,14 @@ impl Queue {
             }
         }
         for (hop, indexes) in hops {
-            let result = match self.routes.lookup(&hop) {
-                Some(dest) => {
+            // Static route or MX lookup; a DNS verdict (NXDOMAIN, null MX) is
+            // permanent and fails these recipients, anything else defers them.
+            let result = match self.router.route(&hop).await {
+                Ok(dest) => {
                     let msg = outgoing(&env, &indexes, &body);
-                    self.pool.send(dest, msg, &id.to_string()).await
+                    self.pool.send(&dest, msg, &id.to_string()).await
                 }
-                None => Err(DeliveryError::Resolve {
-                    host: hop.clone(),
-                    reason: "no route with a host for this domain (MX lookup not available)".into(),
-                }),
+                Err(e) => Err(e),
             };
             self.record(id, &mut env, &indexes, &result, now);
         }

@@ -19,13 +19,13 @@ use storage::MessageId;
 use tokio::sync::{watch, Notify, Semaphore};
 use tracing::{error, warn};
 
-use crate::outbound::{Pool, RetryPolicy, StaticRoutes};
+use crate::outbound::{Pool, RetryPolicy, Router};
 
 /// Shared state of the delivery side of a node.
 pub struct Queue {
     spool: storage::Spool,
     pool: Pool,
-    routes: StaticRoutes,
+    router: Router,
     retry: RetryPolicy,
     hostname: String,
     in_flight: Mutex<HashSet<MessageId>>,
@@ -35,11 +35,11 @@ pub struct Queue {
 }
 
 impl Queue {
-    /// A queue over `spool` delivering through `pool` to `routes`.
+    /// A queue over `spool` delivering through `pool` to where `router` says.
     pub fn new(
         spool: storage::Spool,
         pool: Pool,
-        routes: StaticRoutes,
+        router: Router,
         retry: RetryPolicy,
         hostname: String,
         max_in_flight: usize,
@@ -48,7 +48,7 @@ impl Queue {
         Self {
             spool,
             pool,
-            routes,
+            router,
             retry,
             hostname,
             in_flight: Mutex::new(HashSet::new()),
