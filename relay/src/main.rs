@@ -114,6 +114,12 @@ fn main() -> anyhow::Result<()> {
             let config = Config::load(&path)?;
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async {
+                if dev {
+                    let addr = ([127, 0, 0, 1], dev::DEV_SINK_PORT).into();
+                    relay::ops::sink::spawn(addr, data.join("sink"))
+                        .await
+                        .context("starting the dev sink")?;
+                }
                 let node = Node::start(config).await?;
                 if dev {
                     println!("{}", dev::banner(&data));

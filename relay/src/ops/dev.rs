@@ -11,6 +11,8 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, 
 pub const DEV_SMTP_PORT: u16 = 2525;
 /// Implicit-TLS dev port.
 pub const DEV_SMTPS_PORT: u16 = 4650;
+/// The built-in sink every dev message is delivered to.
+pub const DEV_SINK_PORT: u16 = 2526;
 
 /// Writes `dir/ca.pem`, `server.{pem,key}` (for localhost and 127.0.0.1) and
 /// `client.{pem,key}` signed by a fresh dev CA, unless they exist.
@@ -89,8 +91,11 @@ address = "127.0.0.1:{DEV_SMTPS_PORT}"
 tls = "implicit"
 client_cert = "optional"
 
+# Everything goes to the built-in sink, which writes to ../sink/.
 [[route]]
 domain = "*"
+host = "127.0.0.1:{DEV_SINK_PORT}"
+tls = "none"
 "#
     );
     let path = dev.join("estafette.toml");
@@ -111,9 +116,10 @@ pub fn banner(data_dir: &Path) -> String {
          Implicit TLS with a client certificate:\n  \
          swaks --server 127.0.0.1:{DEV_SMTPS_PORT} --tlsc --tls-cert {dir}/client.pem --tls-key {dir}/client.key \\\n    \
          --from app@hopital-dev.test --to dr.martin@cabinet-dev.test\n\
-         Messages are queued durably in {spool}.",
+         Messages are queued durably in {spool}, then delivered to the built-in sink,\n         which writes each one to {sink}/NNNNNN.eml.",
         ca = dev.join("ca.pem").display(),
         dir = dev.display(),
         spool = data_dir.join("spool").display(),
+        sink = data_dir.join("sink").display(),
     )
 }

@@ -2,3 +2,4 @@
 pub mod config;
 pub mod dev;
 pub mod node;
+pub mod sink;
