@@ -14,8 +14,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 N=${1:-10000}; S=${2:-20}; SIZE=${3:-10240}; REPS=${4:-2}; REUSE=${5:-no}
 TARGET=${CARGO_TARGET_DIR:-/var/tmp/estafette-target}
-BIN=${ESTAFETTE_BIN:-$TARGET/release/estafette}
-[ -x "$BIN" ] || { echo "build first: cargo build --release -p estafette-relay" >&2; exit 1; }
+BIN=${ESTAFETTE_BIN:-$TARGET/release/estafette}   # cargo build --profile bench -p estafette-relay
+[ -x "$BIN" ] || { echo "build first: cargo build --profile bench -p estafette-relay" >&2; exit 1; }
 work=$(mktemp -d /tmp/estafette-bench.XXXXXX)
 chmod 755 "$work"   # Postfix daemons (user postfix) must reach their directories
 pids=()
