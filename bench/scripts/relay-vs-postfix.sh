@@ -8,7 +8,7 @@
 #   defaults: 10000 20 10240 2 no  (REUSE=yes: each session keeps its connection, smtp-source -d)
 #
 # Needs root (Postfix), the Debian packages from scripts/deps, and
-# `cargo build --release -p estafette-relay`. Plain SMTP on loopback: the
+# `cargo build --profile bench -p estafette-relay`. Plain SMTP on loopback: the
 # STARTTLS cases come with estafette-load (issue 6).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
