@@ -90,7 +90,7 @@ impl Queue {
         for (k, &i) in indexes.iter().enumerate() {
             let reply = match result {
                 Ok(outcome) => outcome.recipient_reply(k).clone(),
-                Err(e) if e.is_transient() => e.reply(),
+                // The error's reply carries its class: 4yz defers, 5yz fails.
                 Err(e) => e.reply(),
             };
             let Some(r) = env.recipients.get_mut(i) else { continue };
