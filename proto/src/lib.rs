@@ -12,6 +12,8 @@
 //! - [`server`]: the server state machine (`Server`, events, decision tokens).
 //! - [`client`]: the delivery client state machine (`Client`).
 //! - [`error`]: errors a peer can cause, each with the reply it gets.
+//! - [`dn`]: distinguished names in canonical form (trust list vs certificates).
+//! - [`trustlist`]: the MSSanté trust list ("liste blanche") parser.
 #![forbid(unsafe_code)]
 #![cfg_attr(not(fuzzing), warn(missing_docs))]
 
@@ -19,11 +21,13 @@ pub mod address;
 pub mod client;
 pub mod command;
 pub mod data;
+pub mod dn;
 pub mod ehlo;
 pub mod error;
 pub mod params;
 pub mod reply;
 pub mod server;
+pub mod trustlist;
 
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,488 @@
+//! Distinguished names (X.500 subject names) in a canonical form, so that the
+//! DN that ANS publishes in the trust list and the DN read from a peer's
+//! certificate compare equal when they name the same subject.
+//!
+//! # Canonical form
+//! A [`Dn`] is the *multiset* of its `(type, value)` attributes:
+//! - **type**: the upper-case short name for the usual attributes (`CN`, `OU`,
+//!   `O`, `L`, `ST`, `C`, `EMAILADDRESS`, `SERIALNUMBER`, … — see [`ATTRIBUTES`]);
+//!   their long names, aliases (`S` for `ST`, `E` for `EMAILADDRESS`) and OIDs
+//!   (`2.5.4.3`, `OID.2.5.4.3`) map to the same name. Other OIDs stay dotted;
+//!   other keywords are upper-cased (a keyword and its OID are then *not* unified:
+//!   the name is unknown here).
+//! - **value**: RFC 4514 escapes (`\,`, `\2C`) and the legacy RFC 2253 quotes
+//!   around a whole value (`O="C H U  DE  LIMOGES"`) resolved; every run of white
+//!   space (including U+00A0 NO-BREAK SPACE, tabs and newlines) collapsed to one
+//!   space and trimmed at both ends; lower-cased. This is LDAP's
+//!   `caseIgnoreMatch` (RFC 4518's insignificant-space handling and case folding)
+//!   without Unicode normalisation.
+//! - **order**: attributes sorted (most specific first: `CN`, …, `OU`, `O`, `L`,
+//!   `ST`, `C`), so that `O=a,CN=b` equals `CN=b,O=a`. Multi-valued RDNs
+//!   (`CN=a+OU=b`) are flattened into the same multiset: the trust list has none
+//!   and the order of RDNs is ignored anyway.
+//!
+//! # What stays different, and why
+//! - `ST=Paris(75)` and `ST=Paris (75)` are **different** DNs. Only *runs* of
+//!   spaces are insignificant (RFC 4518); the absence of a space is a different
+//!   string, and a certificate carries one spelling or the other. The list has both
+//!   spellings for different operators, each matching its own certificate; making
+//!   them equal would have to guess where spaces do not matter.
+//! - `L=Paris (75)` and `ST=Paris (75)` are different: different attributes.
+//! - A bare `"` inside a value (`O=CRLCC "PAUL STRAUSS"`) is not RFC 4514 (it must
+//!   be escaped `\"`) and is refused with [`DnError::UnexpectedChar`]: guessing what
+//!   the certificate holds would be guessing the operator's identity.
+//!
+//! Spaces around `=`, `,`, `;` and `+` are ignored (RFC 2253 legacy, and the list
+//! writes `CN=smtp-1.example.fr ,OU=…` and `, ` separators); `;` separates RDNs
+//! like `,` (RFC 2253). `#` hex values (BER-encoded strings) are decoded when they
+//! hold a string type.
+
+use std::fmt;
+
+/// The longest DN text [`Dn::parse`] reads, in bytes. Certificate subjects are
+/// far shorter; the cap bounds the work on hostile input.
+pub const MAX_DN_LEN: usize = 4096;
+/// The most attributes a [`Dn`] may have.
+pub const MAX_ATTRIBUTES: usize = 64;
+
+/// Known attribute types: canonical short name, OID, other names accepted
+/// (compared case-insensitively). The order is the display order of a [`Dn`].
+pub const ATTRIBUTES: &[(&str, &str, &[&str])] = &[
+    ("CN", "2.5.4.3", &["COMMONNAME"]),
+    ("UID", "0.9.2342.19200300.100.1.1", &["USERID"]),
+    ("EMAILADDRESS", "1.2.840.113549.1.9.1", &["E", "EMAIL"]),
+    ("SERIALNUMBER", "2.5.4.5", &[]),
+    ("GIVENNAME", "2.5.4.42", &["GN"]),
+    ("SN", "2.5.4.4", &["SURNAME"]),
+    ("INITIALS", "2.5.4.43", &[]),
+    ("GENERATIONQUALIFIER", "2.5.4.44", &[]),
+    ("PSEUDONYM", "2.5.4.65", &[]),
+    ("TITLE", "2.5.4.12", &[]),
+    ("DNQUALIFIER", "2.5.4.46", &[]),
+    ("OU", "2.5.4.11", &["ORGANIZATIONALUNITNAME"]),
+    ("ORGANIZATIONIDENTIFIER", "2.5.4.97", &[]),
+    ("O", "2.5.4.10", &["ORGANIZATIONNAME"]),
+    ("STREET", "2.5.4.9", &["STREETADDRESS"]),
+    ("POSTALCODE", "2.5.4.17", &[]),
+    ("L", "2.5.4.7", &["LOCALITYNAME"]),
+    ("ST", "2.5.4.8", &["S", "STATEORPROVINCENAME"]),
+    ("C", "2.5.4.6", &["COUNTRYNAME"]),
+    ("DC", "0.9.2342.19200300.100.1.25", &["DOMAINCOMPONENT"]),
+];
+
+/// Why a DN cannot be read. Offsets are in bytes from the start of the text.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DnError {
+    /// No attribute at all. A trust-list entry or certificate without a subject
+    /// names no one.
+    #[error("empty DN")]
+    Empty,
+    /// Longer than [`MAX_DN_LEN`] or more than [`MAX_ATTRIBUTES`] attributes.
+    #[error("DN too long")]
+    TooLong,
+    /// An attribute without `=`, or an empty RDN (`CN=a,,O=b`, trailing `,`).
+    #[error("attribute without '=' at offset {at}")]
+    MissingEquals {
+        /// Where the attribute starts.
+        at: usize,
+    },
+    /// Not a keyword (`ALPHA *(ALPHA / DIGIT / "-")`) nor a dotted OID.
+    #[error("invalid attribute type {found:?} at offset {at}")]
+    BadType {
+        /// Where the type starts.
+        at: usize,
+        /// The type as written.
+        found: String,
+    },
+    /// A character RFC 4514 requires to be escaped (`"`, `<`, `>`, `\`, NUL)
+    /// appears bare in a value, or text follows a closing quote.
+    #[error("unexpected {found:?} at offset {at} (RFC 4514 requires it escaped)")]
+    UnexpectedChar {
+        /// Where.
+        at: usize,
+        /// The character.
+        found: char,
+    },
+    /// `\` not followed by a special character or two hex digits.
+    #[error("invalid escape at offset {at}")]
+    BadEscape {
+        /// Where the backslash is.
+        at: usize,
+    },
+    /// A quoted value without its closing quote.
+    #[error("unterminated quoted value starting at offset {at}")]
+    UnterminatedQuote {
+        /// Where the opening quote is.
+        at: usize,
+    },
+    /// Hex escapes that do not form UTF-8.
+    #[error("escaped bytes are not UTF-8 in the value at offset {at}")]
+    BadUtf8 {
+        /// Where the value starts.
+        at: usize,
+    },
+    /// A `#` value that is not hex, or not a BER string this parser reads.
+    #[error("unsupported '#' hex value at offset {at}")]
+    BadHexValue {
+        /// Where the `#` is.
+        at: usize,
+    },
+}
+
+/// A distinguished name in canonical form (see the module doc): equal DNs are
+/// equal whatever their attribute order, case, spacing or quoting.
+///
+/// `Display` prints the canonical form as an RFC 4514 string that
+/// [`Dn::parse`] reads back to an equal `Dn`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Dn {
+    /// Sorted by (type rank, type, value); never empty.
+    attrs: Vec<(Box<str>, Box<str>)>,
+}
+
+impl Dn {
+    /// Reads an RFC 4514 string (with the tolerances in the module doc).
+    ///
+    /// # Errors
+    /// [`DnError`] with the offset of the fault; never panics.
+    pub fn parse(text: &str) -> Result<Self, DnError> {
+        if text.len() > MAX_DN_LEN {
+            return Err(DnError::TooLong);
+        }
+        let mut attrs = Vec::with_capacity(8);
+        let mut p = Parser { s: text, pos: 0 };
+        p.skip_spaces();
+        if p.at_end() {
+            return Err(DnError::Empty);
+        }
+        loop {
+            let kind = p.attribute_type()?;
+            let value = p.value()?;
+            if attrs.len() == MAX_ATTRIBUTES {
+                return Err(DnError::TooLong);
+            }
+            attrs.push((kind, value));
+            match p.next_char() {
+                None => break,
+                // `,` and `;` separate RDNs, `+` attributes of one RDN: the
+                // canonical form is a flat multiset, so all three are alike here.
+                Some(',' | ';' | '+') => p.skip_spaces(),
+                Some(c) => {
+                    return Err(DnError::UnexpectedChar {
+                        at: p.pos - c.len_utf8(),
+                        found: c,
+                    })
+                }
+            }
+        }
+        Ok(Self::sorted(attrs))
+    }
+
+    /// Builds a DN from `(type, value)` pairs as a certificate holds them: `type`
+    /// is a short or long name (`"CN"`, `"commonName"`) or a dotted OID
+    /// (`"2.5.4.3"`), `value` the plain string (no RFC 4514 escapes). Spacing and
+    /// case are normalised as in [`Dn::parse`].
+    ///
+    /// # Errors
+    /// [`DnError::BadType`] for a type that is neither a keyword nor an OID,
+    /// [`DnError::Empty`] without attributes, [`DnError::TooLong`] above
+    /// [`MAX_ATTRIBUTES`].
+    pub fn from_attributes<I, K, V>(attributes: I) -> Result<Self, DnError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let mut attrs = Vec::new();
+        for (i, (k, v)) in attributes.into_iter().enumerate() {
+            if i == MAX_ATTRIBUTES {
+                return Err(DnError::TooLong);
+            }
+            let kind = canonical_type(k.as_ref().trim()).ok_or_else(|| DnError::BadType {
+                at: 0,
+                found: k.as_ref().to_owned(),
+            })?;
+            attrs.push((kind, normalise_value(v.as_ref())));
+        }
+        if attrs.is_empty() {
+            return Err(DnError::Empty);
+        }
+        Ok(Self::sorted(attrs))
+    }
+
+    fn sorted(mut attrs: Vec<(Box<str>, Box<str>)>) -> Self {
+        attrs.sort_by(|a, b| (type_rank(&a.0), &a.0, &a.1).cmp(&(type_rank(&b.0), &b.0, &b.1)));
+        Self { attrs }
+    }
+
+    /// The canonical `(type, value)` pairs, in canonical order.
+    pub fn attributes(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.attrs.iter().map(|(k, v)| (&**k, &**v))
+    }
+
+    /// The first (canonical, lower-case) value of attribute `kind`, given by its
+    /// canonical name (`"CN"`, `"OU"`).
+    pub fn get(&self, kind: &str) -> Option<&str> {
+        self.attrs.iter().find(|(k, _)| &**k == kind).map(|(_, v)| &**v)
+    }
+}
+
+impl fmt::Display for Dn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (k, v)) in self.attrs.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{k}=")?;
+            for (j, c) in v.chars().enumerate() {
+                match c {
+                    '"' | '+' | ',' | ';' | '<' | '>' | '\\' => write!(f, "\\{c}")?,
+                    '#' if j == 0 => f.write_str("\\#")?,
+                    // Values are trimmed, so a space is never first or last; other
+                    // controls would not survive a reader's whitespace handling.
+                    c if c.is_control() => {
+                        let mut buf = [0u8; 4];
+                        for b in c.encode_utf8(&mut buf).bytes() {
+                            write!(f, "\\{b:02X}")?;
+                        }
+                    }
+                    c => write!(f, "{c}")?,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Display rank of a canonical type name: known types in [`ATTRIBUTES`] order,
+/// the others after them.
+fn type_rank(kind: &str) -> usize {
+    ATTRIBUTES
+        .iter()
+        .position(|(name, _, _)| *name == kind)
+        .unwrap_or(ATTRIBUTES.len())
+}
+
+/// The canonical name of an attribute type, or `None` if it is neither a
+/// keyword nor a dotted OID.
+fn canonical_type(raw: &str) -> Option<Box<str>> {
+    let oid = raw
+        .strip_prefix("OID.")
+        .or_else(|| raw.strip_prefix("oid."))
+        .unwrap_or(raw);
+    if is_numeric_oid(oid) {
+        return Some(match ATTRIBUTES.iter().find(|(_, o, _)| *o == oid) {
+            Some((name, _, _)) => (*name).into(),
+            None => oid.into(),
+        });
+    }
+    let mut chars = raw.chars();
+    let keyword =
+        chars.next().is_some_and(|c| c.is_ascii_alphabetic()) && chars.all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if !keyword {
+        return None;
+    }
+    for (name, _, aliases) in ATTRIBUTES {
+        if name.eq_ignore_ascii_case(raw) || aliases.iter().any(|a| a.eq_ignore_ascii_case(raw)) {
+            return Some((*name).into());
+        }
+    }
+    Some(raw.to_ascii_uppercase().into())
+}
+
+/// `number *("." number)`, numbers without leading zeros (RFC 4512).
+fn is_numeric_oid(s: &str) -> bool {
+    !s.is_empty()
+        && s.split('.')
+            .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && (n.len() == 1 || !n.starts_with('0')))
+}
+
+/// Collapses white-space runs (U+00A0 included: `char::is_whitespace`), trims,
+/// lower-cases.
+fn normalise_value(raw: &str) -> Box<str> {
+    let mut out = String::with_capacity(raw.len());
+    for word in raw.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        for c in word.chars() {
+            if c.is_ascii() {
+                out.push(c.to_ascii_lowercase());
+            } else {
+                out.extend(c.to_lowercase());
+            }
+        }
+    }
+    out.into_boxed_str()
+}
+
+/// A cursor over the DN text.
+struct Parser<'a> {
+    s: &'a str,
+    pos: usize,
+}
+
+impl Parser<'_> {
+    fn at_end(&self) -> bool {
+        self.pos >= self.s.len()
+    }
+
+    fn peek(&self) -> Option<char> {
+        self.s.get(self.pos..).and_then(|r| r.chars().next())
+    }
+
+    fn next_char(&mut self) -> Option<char> {
+        let c = self.peek()?;
+        self.pos += c.len_utf8();
+        Some(c)
+    }
+
+    fn skip_spaces(&mut self) {
+        while let Some(c) = self.peek().filter(|c| c.is_whitespace()) {
+            self.pos += c.len_utf8();
+        }
+    }
+
+    /// `type` then `=`, spaces around both skipped.
+    fn attribute_type(&mut self) -> Result<Box<str>, DnError> {
+        self.skip_spaces();
+        let start = self.pos;
+        let rest = self.s.get(start..).unwrap_or("");
+        let Some(eq) = rest.find(['=', ',', ';', '+']).filter(|&i| rest[i..].starts_with('=')) else {
+            return Err(DnError::MissingEquals { at: start });
+        };
+        let raw = rest[..eq].trim_end_matches(char::is_whitespace);
+        self.pos = start + eq + 1;
+        canonical_type(raw).ok_or_else(|| DnError::BadType {
+            at: start,
+            found: raw.to_owned(),
+        })
+    }
+
+    /// A value up to (not including) its separator, spaces after it skipped.
+    fn value(&mut self) -> Result<Box<str>, DnError> {
+        self.skip_spaces();
+        let start = self.pos;
+        match self.peek() {
+            Some('"') => {
+                self.pos += 1;
+                let v = self.escaped_until(start, true)?;
+                self.skip_spaces();
+                Ok(normalise_value(&v))
+            }
+            Some('#') => self.hex_value(start),
+            _ => {
+                let v = self.escaped_until(start, false)?;
+                Ok(normalise_value(&v))
+            }
+        }
+    }
+
+    /// Reads a string with RFC 4514 escapes. Quoted: up to the closing quote
+    /// (consumed), where `,;+<>` may appear bare. Unquoted: up to the next bare
+    /// `,`, `;` or `+` (not consumed).
+    fn escaped_until(&mut self, start: usize, quoted: bool) -> Result<String, DnError> {
+        let mut bytes: Vec<u8> = Vec::with_capacity(32);
+        loop {
+            let at = self.pos;
+            let Some(c) = self.peek() else {
+                if quoted {
+                    return Err(DnError::UnterminatedQuote { at: start });
+                }
+                break;
+            };
+            match c {
+                '"' if quoted => {
+                    self.pos += 1;
+                    break;
+                }
+                ',' | ';' | '+' if !quoted => break,
+                '\\' => {
+                    self.pos += 1;
+                    match self.peek() {
+                        Some(e @ (' ' | '"' | '#' | '+' | ',' | ';' | '<' | '=' | '>' | '\\')) => {
+                            self.pos += 1;
+                            bytes.push(e as u8);
+                        }
+                        _ => bytes.push(self.hex_byte().ok_or(DnError::BadEscape { at })?),
+                    }
+                }
+                '"' | '<' | '>' | '\0' if !quoted => return Err(DnError::UnexpectedChar { at, found: c }),
+                _ => {
+                    self.pos += c.len_utf8();
+                    let mut buf = [0u8; 4];
+                    bytes.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                }
+            }
+        }
+        String::from_utf8(bytes).map_err(|_| DnError::BadUtf8 { at: start })
+    }
+
+    /// Two hex digits at the cursor, consumed.
+    fn hex_byte(&mut self) -> Option<u8> {
+        let digits = self.s.get(self.pos..self.pos + 2)?;
+        let b = u8::from_str_radix(digits, 16).ok()?;
+        // from_str_radix accepts a leading '+'; RFC 4514 wants two hex digits.
+        if !digits.bytes().all(|d| d.is_ascii_hexdigit()) {
+            return None;
+        }
+        self.pos += 2;
+        Some(b)
+    }
+
+    /// `#` followed by the hex of a BER string.
+    fn hex_value(&mut self, start: usize) -> Result<Box<str>, DnError> {
+        self.pos += 1;
+        let mut der = Vec::new();
+        while self.peek().is_some_and(|c| c.is_ascii_hexdigit()) {
+            der.push(self.hex_byte().ok_or(DnError::BadHexValue { at: start })?);
+        }
+        self.skip_spaces();
+        let text = ber_string(&der).ok_or(DnError::BadHexValue { at: start })?;
+        Ok(normalise_value(&text))
+    }
+}
+
+/// Decodes a BER/DER string value (tag, definite length, content) of one of the
+/// directory string types.
+fn ber_string(der: &[u8]) -> Option<String> {
+    let (&tag, rest) = der.split_first()?;
+    let (&len0, rest) = rest.split_first()?;
+    let (len, content) = if len0 < 0x80 {
+        (usize::from(len0), rest)
+    } else {
+        let n = usize::from(len0 & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n].iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        (len, &rest[n..])
+    };
+    if content.len() != len {
+        return None;
+    }
+    match tag {
+        // UTF8String
+        0x0c => String::from_utf8(content.to_vec()).ok(),
+        // NumericString, PrintableString, IA5String, VisibleString
+        0x12 | 0x13 | 0x16 | 0x1a => content
+            .is_ascii()
+            .then(|| String::from_utf8_lossy(content).into_owned()),
+        // TeletexString: read as Latin-1, as most software does
+        0x14 => Some(content.iter().map(|&b| char::from(b)).collect()),
+        // BMPString: UTF-16BE
+        0x1e if len % 2 == 0 => {
+            let units = content.chunks_exact(2).map(|p| u16::from_be_bytes([p[0], p[1]]));
+            char::decode_utf16(units).collect::<Result<String, _>>().ok()
+        }
+        // UniversalString: UCS-4BE
+        0x1c if len % 4 == 0 => content
+            .chunks_exact(4)
+            .map(|q| char::from_u32(u32::from_be_bytes([q[0], q[1], q[2], q[3]])))
+            .collect(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;
