@@ -54,6 +54,10 @@ pub struct ClientConfig {
     pub tls: TlsPolicy,
     /// Use BDAT when the server offers CHUNKING. Default true.
     pub chunking: bool,
+    /// Pipeline MAIL, RCPT and DATA when the server offers PIPELINING
+    /// (RFC 2920). Default true; false sends one command per round trip (load
+    /// tests compare both).
+    pub pipelining: bool,
     /// Reply timeouts.
     pub timeouts: Timeouts,
 }
@@ -64,6 +68,7 @@ impl Default for ClientConfig {
             hostname: "localhost".into(),
             tls: TlsPolicy::Required,
             chunking: true,
+            pipelining: true,
             timeouts: Timeouts::default(),
         }
     }

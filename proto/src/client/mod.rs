@@ -283,7 +283,7 @@ impl Client {
         }
         self.idle = false;
         strip_unoffered(&self.extensions, &mut msg);
-        let pipelining = self.extensions.contains(Extension::Pipelining);
+        let pipelining = self.config.pipelining && self.extensions.contains(Extension::Pipelining);
         let chunked = self.config.chunking && self.extensions.contains(Extension::Chunking);
         let mail = Command::Mail {
             from: msg.from.clone(),

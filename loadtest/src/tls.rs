@@ -1,0 +1,223 @@
+//! TLS settings for both sides, on rustls with the ring provider only.
+//!
+//! Sender: verifies the target against a CA file (`--tls-ca`), or accepts any
+//! certificate with `--insecure` (benchmarks against a self-signed relay; the
+//! handshake signatures are still checked, the chain is not). Optionally
+//! presents a client certificate. Sink: serves a certificate from PEM files,
+//! or a self-signed one made at start with rcgen; optionally requires client
+//! certificates signed by a CA file.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+/// Why TLS settings could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A PEM file is unreadable or holds nothing usable.
+    #[error("{path}: {reason}")]
+    Pem {
+        /// The file.
+        path: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// rustls refused the settings.
+    #[error("TLS: {0}")]
+    Rustls(#[from] rustls::Error),
+    /// rcgen could not make the self-signed certificate.
+    #[error("self-signed certificate: {0}")]
+    Rcgen(#[from] rcgen::Error),
+    /// A client certificate verifier could not be built.
+    #[error("client CA: {0}")]
+    Verifier(String),
+    /// Neither a CA nor `insecure` was given for a TLS connection.
+    #[error("TLS to the target needs --tls-ca FILE or --insecure")]
+    NoTrust,
+}
+
+/// The ring provider, the only one this crate uses.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn pem_error(path: &Path, e: impl std::fmt::Display) -> TlsError {
+    TlsError::Pem {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    }
+}
+
+/// Reads every certificate of a PEM file (at least one).
+///
+/// # Errors
+/// Unreadable file, bad PEM, or no certificate.
+pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| pem_error(path, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_error(path, e))?;
+    if certs.is_empty() {
+        return Err(pem_error(path, "no certificate"));
+    }
+    Ok(certs)
+}
+
+/// Reads the first private key of a PEM file.
+///
+/// # Errors
+/// Unreadable file or no key.
+pub fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| pem_error(path, e))
+}
+
+fn roots(ca: &Path) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for cert in read_certs(ca)? {
+        roots.add(cert).map_err(|e| pem_error(ca, e))?;
+    }
+    Ok(roots)
+}
+
+/// How the sender trusts the target and identifies itself.
+#[derive(Debug, Clone, Default)]
+pub struct ClientTlsOptions {
+    /// PEM file of trust anchors for the target's certificate.
+    pub ca: Option<PathBuf>,
+    /// Accept any server certificate (benchmarks only).
+    pub insecure: bool,
+    /// Client certificate chain and key (PEM files).
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+}
+
+/// Builds the sender's rustls configuration.
+///
+/// # Errors
+/// Unreadable files, no trust configured, or rustls refusing the key.
+pub fn client_config(opts: &ClientTlsOptions) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    let builder = match (&opts.ca, opts.insecure) {
+        (_, true) => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAny(provider()))),
+        (Some(ca), false) => builder.with_root_certificates(roots(ca)?),
+        (None, false) => return Err(TlsError::NoTrust),
+    };
+    let mut config = match &opts.client_cert {
+        Some((chain, key)) => builder.with_client_auth_cert(read_certs(chain)?, read_key(key)?)?,
+        None => builder.with_no_client_auth(),
+    };
+    // Resumption would hide the handshake cost that one-connection-per-message
+    // benchmarks measure; relays rarely resume either.
+    config.resumption = rustls::client::Resumption::disabled();
+    Ok(Arc::new(config))
+}
+
+/// Accepts any certificate; still checks the handshake signatures.
+#[derive(Debug)]
+struct AcceptAny(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The sink's certificate and client-certificate policy.
+#[derive(Debug, Clone, Default)]
+pub struct ServerTlsOptions {
+    /// Certificate chain and key (PEM); `None`: self-signed for `localhost`
+    /// and 127.0.0.1, made at start.
+    pub cert: Option<(PathBuf, PathBuf)>,
+    /// Require client certificates signed by this CA (PEM).
+    pub client_ca: Option<PathBuf>,
+}
+
+/// A self-signed certificate and its key, PEM-encoded.
+#[derive(Debug, Clone)]
+pub struct SelfSigned {
+    /// The certificate.
+    pub cert_pem: String,
+    /// The private key (PKCS#8).
+    pub key_pem: String,
+}
+
+/// Makes a self-signed ECDSA P-256 certificate for `names` (DNS names or IPs).
+///
+/// # Errors
+/// rcgen refused a name.
+pub fn self_signed(names: &[&str]) -> Result<SelfSigned, TlsError> {
+    let names: Vec<String> = names.iter().map(|s| (*s).to_string()).collect();
+    let ck = rcgen::generate_simple_self_signed(names)?;
+    Ok(SelfSigned {
+        cert_pem: ck.cert.pem(),
+        key_pem: ck.signing_key.serialize_pem(),
+    })
+}
+
+/// Builds the sink's rustls configuration.
+///
+/// # Errors
+/// Unreadable files, a bad key, or a bad client CA.
+pub fn server_config(opts: &ServerTlsOptions) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let (chain, key) = match &opts.cert {
+        Some((c, k)) => (read_certs(c)?, read_key(k)?),
+        None => {
+            let ss = self_signed(&["localhost", "127.0.0.1"])?;
+            let chain = vec![CertificateDer::from_pem_slice(ss.cert_pem.as_bytes())
+                .map_err(|e| TlsError::Verifier(e.to_string()))?];
+            let key =
+                PrivateKeyDer::from_pem_slice(ss.key_pem.as_bytes()).map_err(|e| TlsError::Verifier(e.to_string()))?;
+            (chain, key)
+        }
+    };
+    let builder = rustls::ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    let builder = match &opts.client_ca {
+        Some(ca) => {
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider())
+                    .build()
+                    .map_err(|e| TlsError::Verifier(e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(chain, key)?;
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
+    Ok(Arc::new(config))
+}
