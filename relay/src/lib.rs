@@ -9,6 +9,8 @@
 //! - [`queue`]: when each message is tried (the spool's due index), one
 //!   delivery attempt, recipient states, DSNs owed.
 //! - [`ops`]: config (typed TOML), dev mode, the node's start and stop.
+//! - [`trust`]: the MSSanté trust list (loaded, refreshed, swapped) and the
+//!   canonical DN of a certificate.
 //!
 //! Queues (`queue/`), the cluster (`cluster/`) and
 //! the trust space (`trust/`) come with their issues; see README.
@@ -18,5 +20,6 @@ pub mod inbound;
 pub mod ops;
 pub mod outbound;
 pub mod queue;
+pub mod trust;
 
 pub use ops::node::Node;
