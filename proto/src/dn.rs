@@ -471,12 +471,12 @@ fn ber_string(der: &[u8]) -> Option<String> {
         // TeletexString: read as Latin-1, as most software does
         0x14 => Some(content.iter().map(|&b| char::from(b)).collect()),
         // BMPString: UTF-16BE
-        0x1e if len % 2 == 0 => {
+        0x1e if len.is_multiple_of(2) => {
             let units = content.chunks_exact(2).map(|p| u16::from_be_bytes([p[0], p[1]]));
             char::decode_utf16(units).collect::<Result<String, _>>().ok()
         }
         // UniversalString: UCS-4BE
-        0x1c if len % 4 == 0 => content
+        0x1c if len.is_multiple_of(4) => content
             .chunks_exact(4)
             .map(|q| char::from_u32(u32::from_be_bytes([q[0], q[1], q[2], q[3]])))
             .collect(),

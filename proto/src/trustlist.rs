@@ -99,7 +99,7 @@ pub enum ProblemKind {
     #[error("no domain name (<Nom>)")]
     MissingName,
     /// `<Nom>` is not a valid domain name.
-    #[error("invalid domain name: {0}")]
+    #[error("invalid domain name: {}", .0.reason)]
     BadDomain(DomainError),
     /// No `<DNCertificatOperateur>`, or an empty one.
     #[error("no certificate DN (<DNCertificatOperateur>)")]

@@ -46,6 +46,28 @@ enum Cmd {
         #[command(subcommand)]
         command: AccountCmd,
     },
+    /// MSSanté trust list tools.
+    Trustlist {
+        #[command(subcommand)]
+        command: TrustlistCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum TrustlistCmd {
+    /// Parse a trust list file as the relay would load it; print a summary and
+    /// the entries it would skip. Exit status 1 if the relay would refuse the
+    /// list (or, with --strict, if any entry would be skipped).
+    Check {
+        /// The list (ANS's XML file).
+        file: PathBuf,
+        /// ANS's SHA-256 checksum file to verify the list against.
+        #[arg(long)]
+        checksum: Option<PathBuf>,
+        /// Also fail when entries would be skipped.
+        #[arg(long)]
+        strict: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -83,6 +105,25 @@ fn main() -> anyhow::Result<()> {
         } => {
             Config::load(&file)?;
             println!("{}: OK", file.display());
+            Ok(())
+        }
+        Cmd::Trustlist {
+            command: TrustlistCmd::Check { file, checksum, strict },
+        } => {
+            let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let expected = match checksum {
+                Some(path) => {
+                    let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+                    let digest = relay::trust::fetch::parse_checksum(&text);
+                    Some(digest.with_context(|| format!("{}: not a SHA-256 checksum file", path.display()))?)
+                }
+                None => None,
+            };
+            let report = relay::trust::check::check(&file.display().to_string(), &bytes, expected.as_deref());
+            print!("{}", report.text);
+            if !report.loadable || (strict && report.problems > 0) {
+                std::process::exit(1);
+            }
             Ok(())
         }
         Cmd::Account {

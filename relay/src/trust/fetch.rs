@@ -225,8 +225,9 @@ async fn read_file(path: &Path, limit: u64) -> Result<Vec<u8>, FetchError> {
     Ok(body)
 }
 
-/// The first word of the file, if it is 64 hex digits, lower-cased.
-fn parse_checksum(bytes: &[u8]) -> Option<String> {
+/// The digest in a checksum file's bytes: the first word, if it is 64 hex
+/// digits, lower-cased (a bare digest or `sha256sum` output).
+pub fn parse_checksum(bytes: &[u8]) -> Option<String> {
     let text = std::str::from_utf8(bytes).ok()?;
     let word = text.split_whitespace().next()?;
     (word.len() == 64 && word.bytes().all(|b| b.is_ascii_hexdigit())).then(|| word.to_ascii_lowercase())

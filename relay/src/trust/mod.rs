@@ -8,12 +8,14 @@
 //!   when a refresh fails.
 //! - [`fetch`]: reading the list from a file or over HTTPS (verified against a
 //!   configured CA), size-capped, with ANS's SHA-256 checksum file.
+//! - [`check`]: the report of `estafette trustlist check FILE`.
 //! - [`certdn`]: the subject DN of an X.509 certificate, in the same canonical
 //!   form as the list's DNs ([`proto::dn::Dn`]).
 //!
 //! Parsing is sans-io in [`proto::trustlist`] (fuzzed, benchmarked).
 
 pub mod certdn;
+pub mod check;
 pub mod fetch;
 pub mod list;
 
