@@ -37,7 +37,11 @@
 //! like `,` (RFC 2253). `#` hex values (BER-encoded strings) are decoded when they
 //! hold a string type.
 
+use std::borrow::Cow;
 use std::fmt;
+
+/// A canonical attribute type name: the known ones are not allocated.
+type AttrType = Cow<'static, str>;
 
 /// The longest DN text [`Dn::parse`] reads, in bytes. Certificate subjects are
 /// far shorter; the cap bounds the work on hostile input.
@@ -137,7 +141,7 @@ pub enum DnError {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Dn {
     /// Sorted by (type rank, type, value); never empty.
-    attrs: Vec<(Box<str>, Box<str>)>,
+    attrs: Vec<(AttrType, Box<str>)>,
 }
 
 impl Dn {
@@ -210,7 +214,7 @@ impl Dn {
         Ok(Self::sorted(attrs))
     }
 
-    fn sorted(mut attrs: Vec<(Box<str>, Box<str>)>) -> Self {
+    fn sorted(mut attrs: Vec<(AttrType, Box<str>)>) -> Self {
         attrs.sort_by(|a, b| (type_rank(&a.0), &a.0, &a.1).cmp(&(type_rank(&b.0), &b.0, &b.1)));
         Self { attrs }
     }
@@ -265,15 +269,15 @@ fn type_rank(kind: &str) -> usize {
 
 /// The canonical name of an attribute type, or `None` if it is neither a
 /// keyword nor a dotted OID.
-fn canonical_type(raw: &str) -> Option<Box<str>> {
+fn canonical_type(raw: &str) -> Option<AttrType> {
     let oid = raw
         .strip_prefix("OID.")
         .or_else(|| raw.strip_prefix("oid."))
         .unwrap_or(raw);
     if is_numeric_oid(oid) {
         return Some(match ATTRIBUTES.iter().find(|(_, o, _)| *o == oid) {
-            Some((name, _, _)) => (*name).into(),
-            None => oid.into(),
+            Some((name, _, _)) => Cow::Borrowed(*name),
+            None => Cow::Owned(oid.to_owned()),
         });
     }
     let mut chars = raw.chars();
@@ -284,10 +288,10 @@ fn canonical_type(raw: &str) -> Option<Box<str>> {
     }
     for (name, _, aliases) in ATTRIBUTES {
         if name.eq_ignore_ascii_case(raw) || aliases.iter().any(|a| a.eq_ignore_ascii_case(raw)) {
-            return Some((*name).into());
+            return Some(Cow::Borrowed(*name));
         }
     }
-    Some(raw.to_ascii_uppercase().into())
+    Some(Cow::Owned(raw.to_ascii_uppercase()))
 }
 
 /// `number *("." number)`, numbers without leading zeros (RFC 4512).
@@ -344,7 +348,7 @@ impl Parser<'_> {
     }
 
     /// `type` then `=`, spaces around both skipped.
-    fn attribute_type(&mut self) -> Result<Box<str>, DnError> {
+    fn attribute_type(&mut self) -> Result<AttrType, DnError> {
         self.skip_spaces();
         let start = self.pos;
         let rest = self.s.get(start..).unwrap_or("");
