@@ -80,7 +80,7 @@ pub enum ConnError {
     #[error("TLS handshake: {0}")]
     Tls(String),
     /// The SMTP session failed (refused greeting/EHLO, no STARTTLS, bad reply).
-    #[error("{0}")]
+    #[error(transparent)]
     Smtp(#[from] ClientError),
     /// AUTH was refused or not offered.
     #[error("AUTH: {0}")]

@@ -101,6 +101,7 @@ pub fn render(r: &Report) -> String {
         cpu_row(&mut h, "target", t);
     }
     cpu_row(&mut h, "estafette-load (all)", &r.tool_cpu);
+    cpu_row(&mut h, "whole machine", &r.machine_cpu);
     if let Some(l) = &r.load_cpu {
         cpu_row(&mut h, "load generator threads", l);
     }

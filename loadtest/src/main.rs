@@ -158,7 +158,7 @@ struct SendArgs {
     target: String,
     #[command(flatten)]
     load: LoadArgs,
-    /// The target's pid, to report its CPU per message.
+    /// The target's pid, to report its CPU per message (with its descendants).
     #[arg(long)]
     target_pid: Option<u32>,
     /// Write the send log (`<seq> <code> <recipients>` per message) here.

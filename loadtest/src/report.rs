@@ -199,6 +199,9 @@ pub struct Report {
     pub target_cpu: Option<Cpu>,
     /// This tool's whole CPU (per accepted message).
     pub tool_cpu: Cpu,
+    /// The whole machine's busy CPU during the run, this tool included (per
+    /// accepted message).
+    pub machine_cpu: Cpu,
     /// The load generator's threads only.
     pub load_cpu: Option<Cpu>,
     /// The sink's threads only (per message received).
@@ -294,6 +297,11 @@ impl Report {
         if let Some(t) = &self.target_cpu {
             let _ = writeln!(s, "target CPU {:.2} s = {:.3} ms/msg", t.seconds, t.ms_per_msg);
         }
+        let _ = writeln!(
+            s,
+            "machine CPU {:.2} s = {:.3} ms/msg",
+            self.machine_cpu.seconds, self.machine_cpu.ms_per_msg
+        );
         let _ = write!(
             s,
             "tool CPU {:.2} s = {:.3} ms/msg",

@@ -33,12 +33,12 @@ use crate::tls::{self, ClientTlsOptions, ServerTlsOptions, TlsError};
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     /// The file cannot be read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Read {
         /// The file.
         path: String,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The file is not a valid scenario.
     #[error("{path}: {message}")]
@@ -49,12 +49,12 @@ pub enum ScenarioError {
         message: String,
     },
     /// A field has a bad value.
-    #[error("{field}: {source}")]
+    #[error("{field}: {cause}")]
     Mix {
         /// The field.
         field: &'static str,
         /// Why.
-        source: MixError,
+        cause: MixError,
     },
     /// A field has a bad value.
     #[error("{0}")]
@@ -72,10 +72,10 @@ pub enum ScenarioError {
     #[error(transparent)]
     Log(#[from] LogError),
     /// CPU accounting (a target pid that does not exist).
-    #[error("target CPU: {0}")]
+    #[error(transparent)]
     Cpu(#[from] cpu::CpuError),
     /// The runtime or the report.
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 
@@ -254,7 +254,8 @@ pub struct Scenario {
     /// The relay under test (`host:port`); unset: the sink itself (measures
     /// this tool).
     pub target: Option<String>,
-    /// The target's pid, for its CPU per message.
+    /// The target's pid, for its CPU per message (that process and all its
+    /// descendants: a Postfix master pid covers smtpd, cleanup, qmgr, smtp).
     pub target_pid: Option<u32>,
     /// Or a file holding it.
     pub target_pidfile: Option<PathBuf>,
@@ -276,9 +277,9 @@ impl Scenario {
     /// Unreadable file, bad TOML, unknown field or bad value.
     pub fn load(path: &Path) -> Result<Self, ScenarioError> {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+        let text = std::fs::read_to_string(path).map_err(|cause| ScenarioError::Read {
             path: name.clone(),
-            source,
+            cause,
         })?;
         let mut s: Self = toml::from_str(&text).map_err(|e| ScenarioError::Parse {
             path: name,
@@ -296,7 +297,7 @@ impl Scenario {
     /// # Errors
     /// The first bad value.
     pub fn check(&self) -> Result<(), ScenarioError> {
-        let mix = |field, r: Result<(), MixError>| r.map_err(|source| ScenarioError::Mix { field, source });
+        let mix = |field, r: Result<(), MixError>| r.map_err(|cause| ScenarioError::Mix { field, cause });
         mix("load.size", SizeMix::parse(&self.load.size).map(|_| ()))?;
         mix("sink.reply_mix", ReplyMix::parse(&self.sink.reply_mix).map(|_| ()))?;
         if let Some(d) = &self.load.duration {
@@ -369,7 +370,7 @@ pub fn send_config(
     send_log: Option<PathBuf>,
 ) -> Result<SendConfig, ScenarioError> {
     let addr = send::resolve(target)?;
-    let mixerr = |field, source| ScenarioError::Mix { field, source };
+    let mixerr = |field, cause| ScenarioError::Mix { field, cause };
     let sizes = SizeMix::parse(&load.size).map_err(|e| mixerr("load.size", e))?;
     let limit = match (&load.messages, &load.duration) {
         (_, Some(d)) => Limit::Duration(parse_duration(d).map_err(|e| mixerr("load.duration", e))?),
@@ -452,9 +453,9 @@ pub fn sink_config(spec: &SinkSpec, received_log: Option<PathBuf>, seed: u64) ->
         listen,
         security: spec.tls,
         tls,
-        reply_mix: ReplyMix::parse(&spec.reply_mix).map_err(|source| ScenarioError::Mix {
+        reply_mix: ReplyMix::parse(&spec.reply_mix).map_err(|cause| ScenarioError::Mix {
             field: "sink.reply_mix",
-            source,
+            cause,
         })?,
         received_log,
         auth: credentials("sink.auth", &spec.auth)?,
@@ -477,9 +478,9 @@ fn target_pid(s: &Scenario) -> Result<Option<u32>, ScenarioError> {
     match &s.target_pidfile {
         None => Ok(None),
         Some(f) => {
-            let text = std::fs::read_to_string(f).map_err(|source| ScenarioError::Read {
+            let text = std::fs::read_to_string(f).map_err(|cause| ScenarioError::Read {
                 path: f.display().to_string(),
-                source,
+                cause,
             })?;
             text.trim()
                 .parse()
@@ -513,9 +514,9 @@ pub fn run(s: &Scenario, quiet: bool) -> Result<Report, ScenarioError> {
         .received_log
         .clone()
         .or_else(|| dir.as_ref().map(|d| d.join("received.log")));
-    let drain_timeout = parse_duration(&s.report.drain_timeout).map_err(|source| ScenarioError::Mix {
+    let drain_timeout = parse_duration(&s.report.drain_timeout).map_err(|cause| ScenarioError::Mix {
         field: "report.drain_timeout",
-        source,
+        cause,
     })?;
     let pid = target_pid(s)?;
 
@@ -542,7 +543,8 @@ pub fn run(s: &Scenario, quiet: bool) -> Result<Report, ScenarioError> {
     };
     let progress = Progress::start(Some(live.clone()), sink.as_ref().map(Sink::live), total, quiet);
 
-    let target_cpu0 = pid.map(cpu::process_cpu).transpose()?;
+    let target_cpu0 = pid.map(cpu::tree_cpu).transpose()?;
+    let machine0 = cpu::machine_cpu()?;
     let tool0 = cpu::self_cpu()?;
     let load0 = cpu::threads_cpu("send-")?;
     let sink0 = cpu::threads_cpu("sink-")?;
@@ -594,7 +596,8 @@ pub fn run(s: &Scenario, quiet: bool) -> Result<Report, ScenarioError> {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-    let target_cpu1 = pid.map(cpu::process_cpu).transpose()?;
+    let target_cpu1 = pid.map(cpu::tree_cpu).transpose()?;
+    let machine1 = cpu::machine_cpu()?;
     let tool1 = cpu::self_cpu()?;
     let sink1 = cpu::threads_cpu("sink-")?;
     progress.finish();
@@ -664,6 +667,7 @@ pub fn run(s: &Scenario, quiet: bool) -> Result<Report, ScenarioError> {
             .zip(target_cpu1)
             .map(|(a, b)| Cpu::new(b.saturating_sub(a), accepted)),
         tool_cpu: Cpu::new(tool1.saturating_sub(tool0), accepted),
+        machine_cpu: Cpu::new(machine1.saturating_sub(machine0), accepted),
         load_cpu: Some(Cpu::new(load1.saturating_sub(load0), accepted)),
         sink_cpu,
         timeline: timeline(&result.timeline, &sink_timeline, offset),

@@ -81,23 +81,23 @@ pub enum SendError {
         reason: String,
     },
     /// The first connection failed: the target is down or refuses us.
-    #[error("target {target} unusable: {source}")]
+    #[error("target {target} unusable: {cause}")]
     Unreachable {
         /// As given.
         target: String,
         /// The connection error.
-        source: ConnError,
+        cause: ConnError,
     },
     /// An address in the config is not a valid mailbox.
     #[error("bad address {0:?}")]
     Address(String),
     /// The send log cannot be created.
-    #[error("send log {path}: {source}")]
+    #[error("send log {path}: {cause}")]
     Log {
         /// The file.
         path: String,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A configuration value is out of range.
     #[error("{0}")]
@@ -285,15 +285,15 @@ pub async fn run(config: SendConfig, live: Arc<Live>) -> Result<SendResult, Send
     // One probe connection: fail fast with the reason.
     let probe = Conn::open(config.connect.clone())
         .await
-        .map_err(|source| SendError::Unreachable {
+        .map_err(|cause| SendError::Unreachable {
             target: config.connect.addr.to_string(),
-            source,
+            cause,
         })?;
     probe.quit().await;
     let log = match &config.send_log {
-        Some(p) => Some(Mutex::new(LogWriter::create(p).map_err(|source| SendError::Log {
+        Some(p) => Some(Mutex::new(LogWriter::create(p).map_err(|cause| SendError::Log {
             path: p.display().to_string(),
-            source,
+            cause,
         })?)),
         None => None,
     };

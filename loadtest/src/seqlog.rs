@@ -156,12 +156,12 @@ pub struct Record {
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
     /// The file could not be read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file.
         path: String,
         /// What failed.
-        source: io::Error,
+        cause: io::Error,
     },
     /// A line is not `<seq> <code> <count>`.
     #[error("{path}:{line}: not a `<seq> <code> <count>` record")]
@@ -180,15 +180,15 @@ pub enum LogError {
 /// crash may leave, is ignored).
 pub fn read_log(path: &Path) -> Result<Vec<Record>, LogError> {
     let name = path.display().to_string();
-    let file = File::open(path).map_err(|source| LogError::Io {
+    let file = File::open(path).map_err(|cause| LogError::Io {
         path: name.clone(),
-        source,
+        cause,
     })?;
     let mut records = Vec::new();
     for (i, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|source| LogError::Io {
+        let line = line.map_err(|cause| LogError::Io {
             path: name.clone(),
-            source,
+            cause,
         })?;
         if line.trim().is_empty() {
             continue;

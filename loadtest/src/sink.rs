@@ -81,20 +81,20 @@ impl Default for SinkConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     /// The listening socket could not be bound.
-    #[error("listen on {addr}: {source}")]
+    #[error("listen on {addr}: {cause}")]
     Bind {
         /// The address.
         addr: SocketAddr,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The received log cannot be created.
-    #[error("received log {path}: {source}")]
+    #[error("received log {path}: {cause}")]
     Log {
         /// The file.
         path: String,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// TLS mode without TLS settings.
     #[error("TLS mode {0} needs a certificate")]
@@ -190,18 +190,18 @@ impl Sink {
         };
         let listener = TcpListener::bind(config.listen)
             .await
-            .map_err(|source| SinkError::Bind {
+            .map_err(|cause| SinkError::Bind {
                 addr: config.listen,
-                source,
+                cause,
             })?;
-        let addr = listener.local_addr().map_err(|source| SinkError::Bind {
+        let addr = listener.local_addr().map_err(|cause| SinkError::Bind {
             addr: config.listen,
-            source,
+            cause,
         })?;
         let log = match &config.received_log {
-            Some(p) => Some(LogWriter::create(p).map_err(|source| SinkError::Log {
+            Some(p) => Some(LogWriter::create(p).map_err(|cause| SinkError::Log {
                 path: p.display().to_string(),
-                source,
+                cause,
             })?),
             None => None,
         };

@@ -28,10 +28,10 @@ pub enum TlsError {
         reason: String,
     },
     /// rustls refused the settings.
-    #[error("TLS: {0}")]
+    #[error(transparent)]
     Rustls(#[from] rustls::Error),
     /// rcgen could not make the self-signed certificate.
-    #[error("self-signed certificate: {0}")]
+    #[error(transparent)]
     Rcgen(#[from] rcgen::Error),
     /// A client certificate verifier could not be built.
     #[error("client CA: {0}")]
