@@ -50,8 +50,19 @@ def summary(reports):
         "p99": median(get(["accept_latency", "p99_ms"])),
         "e2e_p99": median(get(["e2e_latency", "p99_ms"])),
         "tool": median(get(["tool_cpu", "ms_per_msg"])),
+        # Cores kept busy by other processes (builds, ...): the run's noise.
+        "noise": median([other_cores(r) for r in reports]),
         "clean": clean,
     }
+
+
+def other_cores(r):
+    try:
+        secs = r["delivery"]["seconds"]
+        other = r["machine_cpu"]["seconds"] - r["target_cpu"]["seconds"] - r["tool_cpu"]["seconds"]
+        return max(0.0, other / secs)
+    except (KeyError, TypeError, ZeroDivisionError):
+        return None
 
 
 def order(name):
@@ -66,8 +77,9 @@ def main():
     print(f"{machine}\n")
     flagged = False
     print("| case (size, TLS, sessions, msgs/conn) | Estafette inject / e2e msg/s | Postfix inject / e2e msg/s "
-          "| e2e ratio E/P | relay CPU ms/msg E / P | p99 accept ms E / P | p99 e2e ms E / P | load tool CPU ms/msg |")
-    print("|---|---|---|---|---|---|---|---|")
+          "| e2e ratio E/P | relay CPU ms/msg E / P | p99 accept ms E / P | p99 e2e ms E / P | load tool CPU ms/msg "
+          "| other load, cores E / P |")
+    print("|---|---|---|---|---|---|---|---|---|")
     cases = sorted((d for d in out.iterdir() if d.is_dir()), key=lambda d: order(d.name))
     for d in cases:
         e, p = summary(load(d, "estafette")), summary(load(d, "postfix"))
@@ -80,7 +92,8 @@ def main():
         label = f"{size}, {'STARTTLS' if tls == 'starttls' else 'plain'}, {s}, {pc}{flag}"
         print(f"| {label} | {fmt(e['inject'])} / {fmt(e['e2e'])} | {fmt(p['inject'])} / {fmt(p['e2e'])} "
               f"| {fmt(ratio, 1)}× | {fmt(e['cpu'], 3)} / {fmt(p['cpu'], 3)} | {fmt(e['p99'], 1)} / {fmt(p['p99'], 1)} "
-              f"| {fmt(e['e2e_p99'], 1)} / {fmt(p['e2e_p99'], 1)} | {fmt(median([e['tool'], p['tool']]), 3)} |")
+              f"| {fmt(e['e2e_p99'], 1)} / {fmt(p['e2e_p99'], 1)} | {fmt(median([e['tool'], p['tool']]), 3)} "
+              f"| {fmt(e['noise'], 2)} / {fmt(p['noise'], 2)} |")
     rates = {f.stem: f.read_text().strip() for f in out.glob("xcheck-*.rate")}
     if rates:
         print("\nCross-check, 10 KB plain, 20 sessions: Postfix's smtp-source vs estafette-load, inject msg/s")
@@ -92,6 +105,8 @@ def main():
                                       ("yes", "10k-none-20-100", "connections reused")):
                 ours = summary(load(out / case, relay)) if (out / case).exists() else {"inject": None}
                 print(f"| {relay} | {what} | {rates.get(f'xcheck-{relay}-{reuse}', '-')} | {fmt(ours['inject'])} |")
+    print("\nOther load: CPU used on the machine by processes other than the relay and estafette-load during")
+    print("the run (loopback kernel work not charged to either, and anything else running), in cores.")
     if flagged:
         print("\n⚠: a run did not drain, or lost or duplicated messages (see its report.html).")
 

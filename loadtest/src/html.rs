@@ -180,8 +180,9 @@ fn timeline_svg(r: &Report) -> String {
                 .build_cartesian_2d(0f64..xmax, 0f64..ymax)?;
             chart
                 .configure_mesh()
-                .x_desc("seconds since the load started")
+                .x_desc("seconds since the load started (1 s buckets; the last one is partial)")
                 .y_desc("messages per second")
+                .y_label_formatter(&|y| format!("{y:.0}"))
                 .draw()?;
             let pts = |f: fn(&crate::report::Point) -> u64| {
                 r.timeline
@@ -189,6 +190,13 @@ fn timeline_svg(r: &Report) -> String {
                     .map(move |p| (p.second as f64 + 0.5, f(p) as f64))
                     .collect::<Vec<_>>()
             };
+            let dots = |v: Vec<(f64, f64)>, c: RGBColor| {
+                PointSeries::of_element(v, 3, c.filled(), &|p, s, st| Circle::new(p, s, st))
+            };
+            chart.draw_series(dots(pts(|p| p.accepted), BLUE))?;
+            if r.delivery.is_some() {
+                chart.draw_series(dots(pts(|p| p.delivered), RED))?;
+            }
             chart
                 .draw_series(LineSeries::new(pts(|p| p.accepted), BLUE.stroke_width(2)))?
                 .label("accepted by the target")
