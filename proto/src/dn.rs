@@ -81,7 +81,8 @@ pub enum DnError {
     /// names no one.
     #[error("empty DN")]
     Empty,
-    /// Longer than [`MAX_DN_LEN`] or more than [`MAX_ATTRIBUTES`] attributes.
+    /// Longer than [`MAX_DN_LEN`] (as given, or in canonical form) or more
+    /// than [`MAX_ATTRIBUTES`] attributes.
     #[error("DN too long")]
     TooLong,
     /// An attribute without `=`, or an empty RDN (`CN=a,,O=b`, trailing `,`).
@@ -179,7 +180,7 @@ impl Dn {
                 }
             }
         }
-        Ok(Self::sorted(attrs))
+        Self::sorted(attrs)
     }
 
     /// Builds a DN from `(type, value)` pairs as a certificate holds them: `type`
@@ -211,12 +212,21 @@ impl Dn {
         if attrs.is_empty() {
             return Err(DnError::Empty);
         }
-        Ok(Self::sorted(attrs))
+        Self::sorted(attrs)
     }
 
-    fn sorted(mut attrs: Vec<(AttrType, Box<str>)>) -> Self {
+    /// Sorts into canonical order, and refuses a DN whose canonical text would
+    /// exceed [`MAX_DN_LEN`] (escapes can make it longer than the input), so
+    /// that every `Dn` displays to a string that [`Dn::parse`] accepts.
+    fn sorted(mut attrs: Vec<(AttrType, Box<str>)>) -> Result<Self, DnError> {
         attrs.sort_by(|a, b| (type_rank(&a.0), &a.0, &a.1).cmp(&(type_rank(&b.0), &b.0, &b.1)));
-        Self { attrs }
+        let dn = Self { attrs };
+        let mut len = Counter(0);
+        let _ = fmt::write(&mut len, format_args!("{dn}"));
+        if len.0 > MAX_DN_LEN {
+            return Err(DnError::TooLong);
+        }
+        Ok(dn)
     }
 
     /// The canonical `(type, value)` pairs, in canonical order.
@@ -254,6 +264,16 @@ impl fmt::Display for Dn {
                 }
             }
         }
+        Ok(())
+    }
+}
+
+/// Counts what is written, keeps nothing.
+struct Counter(usize);
+
+impl fmt::Write for Counter {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0 += s.len();
         Ok(())
     }
 }

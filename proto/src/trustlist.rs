@@ -34,13 +34,14 @@
 //! Domains are lower-case A-labels ([`domain_key`]); DNs are canonical
 //! ([`Dn`]).
 
-use std::borrow::Cow;
-
 use quick_xml::events::Event;
 use quick_xml::name::ResolveResult;
 use quick_xml::reader::NsReader;
 
 use crate::dn::{Dn, DnError};
+
+mod domain;
+pub use domain::{domain_key, DomainError};
 
 /// The XML namespace of every element of the list.
 pub const NAMESPACE: &str = "https://listeblanche.mssante.fr/schema";
@@ -115,16 +116,6 @@ pub enum ProblemKind {
     /// A field given twice in one `<Domaine>`: which one is meant is unknown.
     #[error("<{0}> given twice")]
     RepeatedField(&'static str),
-}
-
-/// Why a domain name is not usable.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{name:?}: {reason}")]
-pub struct DomainError {
-    /// The name as given.
-    pub name: String,
-    /// What is wrong.
-    pub reason: &'static str,
 }
 
 /// Why the whole list is refused. `line` is 1-based, `offset` in bytes.
@@ -207,57 +198,6 @@ pub enum ParseError {
 /// doc); bad entries are in [`TrustList::problems`] instead.
 pub fn parse(input: &[u8]) -> Result<TrustList, ParseError> {
     Parser::new(input).run()
-}
-
-/// The lookup key of a domain: trimmed, one trailing dot removed, lower-case,
-/// IDN labels as A-labels (`xn--…`, UTS #46 with STD3 rules); each label 1 to
-/// 63 letters, digits or hyphens, not starting or ending with a hyphen, 253
-/// octets at most. Borrows when the name is already a key (the common case on
-/// the SMTP path: no allocation).
-///
-/// # Errors
-/// [`DomainError`] saying what is wrong.
-pub fn domain_key(name: &str) -> Result<Cow<'_, str>, DomainError> {
-    let err = |reason| DomainError {
-        name: name.to_owned(),
-        reason,
-    };
-    let trimmed = name.trim();
-    let trimmed = trimmed.strip_suffix('.').unwrap_or(trimmed);
-    let key: Cow<'_, str> = if trimmed
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-    {
-        Cow::Borrowed(trimmed)
-    } else if trimmed.is_ascii() && !trimmed.starts_with("xn--") && !trimmed.contains(".xn--") {
-        Cow::Owned(trimmed.to_ascii_lowercase())
-    } else {
-        idna::domain_to_ascii_cow(trimmed.as_bytes(), idna::AsciiDenyList::STD3)
-            .map_err(|_| err("not a valid international domain name"))?
-            .into_owned()
-            .into()
-    };
-    if key.is_empty() {
-        return Err(err("empty"));
-    }
-    if key.len() > 253 {
-        return Err(err("longer than 253 octets"));
-    }
-    for label in key.split('.') {
-        if label.is_empty() || label.len() > 63 {
-            return Err(err("a label is empty or longer than 63 octets"));
-        }
-        if !label
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        {
-            return Err(err("only letters, digits and hyphens are allowed"));
-        }
-        if label.starts_with('-') || label.ends_with('-') {
-            return Err(err("a label starts or ends with a hyphen"));
-        }
-    }
-    Ok(key)
 }
 
 /// Where the parser is in the document.

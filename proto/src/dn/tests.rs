@@ -115,6 +115,15 @@ fn invalid() {
     }
     assert_eq!(Dn::parse(&"CN=a,".repeat(65)[..64 * 5 + 3]), Err(TooLong));
     assert_eq!(Dn::parse(&"x".repeat(MAX_DN_LEN + 1)), Err(TooLong));
+    // short enough as given, too long once control characters are escaped
+    // (fuzzer finding: the display must parse back)
+    let controls = format!("CN={}", "\u{1}".repeat(MAX_DN_LEN / 2));
+    assert!(controls.len() <= MAX_DN_LEN);
+    assert_eq!(Dn::parse(&controls), Err(TooLong));
+    assert_eq!(
+        Dn::from_attributes([("CN", "\u{1}".repeat(MAX_DN_LEN / 2))]),
+        Err(TooLong)
+    );
 }
 
 #[test]

@@ -1,4 +1,5 @@
 use super::*;
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 const HEAD: &str = r#"<?xml version="1.0" encoding="UTF-8"?><ListeBlancheMSSante xmlns="https://listeblanche.mssante.fr/schema">

@@ -12,7 +12,7 @@
 //! `warn!` names the source and the reason, and [`TrustStore::age`] keeps
 //! growing: that is the alarm.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -191,8 +191,9 @@ pub enum TrustError {
 #[derive(Debug)]
 pub struct TrustIndex {
     by_domain: HashMap<Box<str>, Box<[Arc<Dn>]>>,
+    /// Every listed DN, once.
+    all_dns: HashSet<Arc<Dn>>,
     entries: usize,
-    distinct_dns: usize,
     problems: Vec<Problem>,
     generated: Option<String>,
     loaded_at: SystemTime,
@@ -239,7 +240,7 @@ impl TrustIndex {
         Self {
             by_domain: by_domain.into_iter().map(|(d, v)| (d, v.into_boxed_slice())).collect(),
             entries,
-            distinct_dns: interned.len(),
+            all_dns: interned.into_values().collect(),
             problems: Vec::new(),
             generated: None,
             loaded_at: SystemTime::now(),
@@ -258,6 +259,12 @@ impl TrustIndex {
     /// (inbound: the MAIL FROM domain; outbound: the recipient domain).
     pub fn dn_allowed(&self, domain: &str, dn: &Dn) -> bool {
         self.dns_for(domain).iter().any(|listed| **listed == *dn)
+    }
+
+    /// Whether `dn` is listed for any domain (an operator of the trust space):
+    /// the check for the null sender, which names no domain. One hash lookup.
+    pub fn dn_listed(&self, dn: &Dn) -> bool {
+        self.all_dns.contains(dn)
     }
 
     /// The operator DNs listed for `domain` (empty if it is not listed): for
@@ -281,7 +288,7 @@ impl TrustIndex {
 
     /// Number of distinct (canonical) operator DNs.
     pub fn distinct_dns(&self) -> usize {
-        self.distinct_dns
+        self.all_dns.len()
     }
 
     /// The entries that were skipped when the list was parsed.
@@ -333,6 +340,7 @@ pub struct TrustStore {
     refreshing: tokio::sync::Mutex<()>,
     last_good: Mutex<Instant>,
     failures: AtomicU64,
+    last_error: Mutex<Option<String>>,
 }
 
 impl TrustStore {
@@ -351,6 +359,7 @@ impl TrustStore {
             refreshing: tokio::sync::Mutex::new(()),
             last_good: Mutex::new(Instant::now()),
             failures: AtomicU64::new(0),
+            last_error: Mutex::new(None),
         })
     }
 
@@ -362,6 +371,7 @@ impl TrustStore {
             refreshing: tokio::sync::Mutex::new(()),
             last_good: Mutex::new(Instant::now()),
             failures: AtomicU64::new(0),
+            last_error: Mutex::new(None),
         }
     }
 
@@ -386,12 +396,14 @@ impl TrustStore {
         match &result {
             Ok(outcome) => {
                 *self.last_good.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 if *outcome == RefreshOutcome::Unchanged {
                     tracing::debug!(source = %config.source, "trust list unchanged");
                 }
             }
             Err(e) => {
                 let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
                 warn!(
                     source = %config.source,
                     error = %e,
@@ -470,6 +482,12 @@ impl TrustStore {
     /// Failed refreshes since start (a counter for the metrics).
     pub fn failures(&self) -> u64 {
         self.failures.load(Ordering::Relaxed)
+    }
+
+    /// Why the last refresh failed; `None` once a refresh succeeds (for the
+    /// admin API and `/readyz` details).
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The configuration, if the store has a source.

@@ -63,6 +63,8 @@ fn index_lookups() {
     assert!(idx.dn_allowed("hôpital.mssante.fr", &cert));
     assert!(!idx.dn_allowed("b.mssante.fr", &cert));
     assert!(!idx.dn_allowed("nope.fr", &cert));
+    assert!(idx.dn_listed(&cert));
+    assert!(!idx.dn_listed(&dn("CN=other")));
     // equal DNs are shared between domains
     assert!(Arc::ptr_eq(
         &idx.dns_for("b.mssante.fr")[0],
@@ -189,9 +191,11 @@ async fn corrupt_list_keeps_the_previous_one() {
     std::fs::remove_file(f.dir.path().join("liste.xml")).unwrap();
     assert!(matches!(store.refresh().await, Err(TrustError::Fetch(_))));
     assert_eq!(store.failures(), 4);
+    assert!(store.last_error().is_some_and(|e| e.contains("liste.xml")));
     // and the next good list is taken
     f.replace(&many(21));
     assert!(store.refresh().await.is_ok());
+    assert_eq!(store.last_error(), None);
     assert_eq!(store.current().domains(), 21);
 }
 
