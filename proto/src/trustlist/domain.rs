@@ -13,7 +13,8 @@ pub struct DomainError {
 }
 
 /// The lookup key of a domain: trimmed, one trailing dot removed, lower-case,
-/// IDN labels as A-labels (`xn--…`, UTS #46 with STD3 rules); each label 1 to
+/// U-labels converted to A-labels (`xn--…`, UTS #46 with STD3 rules; A-labels
+/// given in ASCII are kept, not decoded); each label 1 to
 /// 63 letters, digits or hyphens, not starting or ending with a hyphen, 253
 /// octets at most. Borrows when the name is already a key (the common case on
 /// the SMTP path: no allocation).
@@ -32,7 +33,9 @@ pub fn domain_key(name: &str) -> Result<Cow<'_, str>, DomainError> {
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
     {
         Cow::Borrowed(trimmed)
-    } else if trimmed.is_ascii() && !trimmed.starts_with("xn--") && !trimmed.contains(".xn--") {
+    } else if trimmed.is_ascii() {
+        // ASCII names, A-labels included, are compared as given (lower-cased):
+        // the same name always gets the same key, whatever its case.
         Cow::Owned(trimmed.to_ascii_lowercase())
     } else {
         idna::domain_to_ascii_cow(trimmed.as_bytes(), idna::AsciiDenyList::STD3)

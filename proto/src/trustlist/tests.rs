@@ -132,6 +132,8 @@ fn domain_keys() {
     assert_eq!(domain_key(" UC-CMP.mssante.fr. ").unwrap(), "uc-cmp.mssante.fr");
     assert_eq!(domain_key("bücher.de").unwrap(), "xn--bcher-kva.de");
     assert_eq!(domain_key("XN--BCHER-KVA.de").unwrap(), "xn--bcher-kva.de");
+    // one name, one key, whatever the case
+    assert_eq!(domain_key("A.xn--zz.fr").unwrap(), domain_key("a.xn--zz.fr").unwrap());
     for bad in [
         "",
         ".",
