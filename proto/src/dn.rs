@@ -221,12 +221,21 @@ impl Dn {
     fn sorted(mut attrs: Vec<(AttrType, Box<str>)>) -> Result<Self, DnError> {
         attrs.sort_by(|a, b| (type_rank(&a.0), &a.0, &a.1).cmp(&(type_rank(&b.0), &b.0, &b.1)));
         let dn = Self { attrs };
-        let mut len = Counter(0);
-        let _ = fmt::write(&mut len, format_args!("{dn}"));
-        if len.0 > MAX_DN_LEN {
+        if dn.text_len() > MAX_DN_LEN {
             return Err(DnError::TooLong);
         }
         Ok(dn)
+    }
+
+    /// The length of the canonical text (`Display`), without writing it.
+    fn text_len(&self) -> usize {
+        let commas = self.attrs.len().saturating_sub(1);
+        let parts: usize = self
+            .attrs
+            .iter()
+            .map(|(k, v)| k.len() + 1 + v.char_indices().map(|(j, c)| escape_len(j, c)).sum::<usize>())
+            .sum();
+        commas + parts
     }
 
     /// The canonical `(type, value)` pairs, in canonical order.
@@ -247,34 +256,44 @@ impl fmt::Display for Dn {
             if i > 0 {
                 f.write_str(",")?;
             }
-            write!(f, "{k}=")?;
-            for (j, c) in v.chars().enumerate() {
-                match c {
-                    '"' | '+' | ',' | ';' | '<' | '>' | '\\' => write!(f, "\\{c}")?,
-                    '#' if j == 0 => f.write_str("\\#")?,
-                    // Values are trimmed, so a space is never first or last; other
-                    // controls would not survive a reader's whitespace handling.
-                    c if c.is_control() => {
-                        let mut buf = [0u8; 4];
-                        for b in c.encode_utf8(&mut buf).bytes() {
-                            write!(f, "\\{b:02X}")?;
-                        }
+            f.write_str(k)?;
+            f.write_str("=")?;
+            // Plain runs are written whole; only the characters below are escaped.
+            let mut plain = 0;
+            for (j, c) in v.char_indices() {
+                let escape = escape_len(j, c);
+                if escape == c.len_utf8() {
+                    continue;
+                }
+                f.write_str(&v[plain..j])?;
+                plain = j + c.len_utf8();
+                if escape == 2 {
+                    write!(f, "\\{c}")?;
+                } else {
+                    // Values are trimmed, so a space is never first or last;
+                    // other controls would not survive a reader's white-space
+                    // handling: hex pairs.
+                    let mut buf = [0u8; 4];
+                    for b in c.encode_utf8(&mut buf).bytes() {
+                        write!(f, "\\{b:02X}")?;
                     }
-                    c => write!(f, "{c}")?,
                 }
             }
+            f.write_str(&v[plain..])?;
         }
         Ok(())
     }
 }
 
-/// Counts what is written, keeps nothing.
-struct Counter(usize);
-
-impl fmt::Write for Counter {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        self.0 += s.len();
-        Ok(())
+/// Bytes that character `c` at byte `at` of a value takes in the canonical
+/// text: its own length, 2 when escaped with a backslash, 3 per byte when
+/// written as hex pairs. [`Dn::text_len`] and `Display` agree through it.
+fn escape_len(at: usize, c: char) -> usize {
+    match c {
+        '"' | '+' | ',' | ';' | '<' | '>' | '\\' => 2,
+        '#' if at == 0 => 2,
+        c if c.is_control() => 3 * c.len_utf8(),
+        c => c.len_utf8(),
     }
 }
 

@@ -170,6 +170,7 @@ proptest! {
     ) {
         let d = Dn::from_attributes(attrs).unwrap();
         let text = d.to_string();
+        prop_assert_eq!(d.text_len(), text.len());
         prop_assert_eq!(Dn::parse(&text), Ok(d), "{}", text);
     }
 
