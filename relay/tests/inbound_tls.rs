@@ -1,5 +1,5 @@
 //! Server-side TLS over real sockets: certificate renewal without restart, TLS
-//! 1.2 limited to ECDHE + AES-GCM, TLS 1.1 and older refused.
+//! 1.2 limited to ECDHE-RSA + AES-GCM, TLS 1.1 and older refused.
 
 mod common;
 
@@ -83,9 +83,11 @@ async fn old_protocols_and_weak_suites_are_refused() {
     };
     let (ok, out) = run(connect(&["-tls1_1"])).await;
     assert!(!ok || out.contains("alert"), "TLS 1.1 must fail: {out}");
-    let (ok, out) = run(connect(&["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA"])).await;
+    let (ok, out) = run(connect(&["-tls1_2", "-cipher", "ECDHE-RSA-AES128-SHA"])).await;
     assert!(!ok || out.contains("alert"), "CBC suite must fail: {out}");
-    let (ok, out) = run(connect(&["-tls1_2", "-cipher", "ECDHE-ECDSA-AES256-GCM-SHA384"])).await;
-    assert!(ok && out.contains("ECDHE-ECDSA-AES256-GCM-SHA384"), "{out}");
+    let (ok, out) = run(connect(&["-tls1_2", "-cipher", "AES256-GCM-SHA384"])).await;
+    assert!(!ok || out.contains("alert"), "static RSA key exchange must fail: {out}");
+    let (ok, out) = run(connect(&["-tls1_2", "-cipher", "ECDHE-RSA-AES256-GCM-SHA384"])).await;
+    assert!(ok && out.contains("ECDHE-RSA-AES256-GCM-SHA384"), "{out}");
     t.node.shutdown().await;
 }

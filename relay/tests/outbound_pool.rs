@@ -16,10 +16,10 @@ async fn concurrent_sends_stay_within_max_connections() {
         ..PoolConfig::default()
     };
     let pool = Pool::new(config, settings(&pki.ca));
-    let dest = Destination {
-        key: "clinique.test".into(),
-        targets: vec![Target::pinned(SERVER_NAME, server.addr, Security::default())],
-    };
+    let dest = Destination::new(
+        "clinique.test",
+        vec![Target::pinned(SERVER_NAME, server.addr, Security::default())],
+    );
     let mut tasks = Vec::new();
     for i in 0..8 {
         let (pool, dest) = (pool.clone(), dest.clone());
@@ -51,10 +51,10 @@ async fn closed_port_opens_the_circuit() {
     };
     let pool = Pool::new(config, settings(&pki().ca));
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    let dest = Destination {
-        key: "down.test".into(),
-        targets: vec![Target::pinned("mx.down.test", addr, Security::default())],
-    };
+    let dest = Destination::new(
+        "down.test",
+        vec![Target::pinned("mx.down.test", addr, Security::default())],
+    );
     for i in 0..3 {
         assert!(!pool.is_parked("down.test") || i == 3);
         let err = pool
@@ -86,13 +86,13 @@ async fn next_target_is_tried_when_the_first_is_down() {
     let server = aiosmtpd(PyTls::StartTls(&pki));
     let down = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let pool = Pool::new(PoolConfig::default(), settings(&pki.ca));
-    let dest = Destination {
-        key: "clinique.test".into(),
-        targets: vec![
+    let dest = Destination::new(
+        "clinique.test",
+        vec![
             Target::pinned(SERVER_NAME, down, Security::default()),
             Target::pinned(SERVER_NAME, server.addr, Security::default()),
         ],
-    };
+    );
     let outcome = pool
         .send(&dest, message(&["lab@clinique.test"], &body(1)), "MX2")
         .await
@@ -107,10 +107,10 @@ async fn stale_idle_connection_is_replaced() {
     let pki = pki();
     let server = aiosmtpd(PyTls::StartTls(&pki));
     let pool = Pool::new(PoolConfig::default(), settings(&pki.ca));
-    let dest = Destination {
-        key: "clinique.test".into(),
-        targets: vec![Target::pinned(SERVER_NAME, server.addr, Security::default())],
-    };
+    let dest = Destination::new(
+        "clinique.test",
+        vec![Target::pinned(SERVER_NAME, server.addr, Security::default())],
+    );
     pool.send(&dest, message(&["lab@clinique.test"], &body(1)), "S1")
         .await
         .expect("first");

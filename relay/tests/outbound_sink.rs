@@ -66,10 +66,7 @@ async fn three_messages_over_one_connection_arrive_intact() {
 async fn pool_reuses_its_connection() {
     let sink = smtp_sink(&[]);
     let pool = Pool::new(PoolConfig::default(), settings(&outbound_support::pki().ca));
-    let dest = Destination {
-        key: "clinique.test".into(),
-        targets: vec![target(&sink)],
-    };
+    let dest = Destination::new("clinique.test", vec![target(&sink)]);
     for i in 0..3 {
         let outcome = pool
             .send(&dest, message(&["lab@clinique.test"], &body(i)), "P")
@@ -92,10 +89,7 @@ async fn messages_per_connection_limit_opens_new_connections() {
         ..PoolConfig::default()
     };
     let pool = Pool::new(config, settings(&outbound_support::pki().ca));
-    let dest = Destination {
-        key: "clinique.test".into(),
-        targets: vec![target(&sink)],
-    };
+    let dest = Destination::new("clinique.test", vec![target(&sink)]);
     for i in 0..5 {
         pool.send(&dest, message(&["lab@clinique.test"], &body(i)), "L")
             .await

@@ -25,6 +25,8 @@ pub(crate) struct ListenerCtx {
     pub(crate) policy: Arc<Policy>,
     pub(crate) spool: storage::Spool,
     pub(crate) queue: Arc<crate::queue::Queue>,
+    /// Operator listeners: the chain check done after the handshake.
+    pub(crate) peer_check: Option<super::operator::PeerCheck>,
 }
 
 /// Accepts until `shutdown` turns true; then stops accepting and waits for

@@ -15,6 +15,8 @@ use tracing::{debug, info, warn};
 
 use super::accept;
 use super::listener::ListenerCtx;
+use super::operator::{self, PeerCert};
+use super::policy::Side;
 use super::tls;
 use crate::ops::config::TlsMode;
 
@@ -43,12 +45,24 @@ pub(crate) struct Session {
     pub(crate) client_cert: Option<String>,
     pub(crate) identity: Option<Identity>,
     pub(crate) messages: u64,
+    /// Whether TLS is up.
+    pub(crate) tls: bool,
+    /// Operator listeners: the client certificate as judged after the handshake.
+    pub(crate) peer_cert: PeerCert,
+    /// The side of the trust space of this transaction's recipients so far.
+    pub(crate) side: Option<Side>,
 }
 
 impl Session {
     /// Records a verified client certificate; a listed subject identifies the
     /// client (it satisfies `require_auth`, and AUTH is no longer offered).
     fn set_certificate(&mut self, subject: Option<String>, server: &mut Server, ctx: &ListenerCtx) {
+        self.tls = true;
+        if ctx.peer_check.is_some() {
+            // Operator: judged by the trust list at MAIL FROM, not by identities.
+            self.client_cert = subject;
+            return;
+        }
         if let Some(dn) = &subject {
             if ctx.policy.identities().certificate_senders(dn).is_some() {
                 self.identity = Some(Identity::Certificate(dn.clone()));
@@ -73,6 +87,9 @@ pub(crate) async fn serve(
         client_cert: None,
         identity: None,
         messages: 0,
+        tls: false,
+        peer_cert: PeerCert::Missing,
+        side: None,
     };
     let result = match ctx.listener.tls {
         TlsMode::Implicit => serve_implicit(tcp, &mut session, &ctx, &mut shutdown).await,
@@ -86,6 +103,7 @@ pub(crate) async fn serve(
 
 async fn handshake(
     tcp: TcpStream,
+    session: &mut Session,
     ctx: &ListenerCtx,
 ) -> std::io::Result<(tokio_rustls::server::TlsStream<TcpStream>, TlsInfo, Option<String>)> {
     let Some(acceptor) = ctx.tls.as_ref() else {
@@ -97,6 +115,14 @@ async fn handshake(
     let (_, conn) = stream.get_ref();
     let info = tls::describe(conn);
     let subject = tls::peer_subject(conn);
+    if let Some(check) = &ctx.peer_check {
+        session.peer_cert = check.verify(conn.peer_certificates());
+        match &session.peer_cert {
+            PeerCert::Valid(dn) => info!(peer = %session.peer, dn = %dn, "operator certificate chains to the anchors"),
+            PeerCert::Invalid(why) => warn!(peer = %session.peer, reason = %why, "operator certificate refused"),
+            PeerCert::Missing => info!(peer = %session.peer, "no client certificate on an operator listener"),
+        }
+    }
     Ok((stream, info, subject))
 }
 
@@ -106,7 +132,7 @@ async fn serve_implicit(
     ctx: &ListenerCtx,
     shutdown: &mut watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let (mut stream, info, subject) = handshake(tcp, ctx).await?;
+    let (mut stream, info, subject) = handshake(tcp, session, ctx).await?;
     let peer = PeerInfo {
         remote: session.peer.to_string(),
         tls: Some(info),
@@ -129,7 +155,7 @@ async fn serve_plain(
     };
     let mut server = Server::new(ctx.server_config.clone(), peer, Instant::now());
     if let Next::StartTls = drive(&mut tcp, &mut server, session, ctx, shutdown).await? {
-        let (mut stream, info, subject) = handshake(tcp, ctx).await?;
+        let (mut stream, info, subject) = handshake(tcp, session, ctx).await?;
         server.tls_established(Instant::now(), info);
         session.set_certificate(subject, &mut server, ctx);
         drive(&mut stream, &mut server, session, ctx, shutdown).await?;
@@ -196,13 +222,27 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
 /// Answers one event; returns true when the session must switch to TLS.
 async fn on_event(event: ServerEvent, server: &mut Server, session: &mut Session, ctx: &ListenerCtx) -> bool {
     match event {
-        ServerEvent::Hello { .. } | ServerEvent::Reset | ServerEvent::Closed(_) => {}
+        ServerEvent::Hello { .. } | ServerEvent::Closed(_) => {}
+        ServerEvent::Reset => session.side = None,
         ServerEvent::Mail(req) => {
-            let verdict = ctx.policy.check_mail(&req.from, session);
+            session.side = None;
+            let verdict = match (ctx.peer_check.is_some(), ctx.policy.trust()) {
+                (true, Some(trust)) => {
+                    operator::check_mail(session.tls, &session.peer_cert, &req.from, &trust.store.current())
+                }
+                _ => ctx.policy.check_mail(&req.from, session),
+            };
+            if let Verdict::Reject(r) = &verdict {
+                info!(peer = %session.peer, from = %req.from, reply = %r, "sender refused");
+            }
             server.answer_mail(req, verdict);
         }
         ServerEvent::Rcpt(req) => {
-            let verdict = ctx.policy.check_rcpt(&req.to);
+            let verdict = if ctx.peer_check.is_some() {
+                ctx.policy.check_operator_rcpt(&req.to)
+            } else {
+                ctx.policy.check_rcpt(&req.to, &mut session.side)
+            };
             if let Verdict::Reject(r) = &verdict {
                 debug!(peer = %session.peer, rcpt = %req.to, reply = %r, "recipient refused");
             }
@@ -236,6 +276,7 @@ async fn on_event(event: ServerEvent, server: &mut Server, session: &mut Session
             return true;
         }
         ServerEvent::Message(mut done) => {
+            session.side = None;
             let body = std::mem::take(&mut done.body);
             match accept::store(ctx, server, session, &done, body).await {
                 Ok(id) => {

@@ -1,5 +1,5 @@
 //! Server-side TLS: rustls with the ring provider, TLS 1.2 minimum, TLS 1.2
-//! suites limited to ECDHE with AES-GCM (the MSSanté rule), client certificates
+//! suites limited to ECDHE-RSA with AES-GCM (the MSSanté rule), client certificates
 //! verified against the configured CA when a listener asks for them.
 
 use std::path::{Path, PathBuf};
@@ -9,9 +9,10 @@ use std::time::SystemTime;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use rustls::{RootCertStore, ServerConfig, SupportedCipherSuite};
+use rustls::{RootCertStore, ServerConfig};
 
 use crate::ops::config::{ClientCertMode, TlsFiles};
 
@@ -44,18 +45,11 @@ fn file_err(what: &'static str, path: &Path, reason: impl ToString) -> TlsError 
     }
 }
 
-/// The ring provider with TLS 1.2 suites cut down to ECDHE + AES-GCM.
-/// TLS 1.3 suites are all AEAD and stay.
+/// The ring provider with TLS 1.2 suites cut down to ECDHE-RSA with AES-GCM
+/// (the MSSanté rule; certificates are RSA 2048). TLS 1.3 suites are all
+/// AEAD with ephemeral key exchange and stay.
 pub fn provider() -> Arc<CryptoProvider> {
-    let mut p = rustls::crypto::ring::default_provider();
-    p.cipher_suites.retain(|s| match s {
-        SupportedCipherSuite::Tls13(_) => true,
-        SupportedCipherSuite::Tls12(_) => {
-            let name = format!("{:?}", s.suite());
-            name.contains("ECDHE") && name.contains("AES") && name.contains("GCM")
-        }
-    });
-    Arc::new(p)
+    Arc::new(crate::outbound::tls::provider())
 }
 
 /// Reads a PEM certificate chain.
@@ -166,10 +160,8 @@ pub fn server_config(
     client_cert: ClientCertMode,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = provider();
-    let builder = ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13])?;
-    let builder = match (client_cert, &files.client_ca) {
-        (ClientCertMode::None, _) => builder.with_no_client_auth(),
+    let verifier: Arc<dyn ClientCertVerifier> = match (client_cert, &files.client_ca) {
+        (ClientCertMode::None, _) => WebPkiClientVerifier::no_client_auth(),
         (mode, Some(ca)) => {
             let roots = Arc::new(load_roots(ca)?);
             let v = WebPkiClientVerifier::builder_with_provider(roots, provider);
@@ -178,11 +170,26 @@ pub fn server_config(
             } else {
                 v
             };
-            builder.with_client_cert_verifier(v.build().map_err(|e| TlsError::Verifier(e.to_string()))?)
+            v.build().map_err(|e| TlsError::Verifier(e.to_string()))?
         }
         (_, None) => return Err(TlsError::Verifier("client certificates need tls.client_ca".into())),
     };
-    let mut config = builder.with_cert_resolver(cert);
+    server_config_with_verifier(cert, verifier)
+}
+
+/// A server config serving `cert` that judges client certificates with
+/// `verifier` (operator listeners defer the chain check to the session).
+///
+/// # Errors
+/// rustls refuses the protocol versions (does not happen with ring).
+pub fn server_config_with_verifier(
+    cert: Arc<ReloadingCert>,
+    verifier: Arc<dyn ClientCertVerifier>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(cert);
     // SMTP has no ALPN; session resumption saves a handshake per connection.
     config.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
     Ok(Arc::new(config))

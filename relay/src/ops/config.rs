@@ -66,6 +66,29 @@ pub struct Config {
     /// Delivery: trust anchors, client certificate, pool and retry settings.
     #[serde(default)]
     pub outbound: OutboundConfig,
+    /// The MSSanté trust space. Absent: a plain relay (routes decide).
+    #[serde(default)]
+    pub trust: Option<TrustConfig>,
+}
+
+/// `[trust]`: the node is part of a trust space (MSSanté).
+///
+/// With it, a recipient is accepted when its domain is in the trust list (or,
+/// with `outside = true`, when a route covers it), never both kinds in one
+/// transaction; delivery to a listed domain needs TLS, a server certificate
+/// chaining to `outbound.ca` and its DN listed for the domain (otherwise the
+/// recipient is deferred with `4.7.5`); listeners with `operators = true`
+/// take mail only from operators whose client certificate is listed for the
+/// MAIL FROM domain.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustConfig {
+    /// Where the list comes from and how it is kept fresh (`[trust.list]`).
+    pub list: crate::trust::TrustListConfig,
+    /// Accept recipients outside the trust space, where a route covers them
+    /// (never in the same transaction as trust-space recipients). Default false.
+    #[serde(default)]
+    pub outside: bool,
 }
 
 /// Delivery settings.
@@ -278,6 +301,14 @@ pub struct ListenerConfig {
     /// Longest TLS handshake (seconds). Default 30.
     #[serde(default = "default_handshake_timeout")]
     pub handshake_timeout_secs: u64,
+    /// A listener for the trust space's other operators (needs `[trust]` and
+    /// `tls.client_ca` = the trust anchors): a client certificate is asked
+    /// for, and MAIL FROM is refused (`550 5.7.1`, with the check that failed)
+    /// unless TLS is up, the certificate chains to the anchors and its DN is
+    /// listed for the sender's domain. Recipients must be domains this node
+    /// has a route for. Default false.
+    #[serde(default)]
+    pub operators: bool,
 }
 
 fn default_max_sessions() -> usize {
@@ -344,6 +375,11 @@ pub struct RouteConfig {
     /// How the next hop is secured. Default `required`.
     #[serde(default)]
     pub tls: RouteTls,
+    /// The next hop is this operator's own infrastructure (its mailbox
+    /// servers), not another operator: the trust list's DN check does not
+    /// apply, and `tls` is used as written. Default false.
+    #[serde(default)]
+    pub internal: bool,
 }
 
 impl Config {
@@ -388,6 +424,17 @@ impl Config {
         {
             fix(p);
         }
+        if let Some(t) = self.trust.as_mut() {
+            let list = &mut t.list;
+            for loc in [Some(&mut list.source), list.checksum.as_mut()].into_iter().flatten() {
+                if !loc.contains("://") && Path::new(loc.as_str()).is_relative() {
+                    *loc = dir.join(loc.as_str()).display().to_string();
+                }
+            }
+            if let Some(ca) = list.ca_file.as_mut() {
+                fix(ca);
+            }
+        }
         if let Some(t) = self.tls.as_mut() {
             fix(&mut t.cert);
             fix(&mut t.key);
@@ -431,6 +478,17 @@ impl Config {
             if l.max_sessions == 0 {
                 return Err(invalid(field("max_sessions"), "must be at least 1"));
             }
+            if l.operators {
+                if self.trust.is_none() {
+                    return Err(invalid(field("operators"), "needs a [trust] section"));
+                }
+                if l.tls == TlsMode::None || self.tls.as_ref().and_then(|t| t.client_ca.as_ref()).is_none() {
+                    return Err(invalid(
+                        field("operators"),
+                        "needs TLS and tls.client_ca (the trust anchors operators' certificates chain to)",
+                    ));
+                }
+            }
             if l.command_timeout_secs == 0 || l.data_timeout_secs == 0 || l.handshake_timeout_secs == 0 {
                 return Err(invalid(field("*_timeout_secs"), "timeouts must be at least 1 second"));
             }
@@ -466,6 +524,15 @@ impl Config {
                 if r.tls != RouteTls::None && self.outbound.ca.is_none() {
                     return Err(invalid("outbound.ca", format!("route {} uses TLS", r.domain)));
                 }
+            }
+        }
+        if let Some(t) = &self.trust {
+            t.list.validate()?;
+            if self.outbound.ca.is_none() {
+                return Err(invalid(
+                    "outbound.ca",
+                    "[trust] needs the trust anchors that other operators' server certificates chain to",
+                ));
             }
         }
         let o = &self.outbound;

@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+
+use super::pki;
 
 /// Loopback ports of the dev listeners (unprivileged stand-ins for 25/465).
 pub const DEV_SMTP_PORT: u16 = 2525;
@@ -14,49 +15,20 @@ pub const DEV_SMTPS_PORT: u16 = 4650;
 /// The built-in sink every dev message is delivered to.
 pub const DEV_SINK_PORT: u16 = 2526;
 
-/// Writes `dir/ca.pem`, `server.{pem,key}` (for localhost and 127.0.0.1) and
-/// `client.{pem,key}` signed by a fresh dev CA, unless they exist.
+/// Writes the dev trust space into `dir` unless it exists: an IGC-Santé-shaped
+/// test PKI (RSA 2048; `ca.pem` is the root), `server.{pem,key}` (this node:
+/// localhost, 127.0.0.1), `sink.{pem,key}` (the built-in sink's operator),
+/// `client.{pem,key}` (an establishment's application certificate) and
+/// `trustlist.xml` listing `hopital-dev.test` for the server's DN and
+/// `cabinet-dev.test` for the sink's. See [`super::pki`].
 ///
 /// # Errors
 /// Certificate generation or file writes failed.
 pub fn ensure_pki(dir: &Path) -> anyhow::Result<()> {
-    if dir.join("server.pem").exists() && dir.join("client.pem").exists() {
+    if dir.join("server.pem").exists() && dir.join("client.pem").exists() && dir.join("trustlist.xml").exists() {
         return Ok(());
     }
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let ca_key = KeyPair::generate()?;
-    let mut ca = CertificateParams::new(Vec::<String>::new())?;
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    ca.distinguished_name.push(DnType::CommonName, "Estafette dev CA");
-    ca.distinguished_name.push(DnType::OrganizationName, "Estafette dev");
-    let ca_cert = ca.self_signed(&ca_key)?;
-    let issuer = Issuer::new(ca, ca_key);
-
-    let server_key = KeyPair::generate()?;
-    let mut server = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
-    server.distinguished_name.push(DnType::CommonName, "localhost");
-    let server_cert = server.signed_by(&server_key, &issuer)?;
-
-    let client_key = KeyPair::generate()?;
-    let mut client = CertificateParams::new(Vec::<String>::new())?;
-    client
-        .distinguished_name
-        .push(DnType::CommonName, "dpi.hopital-dev.test");
-    client.distinguished_name.push(DnType::OrganizationName, "Hopital dev");
-    client.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-    let client_cert = client.signed_by(&client_key, &issuer)?;
-
-    let write = |name: &str, text: String| -> anyhow::Result<()> {
-        let p = dir.join(name);
-        std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))
-    };
-    write("ca.pem", ca_cert.pem())?;
-    write("server.pem", server_cert.pem())?;
-    write("server.key", server_key.serialize_pem())?;
-    write("client.pem", client_cert.pem())?;
-    write("client.key", client_key.serialize_pem())?;
-    Ok(())
+    pki::write_dev(dir, &pki::dev_operators()).with_context(|| format!("dev PKI in {}", dir.display()))
 }
 
 /// Creates `data_dir/dev/` (PKI and config) and returns the config file's path.

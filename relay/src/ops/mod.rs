@@ -2,4 +2,5 @@
 pub mod config;
 pub mod dev;
 pub mod node;
+pub mod pki;
 pub mod sink;

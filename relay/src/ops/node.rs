@@ -13,13 +13,15 @@ use tracing::{info, warn};
 use super::config::{Config, ResolverSetting, RouteTls, TlsMode};
 use crate::inbound::identity::Identities;
 use crate::inbound::listener::{self, ListenerCtx};
-use crate::inbound::policy::Policy;
+use crate::inbound::operator::PeerCheck;
+use crate::inbound::policy::{Policy, TrustPolicy};
 use crate::inbound::tls;
 use crate::outbound::{
     ClientTls, ConnectSettings, MxResolver, Nameservers, Pool, PoolConfig, RetryPolicy, Router, Security, StaticRoutes,
     Target,
 };
 use crate::queue::Queue;
+use crate::trust::TrustStore;
 
 /// A running node. Dropping it without [`Node::shutdown`] aborts its tasks.
 pub struct Node {
@@ -51,10 +53,25 @@ impl Node {
             None => Identities::default(),
         };
         let offer_auth = identities.has_accounts();
-        let policy = Arc::new(Policy::new(&config.routes, identities));
         let (shutdown, rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        let queue = Arc::new(build_queue(&config, spool.clone())?);
+        let trust = match &config.trust {
+            Some(t) => {
+                let store = Arc::new(TrustStore::load(t.list.clone()).await.context("trust list")?);
+                let refresher = store.clone().spawn_refresher(rx.clone());
+                tasks.spawn(async move {
+                    let _ = refresher.await;
+                });
+                Some(TrustPolicy {
+                    store,
+                    outside: t.outside,
+                })
+            }
+            None => None,
+        };
+        let trust_store = trust.as_ref().map(|t| (t.store.clone(), t.outside));
+        let policy = Arc::new(Policy::new(&config.routes, identities, trust));
+        let queue = Arc::new(build_queue(&config, spool.clone(), trust_store)?);
         tasks.spawn(queue.clone().run(rx.clone()));
         let mut addrs = Vec::new();
         let cert = match &config.tls {
@@ -70,11 +87,20 @@ impl Node {
             None => None,
         };
         for l in &config.listeners {
+            let mut peer_check = None;
             let tls = match (&config.tls, &cert, l.tls) {
                 (Some(files), Some(cert), TlsMode::Starttls | TlsMode::Implicit) => {
+                    let server = match (&files.client_ca, l.operators) {
+                        (Some(anchors), true) => {
+                            let roots = tls::load_roots(anchors).with_context(|| format!("listener {}", l.name))?;
+                            let (check, verifier) = PeerCheck::new(roots, tls::provider())?;
+                            peer_check = Some(check);
+                            tls::server_config_with_verifier(cert.clone(), verifier)
+                        }
+                        _ => tls::server_config(files, cert.clone(), l.client_cert),
+                    };
                     Some(tokio_rustls::TlsAcceptor::from(
-                        tls::server_config(files, cert.clone(), l.client_cert)
-                            .with_context(|| format!("listener {}", l.name))?,
+                        server.with_context(|| format!("listener {}", l.name))?,
                     ))
                 }
                 _ => None,
@@ -117,6 +143,7 @@ impl Node {
                 policy: policy.clone(),
                 spool: spool.clone(),
                 queue: queue.clone(),
+                peer_check,
             });
             tasks.spawn(listener::run(socket, ctx, rx.clone()));
         }
@@ -165,7 +192,11 @@ async fn reload_certificate(cert: Arc<tls::ReloadingCert>, every: Duration, mut 
 }
 
 /// The delivery side from the config: routes, TLS, pool, retry policy.
-fn build_queue(config: &Config, spool: storage::Spool) -> anyhow::Result<Queue> {
+fn build_queue(
+    config: &Config,
+    spool: storage::Spool,
+    trust: Option<(Arc<TrustStore>, bool)>,
+) -> anyhow::Result<Queue> {
     let o = &config.outbound;
     let mut routes = StaticRoutes::new();
     for r in &config.routes {
@@ -180,6 +211,9 @@ fn build_queue(config: &Config, spool: storage::Spool) -> anyhow::Result<Queue> 
                 warn!(route = %r.domain, "MX route uses TLS but outbound.ca is not set: no MX host will be trusted");
             }
             routes.insert_mx(&r.domain, security);
+            if r.internal {
+                routes.set_internal(&r.domain);
+            }
             continue;
         };
         let (name, port) = host
@@ -189,9 +223,13 @@ fn build_queue(config: &Config, spool: storage::Spool) -> anyhow::Result<Queue> 
         let mut target = Target::new(name, port);
         target.security = security;
         routes.insert(&r.domain, vec![target]);
+        if r.internal {
+            routes.set_internal(&r.domain);
+        }
     }
-    // A resolver only when some route asks for MX lookup.
-    let mx = if routes.needs_mx() {
+    // A resolver only when some route asks for MX lookup, or in a trust
+    // space (listed domains without a route are looked up).
+    let mx = if routes.needs_mx() || trust.is_some() {
         let nameservers = match &o.resolver {
             ResolverSetting::System(_) => Nameservers::System,
             ResolverSetting::Servers(s) => Nameservers::Servers(s.clone()),
@@ -229,10 +267,14 @@ fn build_queue(config: &Config, spool: storage::Spool) -> anyhow::Result<Queue> 
         max_age: Duration::from_secs(o.max_age_secs),
         ..RetryPolicy::default()
     };
+    let router = match trust {
+        Some((store, outside)) => Router::new(routes, mx).with_trust(store, outside),
+        None => Router::new(routes, mx),
+    };
     Ok(Queue::new(
         spool,
         pool,
-        Router::new(routes, mx),
+        router,
         retry,
         config.node.hostname.clone(),
         o.max_in_flight,

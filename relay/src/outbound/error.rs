@@ -101,6 +101,27 @@ pub enum DeliveryError {
         /// The I/O error or "closed by peer".
         reason: String,
     },
+    /// Trust space: the server's certificate chains to the anchors, but its
+    /// subject DN is not listed for the recipient domain. Nothing was sent;
+    /// transient, so the message waits in the queue (`4.7.5`) for the list or
+    /// the peer's certificate to be fixed.
+    #[error("{peer}: server certificate {dn} is not listed for {domain} in the trust list")]
+    PeerNotListed {
+        /// The address.
+        peer: SocketAddr,
+        /// The recipient domain.
+        domain: String,
+        /// The certificate's subject (canonical form), or why it is unreadable.
+        dn: String,
+    },
+    /// Trust space: the recipient domain is not (or no longer) in the trust
+    /// list and no route allows it outside. Nothing was tried; transient
+    /// (`4.7.1`): a list refresh may bring it back.
+    #[error("{domain}: not in the trust list")]
+    NotInTrustSpace {
+        /// The recipient domain.
+        domain: String,
+    },
     /// The destination's circuit breaker is open: no connection was tried.
     #[error("{destination}: parked by the circuit breaker")]
     Parked {
@@ -142,21 +163,23 @@ impl DeliveryError {
     /// The peer's address, when a connection was attempted.
     pub fn peer(&self) -> Option<SocketAddr> {
         match self {
-            Self::Resolve { .. } | Self::Unroutable { .. } | Self::Parked { .. } => None,
+            Self::Resolve { .. } | Self::Unroutable { .. } | Self::Parked { .. } | Self::NotInTrustSpace { .. } => None,
             Self::Connect { peer, .. }
             | Self::Tls { peer, .. }
             | Self::TlsNotOffered { peer }
             | Self::Refused { peer, .. }
             | Self::Protocol { peer, .. }
             | Self::Timeout { peer, .. }
-            | Self::ConnectionLost { peer, .. } => Some(*peer),
+            | Self::ConnectionLost { peer, .. }
+            | Self::PeerNotListed { peer, .. } => Some(*peer),
         }
     }
 
     /// The reply to put in a DSN's Diagnostic-Code: the server's when it
     /// refused, a synthetic `451 4.4.x` otherwise (4.4.1 no answer from host,
     /// 4.4.2 bad connection, 4.7.5 TLS failure, 4.7.10 TLS not offered, 4.4.3
-    /// resolution failure); for an unroutable domain a permanent `556 5.1.10`
+    /// resolution failure, 4.7.5 server certificate not listed, 4.7.1 domain
+    /// not in the trust list); for an unroutable domain a permanent `556 5.1.10`
     /// (null MX, RFC 7505) or `550 5.1.2` (bad destination system).
     pub fn reply(&self) -> Reply {
         use proto::EnhancedCode as E;
@@ -170,7 +193,8 @@ impl DeliveryError {
             } => Reply::new(556, E::new(5, 1, 10), text),
             Self::Unroutable { .. } => Reply::new(550, E::new(5, 1, 2), text),
             Self::Connect { .. } | Self::Timeout { .. } => Reply::new(451, E::new(4, 4, 1), text),
-            Self::Tls { .. } => Reply::new(451, E::new(4, 7, 5), text),
+            Self::Tls { .. } | Self::PeerNotListed { .. } => Reply::new(451, E::new(4, 7, 5), text),
+            Self::NotInTrustSpace { .. } => Reply::new(451, E::new(4, 7, 1), text),
             Self::TlsNotOffered { .. } => Reply::new(451, E::new(4, 7, 10), text),
             Self::Protocol { .. } | Self::ConnectionLost { .. } => Reply::new(451, E::new(4, 4, 2), text),
             Self::Parked { .. } => Reply::new(451, E::new(4, 4, 1), text),

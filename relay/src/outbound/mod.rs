@@ -37,6 +37,6 @@ pub use mx::{MxResolver, Nameservers};
 pub use pool::{Pool, PoolConfig};
 
 pub use retry::{Retry, RetryPolicy};
-pub use route::{Destination, Route, Security, StaticRoutes, Target};
+pub use route::{Destination, PeerDns, Route, Security, StaticRoutes, Target};
 pub use router::Router;
 pub use tls::{ClientTls, TlsConfigError};

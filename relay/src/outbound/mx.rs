@@ -212,10 +212,7 @@ impl MxResolver {
             // RFC 5321 §5.1: no MX, the domain is its own (implicit) MX.
             debug!(domain = %key, "no MX record; trying the domain itself");
             return match self.addresses(&name).await {
-                Ok(addrs) if !addrs.is_empty() => Ok(Destination {
-                    targets: vec![self.target(&name, addrs, security)],
-                    key,
-                }),
+                Ok(addrs) if !addrs.is_empty() => Ok(Destination::new(key, vec![self.target(&name, addrs, security)])),
                 Ok(_) => Err(unroutable(Unroutable::NoAddress)),
                 Err(e) => match classify(&e) {
                     Failure::NxDomain | Failure::NoData => Err(unroutable(Unroutable::NoAddress)),
@@ -241,7 +238,7 @@ impl MxResolver {
                 reason: format!("no MX host has an address (last: {last})"),
             });
         }
-        Ok(Destination { key, targets })
+        Ok(Destination::new(key, targets))
     }
 
     /// The addresses of `host` (A and AAAA).

@@ -21,7 +21,7 @@ use tracing::{debug, warn};
 use super::circuit::{Admission, Circuit, CircuitConfig};
 use super::connection::{ConnectSettings, Connection};
 use super::error::DeliveryError;
-use super::route::Destination;
+use super::route::{Destination, PeerDns};
 
 /// Pool settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +65,40 @@ struct Inner {
     settings: ConnectSettings,
     dests: Mutex<HashMap<String, Arc<Dest>>>,
     opened: AtomicU64,
+}
+
+/// Trust space: the server certificate's subject must be listed for the
+/// recipient domain. TLS (and the chain to the anchors) is already
+/// established when a connection exists; a plaintext one has no certificate
+/// and fails here.
+fn check_peer(conn: &Connection, expected: &PeerDns) -> Result<(), DeliveryError> {
+    let leaf = conn.peer_certificates().and_then(<[_]>::first);
+    let dn = match leaf.map(|c| crate::trust::subject_dn(c)) {
+        Some(Ok(dn)) => dn,
+        Some(Err(e)) => {
+            return Err(DeliveryError::PeerNotListed {
+                peer: conn.peer(),
+                domain: expected.domain.clone(),
+                dn: format!("(unreadable: {e})"),
+            })
+        }
+        None => {
+            return Err(DeliveryError::PeerNotListed {
+                peer: conn.peer(),
+                domain: expected.domain.clone(),
+                dn: "(none: no TLS)".into(),
+            })
+        }
+    };
+    if expected.allowed.iter().any(|a| **a == dn) {
+        Ok(())
+    } else {
+        Err(DeliveryError::PeerNotListed {
+            peer: conn.peer(),
+            domain: expected.domain.clone(),
+            dn: dn.to_string(),
+        })
+    }
 }
 
 /// Outbound connection pools for every destination. Clones share the pools.
@@ -140,6 +174,13 @@ impl Pool {
             Some(c) => c,
             None => self.open(dest, &d, id).await?,
         };
+        if let Some(expected) = &dest.peer_dns {
+            if let Err(e) = check_peer(&conn, expected) {
+                warn!(msg_id = id, destination = %dest.key, error = %e, "server certificate not listed; nothing sent");
+                tokio::spawn(conn.quit());
+                return Err(e);
+            }
+        }
         let outcome = conn.send(msg, id).await?;
         let max = self.inner.config.max_messages_per_connection;
         if conn.is_usable() && conn.messages_sent() < max {

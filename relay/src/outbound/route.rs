@@ -71,6 +71,29 @@ pub struct Destination {
     pub key: String,
     /// Hosts, tried in order when connecting fails.
     pub targets: Vec<Target>,
+    /// Trust space: the server certificate's DN must be one of these before
+    /// anything is sent (set by the router for listed domains).
+    pub peer_dns: Option<PeerDns>,
+}
+
+impl Destination {
+    /// A destination without trust-space check.
+    pub fn new(key: impl Into<String>, targets: Vec<Target>) -> Self {
+        Self {
+            key: key.into(),
+            targets,
+            peer_dns: None,
+        }
+    }
+}
+
+/// The operator DNs the trust list holds for a recipient domain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerDns {
+    /// The recipient domain (for messages).
+    pub domain: String,
+    /// The DNs listed for it.
+    pub allowed: Vec<std::sync::Arc<proto::dn::Dn>>,
 }
 
 /// What a configured route says to do with a domain's mail.
@@ -89,6 +112,8 @@ pub enum Route {
 #[derive(Clone, Debug, Default)]
 pub struct StaticRoutes {
     routes: HashMap<String, Route>,
+    /// Keys of routes to this operator's own servers (no trust-list check).
+    internal: std::collections::HashSet<String>,
 }
 
 impl StaticRoutes {
@@ -102,7 +127,14 @@ impl StaticRoutes {
     pub fn insert(&mut self, domain: &str, targets: Vec<Target>) -> &mut Self {
         let key = domain.to_ascii_lowercase();
         self.routes
-            .insert(key.clone(), Route::Static(Destination { key, targets }));
+            .insert(key.clone(), Route::Static(Destination::new(key, targets)));
+        self
+    }
+
+    /// Marks the route of `domain` (as inserted) as internal: it leads to
+    /// this operator's own servers, so trust-space checks do not apply.
+    pub fn set_internal(&mut self, domain: &str) -> &mut Self {
+        self.internal.insert(domain.to_ascii_lowercase());
         self
     }
 
@@ -122,18 +154,27 @@ impl StaticRoutes {
     /// Order: the exact domain, then `.parent` routes from the closest parent
     /// up (`.mssante.fr` routes every subdomain of mssante.fr), then `*`.
     pub fn lookup(&self, domain: &str) -> Option<&Route> {
+        self.lookup_key(domain).map(|(_, r)| r)
+    }
+
+    /// [`Self::lookup`], and whether the matching route is internal.
+    pub fn lookup_internal(&self, domain: &str) -> Option<(&Route, bool)> {
+        self.lookup_key(domain).map(|(key, r)| (r, self.internal.contains(key)))
+    }
+
+    fn lookup_key(&self, domain: &str) -> Option<(&str, &Route)> {
         let key = domain.to_ascii_lowercase();
-        if let Some(d) = self.routes.get(&key) {
-            return Some(d);
+        if let Some((k, d)) = self.routes.get_key_value(&key) {
+            return Some((k, d));
         }
         let mut rest = key.as_str();
         while let Some((_, parent)) = rest.split_once('.') {
-            if let Some(d) = self.routes.get(&format!(".{parent}")) {
-                return Some(d);
+            if let Some((k, d)) = self.routes.get_key_value(&format!(".{parent}")) {
+                return Some((k, d));
             }
             rest = parent;
         }
-        self.routes.get("*")
+        self.routes.get_key_value("*").map(|(k, d)| (k.as_str(), d))
     }
 }
 

@@ -1,5 +1,5 @@
 //! The outbound TLS client configuration: trust anchors, optional client
-//! certificate, TLS 1.2 minimum with ECDHE + AES-GCM suites only for TLS 1.2.
+//! certificate, TLS 1.2 minimum with ECDHE-RSA + AES-GCM suites only for TLS 1.2.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -34,23 +34,22 @@ pub struct ClientTls {
     config: Arc<rustls::ClientConfig>,
 }
 
-/// The TLS 1.2 suites allowed: ECDHE key exchange with AES-GCM. TLS 1.3
-/// suites are all allowed (they are all AEAD with ephemeral key exchange).
+/// The TLS 1.2 suites allowed: ECDHE-RSA with AES-GCM, as MSSanté requires
+/// between operators (IGC-Santé certificates are RSA). TLS 1.3 suites are all
+/// allowed (they are all AEAD with ephemeral key exchange, and TLS 1.3 also
+/// accepts ECDSA certificates).
 fn allowed(suite: &SupportedCipherSuite) -> bool {
     match suite {
         SupportedCipherSuite::Tls13(_) => true,
         SupportedCipherSuite::Tls12(_) => matches!(
             suite.suite(),
-            CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
-                | CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384
-                | CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
-                | CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
+            CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 | CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384
         ),
     }
 }
 
 /// The ring provider restricted to [`allowed`] suites.
-pub(crate) fn provider() -> CryptoProvider {
+pub fn provider() -> CryptoProvider {
     let mut p = rustls::crypto::ring::default_provider();
     p.cipher_suites.retain(allowed);
     p
@@ -126,7 +125,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tls12_suites_are_ecdhe_aes_gcm_only() {
+    fn tls12_suites_are_ecdhe_rsa_aes_gcm_only() {
         let p = provider();
         let tls12: Vec<_> = p
             .cipher_suites
@@ -136,7 +135,7 @@ mod tests {
             .collect();
         assert!(!tls12.is_empty());
         for s in &tls12 {
-            assert!(s.contains("ECDHE") && s.contains("GCM"), "{s}");
+            assert!(s.contains("ECDHE_RSA") && s.contains("GCM"), "{s}");
         }
     }
 
