@@ -51,6 +51,45 @@ enum Cmd {
         #[command(subcommand)]
         command: TrustlistCmd,
     },
+    /// Test PKI tools.
+    Pki {
+        #[command(subcommand)]
+        command: PkiCmd,
+    },
+    /// The operator's monthly indicators (messages by sender and recipient
+    /// domain, X-MSS-NIL, X-MSS-CODECDA, X-MSS-INS, size, outcome). Reads the
+    /// spool read-only: safe while the node runs.
+    Stats {
+        /// The month, YYYY-MM (UTC).
+        #[arg(long)]
+        month: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = StatsFormat::Csv)]
+        format: StatsFormat,
+        /// The node's configuration file (its spool is read).
+        #[arg(long, short, required_unless_present = "spool")]
+        config: Option<PathBuf>,
+        /// The spool directory, instead of --config.
+        #[arg(long, conflicts_with = "config")]
+        spool: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum StatsFormat {
+    Csv,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum PkiCmd {
+    /// Write a test PKI shaped like IGC-Santé (RSA 2048 root, "organisations"
+    /// intermediate, server and client certificates with O, OU, ST, C) and a
+    /// matching trust list into DIR. For dev and tests only.
+    Dev {
+        /// The directory (created; existing files are overwritten).
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -123,6 +162,35 @@ fn main() -> anyhow::Result<()> {
             print!("{}", report.text);
             if !report.loadable || (strict && report.problems > 0) {
                 std::process::exit(1);
+            }
+            Ok(())
+        }
+        Cmd::Pki {
+            command: PkiCmd::Dev { dir },
+        } => {
+            relay::ops::pki::write_dev(&dir, &relay::ops::pki::dev_operators())?;
+            println!(
+                "{}: ca.pem (root), server.pem/.key, sink.pem/.key (operators), client.pem/.key \
+                 (an establishment's application), trustlist.xml",
+                dir.display()
+            );
+            Ok(())
+        }
+        Cmd::Stats {
+            month,
+            format,
+            config,
+            spool,
+        } => {
+            let spool = match (spool, config) {
+                (Some(s), _) => s,
+                (None, Some(c)) => Config::load(&c)?.node.spool,
+                (None, None) => anyhow::bail!("--config or --spool is needed"),
+            };
+            let counters = storage::read_stats(&spool, &month)?;
+            match format {
+                StatsFormat::Csv => print!("{}", relay::ops::indicators::to_csv(&month, &counters)),
+                StatsFormat::Json => println!("{}", relay::ops::indicators::to_json(&month, &counters)),
             }
             Ok(())
         }

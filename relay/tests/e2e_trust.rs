@@ -274,6 +274,33 @@ async fn operators_exchange_mail_and_strangers_are_refused() {
         "one Received per operator:\n{text}"
     );
 
+    // The operator's indicators, read from A's spool while A runs.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let month = chrono::Utc::now().format("%Y-%m").to_string();
+    let stats = loop {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_estafette"));
+        cmd.args(["stats", "--month", &month, "--format", "json", "--spool"])
+            .arg(dir.join("spool-a"));
+        let (ok, out) = run(cmd).await;
+        assert!(ok, "{out}");
+        if out.contains("outcome:delivered") || Instant::now() > deadline {
+            break out;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for counter in [
+        "\"messages\":1",
+        "\"nil:DPI-EXEMPLE 4.2\":1",
+        "\"codecda:11490-0\":1",
+        "\"codecda:34133-9\":1",
+        "\"ins:O\":1",
+        "\"sender_domain:a.test\":1",
+        "\"rcpt_domain:b.test\":1",
+        "\"outcome:delivered\":1",
+    ] {
+        assert!(stats.contains(counter), "{counter} in {stats}");
+    }
+
     // B → A.
     let (ok, out) = swaks(
         b.clients(),
@@ -402,4 +429,41 @@ async fn operators_exchange_mail_and_strangers_are_refused() {
     for op in [a, b, c] {
         op.node.shutdown().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pki_dev_writes_a_list_the_checker_accepts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_estafette"));
+    cmd.args(["pki", "dev"]).arg(dir.path());
+    let (ok, out) = run(cmd).await;
+    assert!(ok, "{out}");
+    for f in [
+        "ca.pem",
+        "server.pem",
+        "server.key",
+        "sink.pem",
+        "client.pem",
+        "trustlist.xml",
+    ] {
+        assert!(dir.path().join(f).exists(), "{f}");
+    }
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_estafette"));
+    cmd.args(["trustlist", "check", "--strict"])
+        .arg(dir.path().join("trustlist.xml"));
+    let (ok, out) = run(cmd).await;
+    assert!(ok && out.contains("2 usable, 0 skipped"), "{out}");
+    // The server certificate's DN (read from the certificate) is the one listed.
+    let pem = std::fs::read(dir.path().join("server.pem")).expect("pem");
+    let der = rustls::pki_types::pem::PemObject::pem_slice_iter(&pem)
+        .next()
+        .map(|c: Result<rustls::pki_types::CertificateDer<'static>, _>| c.expect("cert"))
+        .expect("one cert");
+    let dn = relay::trust::subject_dn(&der).expect("dn");
+    let xml = std::fs::read(dir.path().join("trustlist.xml")).expect("list");
+    let list = proto::trustlist::parse(&xml).expect("parses");
+    assert!(list
+        .entries
+        .iter()
+        .any(|e| e.domain == "hopital-dev.test" && e.dn == dn));
 }

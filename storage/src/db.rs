@@ -106,6 +106,27 @@ pub(crate) fn open(config: &SpoolConfig) -> Result<DB, Error> {
     })
 }
 
+/// Opens the database read-only: no lock taken, so it works while the node
+/// that owns the spool runs (admin commands read a consistent snapshot of what
+/// is on disk, WAL included).
+pub(crate) fn open_read_only(config: &SpoolConfig) -> Result<DB, Error> {
+    let cache = Cache::new_lru_cache(config.block_cache_bytes);
+    let opts = db_options();
+    let cfs = std::iter::once(ColumnFamilyDescriptor::new(
+        rocksdb::DEFAULT_COLUMN_FAMILY_NAME,
+        Options::default(),
+    ))
+    .chain(
+        Cf::ALL
+            .iter()
+            .map(|&cf| ColumnFamilyDescriptor::new(cf.name(), cf_options(cf, config, &cache))),
+    );
+    DB::open_cf_descriptors_read_only(&opts, &config.path, cfs, false).map_err(|e| Error::Open {
+        path: config.path.clone(),
+        reason: e.into_string().trim_end_matches(['.', ' ']).to_string(),
+    })
+}
+
 /// RocksDB's RepairDB on the spool at `path`; see [`crate::Spool::repair`].
 pub(crate) fn repair(path: &Path) -> Result<(), Error> {
     let opts = db_options();

@@ -52,4 +52,5 @@ pub use record::{BodyType, DsnRet, Envelope, Notify, Recipient, RecipientStatus}
 pub use recovery::{Entry, PendingRecipient, QueuedMessage, Recovery};
 pub use shadow::{Shadow, Shadows};
 pub use spool::{Spool, SpoolDropGuard};
+pub use stats::read_stats;
 pub use writer::WriteFuture;

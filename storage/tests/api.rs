@@ -250,6 +250,15 @@ fn monthly_stats_add_up_and_survive_restart() {
     );
     assert_eq!(spool.stats("2025-04").unwrap(), vec![("messages_in".to_string(), 10)]);
     assert!(spool.stats("2025-05").unwrap().is_empty());
+    // Read-only, while the spool is open for writing (`estafette stats` on a live node),
+    // including increments still only in the WAL.
+    spool.add_stats("2025-04", &[("messages_in", 1)]).unwrap();
+    assert_eq!(
+        storage::read_stats(dir.path(), "2025-04").unwrap(),
+        vec![("messages_in".to_string(), 11)]
+    );
+    let e = storage::read_stats(&dir.path().join("nope"), "2025-04").unwrap_err();
+    assert!(e.to_string().contains("no spool here"), "{e}");
 }
 
 #[test]

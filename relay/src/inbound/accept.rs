@@ -13,6 +13,7 @@ use proto::{EnhancedCode, Reply};
 
 use super::listener::ListenerCtx;
 use super::session::Session;
+use crate::ops::indicators;
 
 /// Stores a complete message; `Ok(id)` only once it is on stable storage.
 ///
@@ -29,12 +30,22 @@ pub(crate) async fn store(
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let counters = {
+        let rcpts: Vec<&str> = done
+            .recipients
+            .iter()
+            .filter_map(|r| r.to.mailbox().map(|m| m.domain.as_str()))
+            .collect();
+        let from = done.from.mailbox().map(|m| m.domain.as_str()).unwrap_or_default();
+        indicators::accepted(from, &rcpts, &body)
+    };
     let body = with_trace_headers(ctx, server, session, done, body, now_ms);
     let envelope = envelope(server, session, done, now_ms, body.len() as u64);
     let stored = tokio::time::timeout(ctx.accept_timeout, ctx.spool.accept(envelope, body)).await;
     match stored {
         Ok(Ok(id)) => {
             ctx.queue.wake();
+            indicators::add(&ctx.spool, &indicators::month_of(now_ms), &counters);
             Ok(id.to_string())
         }
         Ok(Err(e)) => Err(spool_reply(&e)),
@@ -89,7 +100,7 @@ fn envelope(server: &Server, session: &Session, done: &DataDone, now_ms: u64, si
         client_identity: server
             .authenticated()
             .map(str::to_owned)
-            .or_else(|| session.client_cert.clone()),
+            .or_else(|| session.client_cert.as_ref().map(ToString::to_string)),
         peer_addr: session.peer.to_string(),
         helo: server.helo().unwrap_or_default().to_owned(),
         tls: server.tls().map(|t| format!("{} {}", t.version, t.cipher)),

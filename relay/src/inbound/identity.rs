@@ -1,26 +1,36 @@
 //! Client identities and the senders each may use.
 //!
 //! An identity is an AUTH account (password stored as an argon2 PHC hash) or a
-//! client-certificate subject DN. Each lists the sender addresses
-//! (`app@ch-x.example`) or domains (`@ch-x.example`) it may put in MAIL FROM;
-//! anything else gets `550 5.7.1`. Loaded from one TOML file:
+//! client-certificate subject DN (an establishment's ORG certificate, e.g. its
+//! DPI connector). Each owns mailboxes of the MSSanté kinds (PER personal, ORG
+//! a service, APP an application, CAB a practice) and may list whole domains;
+//! MAIL FROM must be one of them, anything else gets `550 5.7.1`. Loaded from
+//! one TOML file:
 //!
 //! ```toml
 //! [[account]]
 //! name = "dpi-chu"
 //! password = "$argon2id$v=19$m=19456,t=2,p=1$..."   # estafette account hash
-//! senders = ["app@ch-exemple.mssante.fr", "@ch-exemple.mssante.fr"]
+//! senders = ["@labo.ch-exemple.mssante.fr"]          # domains (or bare addresses)
+//! mailboxes = [
+//!   { address = "dpi@ch-exemple.mssante.fr", kind = "APP" },
+//!   { address = "secretariat.cardio@ch-exemple.mssante.fr", kind = "ORG" },
+//! ]
 //!
 //! [[certificate]]
-//! subject = "CN=dpi.ch-exemple.fr, O=CH Exemple"
-//! senders = ["@ch-exemple.mssante.fr"]
+//! subject = "CN=dpi.ch-exemple.fr, OU=1750000018, O=CH Exemple, C=FR"
+//! mailboxes = [{ address = "dpi@ch-exemple.mssante.fr", kind = "APP" }]
 //! ```
+//!
+//! Subjects are compared as canonical DNs ([`proto::dn::Dn`]): attribute
+//! order, case and spacing do not matter.
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use proto::dn::Dn;
 use serde::Deserialize;
 
 /// Why the identities file cannot be used.
@@ -68,31 +78,78 @@ struct File {
 struct AccountEntry {
     name: String,
     password: String,
+    #[serde(default)]
     senders: Vec<String>,
+    #[serde(default)]
+    mailboxes: Vec<MailboxEntry>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CertEntry {
     subject: String,
+    #[serde(default)]
     senders: Vec<String>,
+    #[serde(default)]
+    mailboxes: Vec<MailboxEntry>,
 }
 
-/// Addresses and domains one identity may send from.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MailboxEntry {
+    address: String,
+    kind: MailboxKind,
+}
+
+/// The MSSanté kinds of mailbox.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Hash)]
+pub enum MailboxKind {
+    /// Personal: a practitioner.
+    #[serde(rename = "PER")]
+    Personal,
+    /// Organisational: a service or a secretariat.
+    #[serde(rename = "ORG")]
+    Organisation,
+    /// Applicative: automatic sending from a DPI or another application.
+    #[serde(rename = "APP")]
+    Application,
+    /// A practice (cabinet).
+    #[serde(rename = "CAB")]
+    Practice,
+}
+
+impl MailboxKind {
+    /// The kind's code as MSSanté writes it.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Personal => "PER",
+            Self::Organisation => "ORG",
+            Self::Application => "APP",
+            Self::Practice => "CAB",
+        }
+    }
+}
+
+/// Mailboxes and domains one identity may send from.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Senders {
-    addresses: Vec<String>,
+    addresses: HashMap<String, Option<MailboxKind>>,
     domains: Vec<String>,
 }
 
 impl Senders {
-    fn new(list: &[String]) -> Self {
+    fn new(list: &[String], mailboxes: &[MailboxEntry]) -> Self {
         let mut s = Self::default();
         for item in list {
             match item.strip_prefix('@') {
                 Some(domain) => s.domains.push(domain.to_lowercase()),
-                None => s.addresses.push(item.to_lowercase()),
+                None => {
+                    s.addresses.insert(item.to_lowercase(), None);
+                }
             }
+        }
+        for m in mailboxes {
+            s.addresses.insert(m.address.to_lowercase(), Some(m.kind));
         }
         s
     }
@@ -101,7 +158,12 @@ impl Senders {
     pub fn allows(&self, address: &str) -> bool {
         let address = address.to_lowercase();
         let domain = address.rsplit_once('@').map_or("", |(_, d)| d);
-        self.addresses.contains(&address) || self.domains.iter().any(|d| d == domain)
+        self.addresses.contains_key(&address) || self.domains.iter().any(|d| d == domain)
+    }
+
+    /// The kind of mailbox `address` is, when listed with one.
+    pub fn kind(&self, address: &str) -> Option<MailboxKind> {
+        self.addresses.get(&address.to_lowercase()).copied().flatten()
     }
 }
 
@@ -109,17 +171,7 @@ impl Senders {
 #[derive(Debug, Default)]
 pub struct Identities {
     accounts: HashMap<String, (String, Senders)>,
-    certificates: HashMap<String, Senders>,
-}
-
-/// Canonical form used to compare subject DNs here: whitespace around
-/// separators removed, case folded. (Full RFC 4514 matching comes with the
-/// trust-space work.)
-fn canonical_dn(dn: &str) -> String {
-    dn.split(',')
-        .map(|rdn| rdn.trim().to_lowercase())
-        .collect::<Vec<_>>()
-        .join(",")
+    certificates: HashMap<Dn, Senders>,
 }
 
 impl Identities {
@@ -147,15 +199,21 @@ impl Identities {
             PasswordHash::new(&a.password).map_err(|_| invalid(&a.name, "password is not an argon2 PHC hash"))?;
             if ids
                 .accounts
-                .insert(a.name.clone(), (a.password, Senders::new(&a.senders)))
+                .insert(a.name.clone(), (a.password, Senders::new(&a.senders, &a.mailboxes)))
                 .is_some()
             {
                 return Err(invalid(&a.name, "account listed twice"));
             }
         }
         for c in file.certificate {
-            ids.certificates
-                .insert(canonical_dn(&c.subject), Senders::new(&c.senders));
+            let dn = Dn::parse(&c.subject).map_err(|e| invalid(&c.subject, &format!("subject is not a DN: {e}")))?;
+            if ids
+                .certificates
+                .insert(dn, Senders::new(&c.senders, &c.mailboxes))
+                .is_some()
+            {
+                return Err(invalid(&c.subject, "subject listed twice"));
+            }
         }
         Ok(ids)
     }
@@ -174,8 +232,8 @@ impl Identities {
     }
 
     /// Senders of a certificate subject, if that subject is listed.
-    pub fn certificate_senders(&self, subject: &str) -> Option<&Senders> {
-        self.certificates.get(&canonical_dn(subject))
+    pub fn certificate_senders(&self, subject: &Dn) -> Option<&Senders> {
+        self.certificates.get(subject)
     }
 
     /// Whether any account exists (AUTH is offered only then).
@@ -205,7 +263,8 @@ mod tests {
         std::fs::write(
             &path,
             format!(
-                "[[account]]\nname = \"dpi\"\npassword = \"{hash}\"\nsenders = [\"app@ch.test\", \"@labo.test\"]\n\n\
+                "[[account]]\nname = \"dpi\"\npassword = \"{hash}\"\nsenders = [\"app@ch.test\", \"@labo.test\"]\n\
+                 mailboxes = [{{ address = \"Secretariat@ch.test\", kind = \"ORG\" }}]\n\n\
                  [[certificate]]\nsubject = \"CN=dpi.ch.test, O=CH Test\"\nsenders = [\"@ch.test\"]\n"
             ),
         )
@@ -218,9 +277,13 @@ mod tests {
         assert!(s.allows("APP@ch.test"));
         assert!(s.allows("anyone@LABO.test"));
         assert!(!s.allows("other@ch.test"));
-        let c = ids.certificate_senders("cn=dpi.ch.test,o=CH Test").unwrap();
+        assert!(s.allows("secretariat@CH.test"));
+        assert_eq!(s.kind("secretariat@ch.test"), Some(MailboxKind::Organisation));
+        assert_eq!(s.kind("app@ch.test"), None);
+        let dn = |s: &str| Dn::parse(s).unwrap();
+        let c = ids.certificate_senders(&dn("o=CH  Test,cn=DPI.ch.test")).unwrap();
         assert!(c.allows("x@ch.test"));
-        assert!(ids.certificate_senders("CN=other").is_none());
+        assert!(ids.certificate_senders(&dn("CN=other")).is_none());
     }
 
     #[test]

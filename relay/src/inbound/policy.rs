@@ -116,10 +116,13 @@ impl Policy {
         };
         let (who, senders) = match &session.identity {
             None => return Verdict::Accept,
-            Some(Identity::Account(name)) => (name.as_str(), self.identities.account_senders(name)),
-            Some(Identity::Certificate(dn)) => (dn.as_str(), self.identities.certificate_senders(dn)),
+            Some(Identity::Account(name)) => (name.clone(), self.identities.account_senders(name)),
+            Some(Identity::Certificate(dn)) => (dn.to_string(), self.identities.certificate_senders(dn)),
         };
-        if senders.is_some_and(|s| s.allows(&mailbox.to_string())) {
+        let address = mailbox.to_string();
+        if let Some(s) = senders.filter(|s| s.allows(&address)) {
+            let kind = s.kind(&address).map_or("-", |k| k.code());
+            tracing::debug!(identity = %who, sender = %address, kind, "sender allowed");
             Verdict::Accept
         } else {
             Verdict::Reject(Reply::new(

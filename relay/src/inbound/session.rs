@@ -35,14 +35,14 @@ pub(crate) enum Identity {
     /// An AUTH account.
     Account(String),
     /// A verified client certificate whose subject is listed in the identities.
-    Certificate(String),
+    Certificate(proto::dn::Dn),
 }
 
 /// Per-session facts the policy needs besides the proto server's own.
 pub(crate) struct Session {
     pub(crate) peer: SocketAddr,
     /// Subject DN of a verified client certificate (listed or not).
-    pub(crate) client_cert: Option<String>,
+    pub(crate) client_cert: Option<proto::dn::Dn>,
     pub(crate) identity: Option<Identity>,
     pub(crate) messages: u64,
     /// Whether TLS is up.
@@ -56,7 +56,7 @@ pub(crate) struct Session {
 impl Session {
     /// Records a verified client certificate; a listed subject identifies the
     /// client (it satisfies `require_auth`, and AUTH is no longer offered).
-    fn set_certificate(&mut self, subject: Option<String>, server: &mut Server, ctx: &ListenerCtx) {
+    fn set_certificate(&mut self, subject: Option<proto::dn::Dn>, server: &mut Server, ctx: &ListenerCtx) {
         self.tls = true;
         if ctx.peer_check.is_some() {
             // Operator: judged by the trust list at MAIL FROM, not by identities.
@@ -66,7 +66,7 @@ impl Session {
         if let Some(dn) = &subject {
             if ctx.policy.identities().certificate_senders(dn).is_some() {
                 self.identity = Some(Identity::Certificate(dn.clone()));
-                server.set_authenticated(dn.clone());
+                server.set_authenticated(dn.to_string());
             }
         }
         self.client_cert = subject;
@@ -105,7 +105,11 @@ async fn handshake(
     tcp: TcpStream,
     session: &mut Session,
     ctx: &ListenerCtx,
-) -> std::io::Result<(tokio_rustls::server::TlsStream<TcpStream>, TlsInfo, Option<String>)> {
+) -> std::io::Result<(
+    tokio_rustls::server::TlsStream<TcpStream>,
+    TlsInfo,
+    Option<proto::dn::Dn>,
+)> {
     let Some(acceptor) = ctx.tls.as_ref() else {
         return Err(std::io::Error::other("TLS is not configured on this listener"));
     };

@@ -207,8 +207,7 @@ pub fn describe(conn: &rustls::ServerConnection) -> proto::server::TlsInfo {
 }
 
 /// The subject DN of the verified client certificate, if one was presented.
-pub fn peer_subject(conn: &rustls::ServerConnection) -> Option<String> {
+pub fn peer_subject(conn: &rustls::ServerConnection) -> Option<proto::dn::Dn> {
     let cert = conn.peer_certificates()?.first()?;
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
-    Some(parsed.subject().to_string())
+    crate::trust::subject_dn(cert).ok()
 }

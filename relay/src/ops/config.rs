@@ -592,6 +592,25 @@ mod tests {
     }
 
     #[test]
+    fn mssante_example_loads_and_validates() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("estafette.mssante.example.toml");
+        let c = Config::load(&path).unwrap();
+        let trust = c.trust.as_ref().expect("[trust]");
+        assert!(!trust.outside);
+        assert!(trust.list.source.starts_with("https://"));
+        assert!(c.listeners.iter().any(|l| l.operators));
+        assert!(c.routes.iter().all(|r| r.internal));
+        // An operator listener without [trust] is refused, naming the field.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let cut = text.split("[trust]").next().unwrap().to_string();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, cut).unwrap();
+        let e = Config::load(&p).unwrap_err().to_string();
+        assert!(e.contains("operators") && e.contains("[trust]"), "{e}");
+    }
+
+    #[test]
     fn resolver_is_system_or_a_server_list() {
         let base = std::fs::read_to_string(example()).unwrap();
         let load = |line: &str| {

@@ -1,6 +1,7 @@
 //! Operating the node: configuration, dev mode, start and stop.
 pub mod config;
 pub mod dev;
+pub mod indicators;
 pub mod node;
 pub mod pki;
 pub mod sink;

@@ -87,6 +87,11 @@ impl Queue {
         now: u64,
     ) {
         let received = env.received_at_ms;
+        let mut finals: Vec<(String, u64)> = Vec::new();
+        let mut count = |name: &str| match finals.iter_mut().find(|(k, _)| k == name) {
+            Some((_, v)) => *v += 1,
+            None => finals.push((name.to_owned(), 1)),
+        };
         for (k, &i) in indexes.iter().enumerate() {
             let reply = match result {
                 Ok(outcome) => outcome.recipient_reply(k).clone(),
@@ -99,10 +104,12 @@ impl Queue {
             match reply.severity() {
                 Severity::Success => {
                     r.status = RecipientStatus::Delivered;
+                    count("outcome:delivered");
                     info!(%id, rcpt = %r.address, reply = %reply, "delivered");
                 }
                 Severity::Permanent => {
                     r.status = RecipientStatus::Failed;
+                    count("outcome:failed");
                     info!(%id, rcpt = %r.address, reply = %reply, "failed");
                 }
                 Severity::Transient | Severity::Intermediate => {
@@ -120,11 +127,15 @@ impl Queue {
                                 format!("delivery time expired; last reply: {reply}"),
                             );
                             r.last_reply = Some(why.to_string());
+                            count("outcome:expired");
                             info!(%id, rcpt = %r.address, "gave up");
                         }
                     }
                 }
             }
+        }
+        if !finals.is_empty() {
+            crate::ops::indicators::add(&self.spool, &crate::ops::indicators::month_of(now), &finals);
         }
     }
 
