@@ -14,6 +14,8 @@ pub const DEV_SMTP_PORT: u16 = 2525;
 pub const DEV_SMTPS_PORT: u16 = 4650;
 /// The built-in sink every dev message is delivered to.
 pub const DEV_SINK_PORT: u16 = 2526;
+/// The dev listener for other operators (trust space, client certificate).
+pub const DEV_OPERATORS_PORT: u16 = 2527;
 
 /// Writes the dev trust space into `dir` unless it exists: an IGC-Santé-shaped
 /// test PKI (RSA 2048; `ca.pem` is the root), `server.{pem,key}` (this node:
@@ -63,11 +65,36 @@ address = "127.0.0.1:{DEV_SMTPS_PORT}"
 tls = "implicit"
 client_cert = "optional"
 
-# Everything goes to the built-in sink, which writes to ../sink/.
+# Other operators of the (demo) trust space: client certificate listed in
+# trustlist.xml for the MAIL FROM domain (try sink.pem from cabinet-dev.test).
+[[listener]]
+name = "operators"
+address = "127.0.0.1:{DEV_OPERATORS_PORT}"
+tls = "starttls"
+operators = true
+
+# The demo trust list: hopital-dev.test (this node) and cabinet-dev.test.
+# Outside domains are accepted too (they go to the sink as well), but never
+# in the same message as trust-space ones.
+[trust]
+outside = true
+
+[trust.list]
+source = "trustlist.xml"
+refresh_secs = 60
+
+# Everything goes to the built-in sink, which writes to ../sink/. The sink
+# stands for this operator's own mailbox server (internal: no DN check).
 [[route]]
 domain = "*"
 host = "127.0.0.1:{DEV_SINK_PORT}"
 tls = "none"
+internal = true
+
+[outbound]
+ca = "ca.pem"
+client_cert = "server.pem"
+client_key = "server.key"
 "#
     );
     let path = dev.join("estafette.toml");
@@ -94,4 +121,23 @@ pub fn banner(data_dir: &Path) -> String {
         spool = data_dir.join("spool").display(),
         sink = data_dir.join("sink").display(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_config_loads_with_its_trust_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = prepare(dir.path()).unwrap();
+        let config = crate::ops::config::Config::load(&path).unwrap();
+        assert!(config.trust.is_some());
+        assert!(config.listeners.iter().any(|l| l.operators));
+        let xml = std::fs::read(dir.path().join("dev/trustlist.xml")).unwrap();
+        let list = proto::trustlist::parse(&xml).unwrap();
+        let domains: Vec<_> = list.entries.iter().map(|e| e.domain.as_str()).collect();
+        assert_eq!(domains, ["hopital-dev.test", "cabinet-dev.test"]);
+        assert!(banner(dir.path()).contains("swaks"));
+    }
 }

@@ -190,6 +190,11 @@ impl TestPki {
         self.root.pem()
     }
 
+    /// The "organisations" intermediate, PEM.
+    pub fn intermediate_pem(&self) -> String {
+        self.intermediate.pem()
+    }
+
     /// Issues a leaf for `subject`; `hosts` become DNS (or IP) subject
     /// alternative names.
     ///
@@ -308,7 +313,9 @@ pub fn dev_operators() -> Vec<Operator> {
 }
 
 /// Writes a test PKI and its trust list into `dir`:
-/// `ca.pem` (the root: the anchor), `<operator>.pem`/`.key` per operator,
+/// `ca.pem` (the root and the intermediate, as operators install IGC-Santé's
+/// chain: clients that send only their leaf, like swaks, still verify),
+/// `<operator>.pem`/`.key` per operator (leaf + intermediate),
 /// `client.pem`/`.key` (an ORG certificate for an establishment's
 /// application), and `trustlist.xml` listing each operator's domains with its
 /// DN. Existing files are overwritten.
@@ -328,7 +335,7 @@ pub fn write_dev(dir: &Path, operators: &[Operator]) -> Result<(), PkiError> {
         source,
     })?;
     let pki = TestPki::generate()?;
-    write("ca.pem", &pki.root_pem())?;
+    write("ca.pem", &format!("{}{}", pki.root_pem(), pki.intermediate_pem()))?;
     let mut entries = Vec::new();
     for op in operators {
         let hosts: Vec<&str> = op.hosts.iter().map(String::as_str).collect();
