@@ -51,6 +51,19 @@ enum Cmd {
         #[command(subcommand)]
         command: TrustlistCmd,
     },
+    /// A message's trace: accepted (from whom, over which TLS), each
+    /// delivery attempt's result per recipient, DSNs, removal. Reads the
+    /// spool read-only: safe while the node runs.
+    Trace {
+        /// The queue id (`250 2.0.0 queued as ID`).
+        id: String,
+        /// The node's configuration file (its spool is read).
+        #[arg(long, short, required_unless_present = "spool")]
+        config: Option<PathBuf>,
+        /// The spool directory, instead of --config.
+        #[arg(long, conflicts_with = "config")]
+        spool: Option<PathBuf>,
+    },
     /// Test PKI tools.
     Pki {
         #[command(subcommand)]
@@ -176,17 +189,31 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Cmd::Trace { id, config, spool } => {
+            let spool = spool_dir(spool, config)?;
+            let id: storage::MessageId = id.parse().map_err(|e| anyhow::anyhow!("{id}: not a queue id: {e}"))?;
+            let events = storage::read_events(&spool, id)?;
+            anyhow::ensure!(!events.is_empty(), "{id}: no trace in {}", spool.display());
+            for e in events {
+                match e {
+                    Ok(e) => {
+                        let at = chrono::DateTime::from_timestamp_millis(i64::try_from(e.at_ms).unwrap_or(0))
+                            .unwrap_or_default()
+                            .format("%Y-%m-%dT%H:%M:%S%.3fZ");
+                        println!("{at} {:?} {}", e.kind, e.detail);
+                    }
+                    Err(e) => println!("(damaged event: {e})"),
+                }
+            }
+            Ok(())
+        }
         Cmd::Stats {
             month,
             format,
             config,
             spool,
         } => {
-            let spool = match (spool, config) {
-                (Some(s), _) => s,
-                (None, Some(c)) => Config::load(&c)?.node.spool,
-                (None, None) => anyhow::bail!("--config or --spool is needed"),
-            };
+            let spool = spool_dir(spool, config)?;
             let counters = storage::read_stats(&spool, &month)?;
             match format {
                 StatsFormat::Csv => print!("{}", relay::ops::indicators::to_csv(&month, &counters)),
@@ -239,6 +266,15 @@ fn main() -> anyhow::Result<()> {
                 anyhow::Ok(())
             })
         }
+    }
+}
+
+/// The spool directory from `--spool`, or from the config file's `node.spool`.
+fn spool_dir(spool: Option<PathBuf>, config: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    match (spool, config) {
+        (Some(s), _) => Ok(s),
+        (None, Some(c)) => Ok(Config::load(&c)?.node.spool),
+        (None, None) => anyhow::bail!("--config or --spool is needed"),
     }
 }
 

@@ -15,6 +15,11 @@ use outbound_support::{aiosmtpd, smtp_sink, Peer, PyTls};
 /// A node whose `clinique.test` and `ch.mssante.test` mail goes to `peer`
 /// in clear, with retries after 1 s (no jitter).
 async fn node_to(peer: &Peer) -> TestNode {
+    node_to_with(peer, "").await
+}
+
+/// [`node_to`] with more `[outbound]` lines.
+async fn node_to_with(peer: &Peer, outbound: &str) -> TestNode {
     let tail = format!(
         r#"
 [[route]]
@@ -32,6 +37,7 @@ retry_first_secs = 1
 retry_cap_secs = 1
 retry_jitter = 0.0
 poll_ms = 100
+{outbound}
 "#,
         addr = peer.addr
     );
@@ -147,5 +153,48 @@ async fn permanent_failure_sends_a_dsn_to_the_sender() {
     assert!(dsn.contains("Status: 5.1.1"), "{dsn}");
     assert!(dsn.contains("Message-ID: <b-1@ch>"), "original headers returned: {dsn}");
     assert!(drained(&t, 10).await, "both the message and its DSN finished");
+    t.node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_delay_warning_while_still_deferred_and_a_trace() {
+    let peer = aiosmtpd(PyTls::None);
+    let t = node_to_with(&peer, "delay_warning_secs = 2").await;
+    // defer-*: always 451. NOTIFY absent = FAILURE,DELAY (RFC 3461).
+    let transcript = swaks(
+        &t,
+        "secretariat@ch.mssante.test",
+        "defer-1@clinique.test",
+        "Subject: slow\r\nMessage-ID: <slow-1@ch>\r\n\r\nbody\r\n",
+    )
+    .await;
+    let got = wait_received(&peer, 1);
+    assert_eq!(got.len(), 1, "a delay warning");
+    let dsn = String::from_utf8_lossy(&got[0]);
+    assert!(dsn.contains("Action: delayed"), "{dsn}");
+    assert!(dsn.contains("Status: 4.3.0"), "{dsn}");
+    // Still retrying, but warned once only.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(peer.files().len(), 1, "one warning, not one per attempt");
+    let id = common::queued_id(&transcript).expect("id");
+    let env = t
+        .node
+        .spool
+        .envelope(id.parse().expect("id"))
+        .expect("read")
+        .expect("queued");
+    assert!(env.recipients[0].attempts >= 3, "still retried");
+    // The trace, read by the CLI while the node runs.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_estafette"));
+    cmd.args(["trace", &id, "--spool"]).arg(t.dir.path().join("spool"));
+    let (ok, out) = run(cmd).await;
+    assert!(ok, "{out}");
+    for expect in [
+        "Accepted from <secretariat@ch.mssante.test>",
+        "Deferred defer-1@clinique.test 451",
+        "DsnQueued delay warning",
+    ] {
+        assert!(out.contains(expect), "{expect} in\n{out}");
+    }
     t.node.shutdown().await;
 }

@@ -58,6 +58,45 @@ pub enum EventKind {
 
 static EVENT_SEQ: AtomicU32 = AtomicU32::new(0);
 
+/// The trace of `id` in the spool at `path`, oldest first, read without
+/// opening the spool for writing: safe while the node runs (`estafette trace`).
+///
+/// # Errors
+/// [`Error::Open`] if the directory is not a spool; read errors. A damaged event
+/// comes back as [`Error::Corrupt`] in place.
+pub fn read_events(path: &std::path::Path, id: MessageId) -> Result<Vec<Result<Event, Error>>, Error> {
+    if !path.join("CURRENT").exists() {
+        return Err(Error::Open {
+            path: path.to_path_buf(),
+            reason: "no spool here (no CURRENT file)".into(),
+        });
+    }
+    let config = crate::SpoolConfig {
+        path: path.to_path_buf(),
+        block_cache_bytes: 8 << 20,
+        ..crate::SpoolConfig::default()
+    };
+    let db = crate::db::open_read_only(&config)?;
+    let cf = db
+        .cf_handle(Cf::Event.name())
+        .ok_or_else(|| Error::corrupt(Cf::Event.name(), id.as_bytes(), "column family missing"))?;
+    let mut opts = ReadOptions::default();
+    if let Some(end) = prefix_end(id.as_bytes()) {
+        opts.set_iterate_upper_bound(end);
+    }
+    let mut it = db.raw_iterator_cf_opt(&cf, opts);
+    it.seek(id.as_bytes());
+    let mut out = Vec::new();
+    let mut scratch = AlignedVec::<16>::new();
+    while let Some((k, v)) = it.item() {
+        out.push(decode_event(k, v, &mut scratch));
+        it.next();
+    }
+    it.status()
+        .map_err(|e| Error::from_read(path, Cf::Event.name(), id.as_bytes(), e))?;
+    Ok(out)
+}
+
 impl Spool {
     /// Appends a trace event for `id`.
     ///

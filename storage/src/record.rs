@@ -102,6 +102,16 @@ impl Notify {
     pub const DELAY: u8 = 4;
     /// `NOTIFY=NEVER` (exclusive of the others).
     pub const NEVER: u8 = 8;
+    /// Not a NOTIFY keyword: set by the relay once a delay warning (an
+    /// `Action: delayed` DSN) went out for this recipient, so that it is sent
+    /// once. Kept in the same byte so that the record format does not change;
+    /// [`Notify::keywords`] masks it off.
+    pub const DELAY_REPORTED: u8 = 0x10;
+
+    /// The RFC 3461 keywords only (`DELAY_REPORTED` masked off).
+    pub fn keywords(self) -> Self {
+        Self(self.0 & 0x0f)
+    }
 
     /// True if every bit of `flag` is set.
     pub fn contains(self, flag: u8) -> bool {

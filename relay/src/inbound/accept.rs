@@ -46,6 +46,28 @@ pub(crate) async fn store(
         Ok(Ok(id)) => {
             ctx.queue.wake();
             indicators::add(&ctx.spool, &indicators::month_of(now_ms), &counters);
+            let event = storage::Event {
+                at_ms: now_ms,
+                kind: storage::EventKind::Accepted,
+                detail: format!(
+                    "from <{}> to {} recipient(s) peer {} listener {} tls {} identity {}",
+                    done.from.mailbox().map(ToString::to_string).unwrap_or_default(),
+                    done.recipients.len(),
+                    session.peer,
+                    ctx.listener.name,
+                    server
+                        .tls()
+                        .map_or_else(|| "none".into(), |t| format!("{} {}", t.version, t.cipher)),
+                    server
+                        .authenticated()
+                        .map(str::to_owned)
+                        .or_else(|| session.client_cert.as_ref().map(ToString::to_string))
+                        .unwrap_or_else(|| "-".into()),
+                ),
+            };
+            if let Err(e) = ctx.spool.record_event(id, &event) {
+                tracing::warn!(%id, error = %e, "trace event not recorded");
+            }
             Ok(id.to_string())
         }
         Ok(Err(e)) => Err(spool_reply(&e)),

@@ -117,6 +117,10 @@ pub struct OutboundConfig {
     /// Age after which a message gives up with a failure DSN (seconds).
     /// Default 432000 (5 days).
     pub max_age_secs: u64,
+    /// Age after which the sender of a still-deferred recipient gets one delay
+    /// warning DSN (when its NOTIFY asks for DELAY or is absent), seconds;
+    /// 0: never. Default 14400 (4 h).
+    pub delay_warning_secs: u64,
     /// Consecutive connection failures that park a destination. Default 5.
     pub circuit_threshold: u32,
     /// How often the scheduler looks for due messages when not woken (ms). Default 500.
@@ -168,6 +172,7 @@ impl Default for OutboundConfig {
             retry_cap_secs: 3600,
             retry_jitter: 0.2,
             max_age_secs: 5 * 24 * 3600,
+            delay_warning_secs: 4 * 3600,
             circuit_threshold: 5,
             poll_ms: 500,
             resolver: ResolverSetting::default(),

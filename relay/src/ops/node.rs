@@ -265,6 +265,7 @@ fn build_queue(
         cap: Duration::from_secs(o.retry_cap_secs),
         jitter: o.retry_jitter,
         max_age: Duration::from_secs(o.max_age_secs),
+        warn_after: (o.delay_warning_secs > 0).then(|| Duration::from_secs(o.delay_warning_secs)),
         ..RetryPolicy::default()
     };
     let router = match trust {

@@ -21,6 +21,10 @@ pub struct RetryPolicy {
     /// Age (since first receipt) after which the message fails with a DSN.
     /// Default 5 days.
     pub max_age: Duration,
+    /// Age after which a still-deferred recipient's sender gets one delay
+    /// warning (an `Action: delayed` DSN, if NOTIFY asks for DELAY or is
+    /// absent). `None`: never. Default 4 h.
+    pub warn_after: Option<Duration>,
 }
 
 impl Default for RetryPolicy {
@@ -31,6 +35,7 @@ impl Default for RetryPolicy {
             cap: Duration::from_secs(3600),
             jitter: 0.2,
             max_age: Duration::from_secs(5 * 24 * 3600),
+            warn_after: Some(Duration::from_secs(4 * 3600)),
         }
     }
 }
@@ -137,6 +142,7 @@ mod tests {
             cap: Duration::from_millis(500),
             jitter: 0.0,
             max_age: Duration::from_secs(2),
+            warn_after: None,
         };
         let mut rng = StdRng::seed_from_u64(1);
         assert_eq!(p.next_attempt(2, 0, 1000, &mut rng), Retry::At(1300));

@@ -15,7 +15,7 @@ use proto::address::{ForwardPath, Mailbox, ReversePath};
 use proto::client::{MessageOutcome, Outgoing};
 use proto::params::{Body, MailParams, Notify, Orcpt, RcptParams, Ret};
 use proto::{EnhancedCode, Reply, Severity};
-use storage::{Durability, Envelope, MessageId, RecipientStatus};
+use storage::{Durability, Envelope, Event, EventKind, MessageId, RecipientStatus};
 use tracing::{info, warn};
 
 use super::Queue;
@@ -72,7 +72,45 @@ impl Queue {
         if env.is_complete() {
             self.finish(id, &env, &body).await?;
         } else {
+            self.warn_delayed(id, &mut env, &body, now).await?;
             self.spool.update(id, &env, Durability::Buffered).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends one delay warning for the deferred recipients that have waited
+    /// longer than [`crate::outbound::RetryPolicy::warn_after`] and want one
+    /// (NOTIFY=DELAY or no NOTIFY), then marks them so that it is sent once.
+    /// The warning is accepted (synced) before the mark is written: a crash
+    /// in between repeats the warning, never loses it.
+    async fn warn_delayed(
+        &self,
+        id: MessageId,
+        env: &mut Envelope,
+        body: &[u8],
+        now: u64,
+    ) -> Result<(), storage::Error> {
+        let Some(after) = self.retry.warn_after else {
+            return Ok(());
+        };
+        if now.saturating_sub(env.received_at_ms) < after.as_millis() as u64 {
+            return Ok(());
+        }
+        let due = |r: &storage::Recipient| {
+            r.status == RecipientStatus::Deferred && !r.notify.contains(storage::Notify::DELAY_REPORTED)
+        };
+        if !env.recipients.iter().any(due) {
+            return Ok(());
+        }
+        let pick = |r: &storage::Recipient| due(r).then_some(Action::Delayed);
+        if let Some(dsn) = self.build_dsn(env, body, pick) {
+            let dsn_id = self.spool.accept(dsn.0, dsn.1).await?;
+            info!(%id, dsn = %dsn_id, "delay warning queued");
+            self.event(id, EventKind::DsnQueued, format!("delay warning {dsn_id}"));
+            self.wake();
+        }
+        for r in env.recipients.iter_mut().filter(|r| due(r)) {
+            r.notify = storage::Notify(r.notify.0 | storage::Notify::DELAY_REPORTED);
         }
         Ok(())
     }
@@ -88,6 +126,7 @@ impl Queue {
     ) {
         let received = env.received_at_ms;
         let mut finals: Vec<(String, u64)> = Vec::new();
+        let mut events: Vec<(EventKind, String)> = Vec::new();
         let mut count = |name: &str| match finals.iter_mut().find(|(k, _)| k == name) {
             Some((_, v)) => *v += 1,
             None => finals.push((name.to_owned(), 1)),
@@ -105,11 +144,13 @@ impl Queue {
                 Severity::Success => {
                     r.status = RecipientStatus::Delivered;
                     count("outcome:delivered");
+                    events.push((EventKind::Delivered, format!("{} {reply}", r.address)));
                     info!(%id, rcpt = %r.address, reply = %reply, "delivered");
                 }
                 Severity::Permanent => {
                     r.status = RecipientStatus::Failed;
                     count("outcome:failed");
+                    events.push((EventKind::Failed, format!("{} {reply}", r.address)));
                     info!(%id, rcpt = %r.address, reply = %reply, "failed");
                 }
                 Severity::Transient | Severity::Intermediate => {
@@ -117,6 +158,7 @@ impl Queue {
                         Retry::At(at) => {
                             r.status = RecipientStatus::Deferred;
                             r.next_attempt_ms = at;
+                            events.push((EventKind::Deferred, format!("{} {reply}", r.address)));
                             info!(%id, rcpt = %r.address, reply = %reply, retry_in_ms = at.saturating_sub(now), "deferred");
                         }
                         Retry::GiveUp => {
@@ -128,6 +170,7 @@ impl Queue {
                             );
                             r.last_reply = Some(why.to_string());
                             count("outcome:expired");
+                            events.push((EventKind::Failed, format!("{} {why}", r.address)));
                             info!(%id, rcpt = %r.address, "gave up");
                         }
                     }
@@ -137,22 +180,51 @@ impl Queue {
         if !finals.is_empty() {
             crate::ops::indicators::add(&self.spool, &crate::ops::indicators::month_of(now), &finals);
         }
+        for (kind, detail) in events {
+            self.event(id, kind, detail);
+        }
     }
 
     /// Every recipient is final: queue the DSN owed, then remove the message.
     async fn finish(&self, id: MessageId, env: &Envelope, body: &[u8]) -> Result<(), storage::Error> {
-        if let Some(dsn) = self.build_dsn(env, body) {
+        let pick = |r: &storage::Recipient| match r.status {
+            RecipientStatus::Failed => Some(Action::Failed),
+            RecipientStatus::Delivered => Some(Action::Delivered),
+            _ => None,
+        };
+        if let Some(dsn) = self.build_dsn(env, body, pick) {
             let dsn_id = self.spool.accept(dsn.0, dsn.1).await?;
             info!(%id, dsn = %dsn_id, "delivery status notification queued");
+            self.event(id, EventKind::DsnQueued, dsn_id.to_string());
             self.wake();
         }
         self.spool.remove(id, Durability::Buffered).await?;
+        self.event(id, EventKind::Removed, "all recipients final".into());
         info!(%id, "done");
         Ok(())
     }
 
-    /// The DSN owed for a finished message, as a spool envelope and body.
-    fn build_dsn(&self, env: &Envelope, body: &[u8]) -> Option<(Envelope, Vec<u8>)> {
+    /// Appends a trace event (buffered; a failure is logged, never passed on:
+    /// the trace must not stop delivery).
+    pub(super) fn event(&self, id: MessageId, kind: EventKind, detail: String) {
+        let event = Event {
+            at_ms: storage::now_ms(),
+            kind,
+            detail,
+        };
+        if let Err(e) = self.spool.record_event(id, &event) {
+            warn!(%id, error = %e, "trace event not recorded");
+        }
+    }
+
+    /// The DSN owed for `env`: one report per recipient for which `pick`
+    /// gives an action that its NOTIFY wants; as a spool envelope and body.
+    fn build_dsn(
+        &self,
+        env: &Envelope,
+        body: &[u8],
+        pick: impl Fn(&storage::Recipient) -> Option<Action>,
+    ) -> Option<(Envelope, Vec<u8>)> {
         let sender = match Mailbox::parse(&env.sender) {
             Ok(m) => ReversePath::Path(m),
             Err(_) => return None, // null sender: never bounce a bounce
@@ -161,11 +233,7 @@ impl Queue {
             .recipients
             .iter()
             .filter_map(|r| {
-                let action = match r.status {
-                    RecipientStatus::Failed => Action::Failed,
-                    RecipientStatus::Delivered => Action::Delivered,
-                    _ => return None,
-                };
+                let action = pick(r)?;
                 let params = rcpt_params(r);
                 if !action.is_wanted(params.notify) {
                     return None;
@@ -179,7 +247,13 @@ impl Queue {
                     recipient: ForwardPath::Path(Mailbox::parse(&r.address).ok()?),
                     params,
                     action,
-                    status: diagnostic.as_ref().map_or(EnhancedCode::new(5, 0, 0), dsn::status_of),
+                    status: diagnostic.as_ref().map_or(
+                        match action {
+                            Action::Delayed => EnhancedCode::new(4, 0, 0),
+                            _ => EnhancedCode::new(5, 0, 0),
+                        },
+                        dsn::status_of,
+                    ),
                     remote_mta: None,
                     diagnostic,
                     last_attempt: Some(Utc::now()),
@@ -219,6 +293,7 @@ impl Queue {
 }
 
 fn notify_of(n: storage::Notify) -> Option<Notify> {
+    let n = n.keywords();
     if n.0 == 0 {
         return None;
     }
