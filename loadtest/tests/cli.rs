@@ -33,6 +33,20 @@ fn example_scenario_parses_with_its_documented_values() {
 }
 
 #[test]
+fn shipped_scenarios_parse() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            n += 1;
+        }
+    }
+    assert!(n >= 1);
+}
+
+#[test]
 fn run_example_scenario_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("report");
