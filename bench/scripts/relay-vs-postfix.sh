@@ -9,7 +9,7 @@
 #
 # Needs root (Postfix), the Debian packages from scripts/deps, and
 # `cargo build --profile bench -p estafette-relay`. Plain SMTP on loopback: the
-# STARTTLS cases come with estafette-load (issue 6).
+# STARTTLS cases and the full matrix are in bench/scripts/side-by-side.sh.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 N=${1:-10000}; S=${2:-20}; SIZE=${3:-10240}; REPS=${4:-2}; REUSE=${5:-no}
