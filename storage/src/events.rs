@@ -15,7 +15,7 @@ use crate::error::Error;
 use crate::id::MessageId;
 use crate::keys::{event_key, event_time_key, parse_event_time_key, prefix_end, Cf};
 use crate::record::FORMAT_VERSION;
-use crate::spool::Spool;
+use crate::spool::{Core, Spool};
 use crate::writer::Ops;
 
 /// One entry of a message's trace.
@@ -65,26 +65,15 @@ static EVENT_SEQ: AtomicU32 = AtomicU32::new(0);
 /// [`Error::Open`] if the directory is not a spool; read errors. A damaged event
 /// comes back as [`Error::Corrupt`] in place.
 pub fn read_events(path: &std::path::Path, id: MessageId) -> Result<Vec<Result<Event, Error>>, Error> {
-    if !path.join("CURRENT").exists() {
-        return Err(Error::Open {
-            path: path.to_path_buf(),
-            reason: "no spool here (no CURRENT file)".into(),
-        });
-    }
-    let config = crate::SpoolConfig {
-        path: path.to_path_buf(),
-        block_cache_bytes: 8 << 20,
-        ..crate::SpoolConfig::default()
-    };
-    let db = crate::db::open_read_only(&config)?;
-    let cf = db
-        .cf_handle(Cf::Event.name())
-        .ok_or_else(|| Error::corrupt(Cf::Event.name(), id.as_bytes(), "column family missing"))?;
+    trace(&Core::open_read_only(path)?, id)
+}
+
+fn trace(core: &Core, id: MessageId) -> Result<Vec<Result<Event, Error>>, Error> {
     let mut opts = ReadOptions::default();
     if let Some(end) = prefix_end(id.as_bytes()) {
         opts.set_iterate_upper_bound(end);
     }
-    let mut it = db.raw_iterator_cf_opt(&cf, opts);
+    let mut it = core.db.raw_iterator_cf_opt(core.cf(Cf::Event)?, opts);
     it.seek(id.as_bytes());
     let mut out = Vec::new();
     let mut scratch = AlignedVec::<16>::new();
@@ -93,7 +82,7 @@ pub fn read_events(path: &std::path::Path, id: MessageId) -> Result<Vec<Result<E
         it.next();
     }
     it.status()
-        .map_err(|e| Error::from_read(path, Cf::Event.name(), id.as_bytes(), e))?;
+        .map_err(|e| Error::from_read(&core.config.path, Cf::Event.name(), id.as_bytes(), e))?;
     Ok(out)
 }
 
@@ -119,22 +108,7 @@ impl Spool {
     /// The trace of `id`, oldest first. A damaged event is returned as
     /// [`Error::Corrupt`] in place (the others still come back).
     pub fn events(&self, id: MessageId) -> Result<Vec<Result<Event, Error>>, Error> {
-        let core = self.core();
-        let mut opts = ReadOptions::default();
-        if let Some(end) = prefix_end(id.as_bytes()) {
-            opts.set_iterate_upper_bound(end);
-        }
-        let mut it = core.db.raw_iterator_cf_opt(core.cf(Cf::Event)?, opts);
-        it.seek(id.as_bytes());
-        let mut out = Vec::new();
-        let mut scratch = AlignedVec::<16>::new();
-        while let Some((k, v)) = it.item() {
-            out.push(decode_event(k, v, &mut scratch));
-            it.next();
-        }
-        it.status()
-            .map_err(|e| Error::from_read(&core.config.path, Cf::Event.name(), id.as_bytes(), e))?;
-        Ok(out)
+        trace(self.core(), id)
     }
 
     /// Deletes every event older than `older_than_ms` (at_ms strictly below it) and

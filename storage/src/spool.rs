@@ -22,6 +22,27 @@ pub(crate) struct Core {
 }
 
 impl Core {
+    /// The spool at `path` opened read-only (no lock: safe while the node that
+    /// owns it runs), for admin commands that read counters or traces.
+    pub(crate) fn open_read_only(path: &Path) -> Result<Self, Error> {
+        if !path.join("CURRENT").exists() {
+            return Err(Error::Open {
+                path: path.to_path_buf(),
+                reason: "no spool here (no CURRENT file)".into(),
+            });
+        }
+        let config = SpoolConfig {
+            path: path.to_path_buf(),
+            block_cache_bytes: 8 << 20,
+            ..SpoolConfig::default()
+        };
+        Ok(Self {
+            db: crate::db::open_read_only(&config)?,
+            config,
+            health: Health::default(),
+        })
+    }
+
     pub(crate) fn cf(&self, cf: Cf) -> Result<&ColumnFamily, Error> {
         self.db.cf_handle(cf.name()).ok_or_else(|| Error::Unhealthy {
             reason: format!("column family {} missing", cf.name()),

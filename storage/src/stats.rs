@@ -7,7 +7,7 @@ use rocksdb::ReadOptions;
 
 use crate::error::Error;
 use crate::keys::{prefix_end, Cf};
-use crate::spool::Spool;
+use crate::spool::{Core, Spool};
 use crate::writer::Ops;
 
 /// Checks `month` is `YYYY-MM` (digits, month 01–12).
@@ -32,26 +32,15 @@ fn check_month(month: &str) -> Result<(), Error> {
 /// [`Error::Open`] if the directory is not a spool; a bad `month`; a damaged counter.
 pub fn read_stats(path: &std::path::Path, month: &str) -> Result<Vec<(String, u64)>, Error> {
     check_month(month)?;
-    let config = crate::SpoolConfig {
-        path: path.to_path_buf(),
-        block_cache_bytes: 8 << 20,
-        ..crate::SpoolConfig::default()
-    };
-    if !path.join("CURRENT").exists() {
-        return Err(Error::Open {
-            path: path.to_path_buf(),
-            reason: "no spool here (no CURRENT file)".into(),
-        });
-    }
-    let db = crate::db::open_read_only(&config)?;
-    let cf = db
-        .cf_handle(Cf::Stats.name())
-        .ok_or_else(|| Error::corrupt(Cf::Stats.name(), month.as_bytes(), "column family missing"))?;
+    counters(&Core::open_read_only(path)?, month)
+}
+
+fn counters(core: &Core, month: &str) -> Result<Vec<(String, u64)>, Error> {
     let mut opts = ReadOptions::default();
     if let Some(end) = prefix_end(month.as_bytes()) {
         opts.set_iterate_upper_bound(end);
     }
-    let mut it = db.raw_iterator_cf_opt(&cf, opts);
+    let mut it = core.db.raw_iterator_cf_opt(core.cf(Cf::Stats)?, opts);
     it.seek(month.as_bytes());
     let mut out = Vec::new();
     while let Some((k, v)) = it.item() {
@@ -63,7 +52,7 @@ pub fn read_stats(path: &std::path::Path, month: &str) -> Result<Vec<(String, u6
         it.next();
     }
     it.status()
-        .map_err(|e| Error::from_read(path, Cf::Stats.name(), month.as_bytes(), e))?;
+        .map_err(|e| Error::from_read(&core.config.path, Cf::Stats.name(), month.as_bytes(), e))?;
     Ok(out)
 }
 
@@ -89,25 +78,7 @@ impl Spool {
     /// Every counter of `month`, sorted by name.
     pub fn stats(&self, month: &str) -> Result<Vec<(String, u64)>, Error> {
         check_month(month)?;
-        let core = self.core();
-        let mut opts = ReadOptions::default();
-        if let Some(end) = prefix_end(month.as_bytes()) {
-            opts.set_iterate_upper_bound(end);
-        }
-        let mut it = core.db.raw_iterator_cf_opt(core.cf(Cf::Stats)?, opts);
-        it.seek(month.as_bytes());
-        let mut out = Vec::new();
-        while let Some((k, v)) = it.item() {
-            let name = String::from_utf8_lossy(&k[month.len().min(k.len())..]).into_owned();
-            let value = <[u8; 8]>::try_from(v)
-                .map(u64::from_be_bytes)
-                .map_err(|_| Error::corrupt(Cf::Stats.name(), k, "counter is not 8 bytes"))?;
-            out.push((name, value));
-            it.next();
-        }
-        it.status()
-            .map_err(|e| Error::from_read(&core.config.path, Cf::Stats.name(), month.as_bytes(), e))?;
-        Ok(out)
+        counters(self.core(), month)
     }
 }
 
