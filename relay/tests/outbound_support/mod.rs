@@ -4,7 +4,7 @@
 //! its guard drops, also when a test fails.
 #![allow(dead_code, unreachable_pub)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -50,7 +50,15 @@ pub fn free_port() -> u16 {
 fn wait_listening(addr: SocketAddr, child: &mut Child) {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(10) {
-        if TcpStream::connect(addr).is_ok() {
+        if let Ok(mut probe) = TcpStream::connect(addr) {
+            // A polite probe: take the greeting and QUIT. A client that
+            // vanishes before the greeting was seen to make smtp-sink
+            // refuse the next connections now and then.
+            let _ = probe.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut buf = [0u8; 512];
+            let _ = probe.read(&mut buf);
+            let _ = probe.write_all(b"QUIT\r\n");
+            let _ = probe.read(&mut buf);
             return;
         }
         if let Ok(Some(status)) = child.try_wait() {
