@@ -9,7 +9,8 @@ use estafette_load::scenario::Scenario;
 const BIN: &str = env!("CARGO_BIN_EXE_estafette-load");
 
 fn example() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scenario.example.toml")
+    std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+        .join("scenario.example.toml")
 }
 
 fn load(args: &[&str]) -> Output {
@@ -34,7 +35,8 @@ fn example_scenario_parses_with_its_documented_values() {
 
 #[test]
 fn shipped_scenarios_parse() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let dir = std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+        .join("scenarios");
     let mut n = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();

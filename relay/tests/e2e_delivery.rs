@@ -77,6 +77,8 @@ async fn swaks_to_smtp_sink_through_the_node() {
     let t = node_to(&sink).await;
     let body = "From: secretariat@ch.mssante.test\r\nTo: dr@clinique.test\r\nSubject: lettre de liaison\r\nMessage-ID: <ll-1@ch>\r\nX-MSS-NIL: DPI 1.0\r\n\r\nBonjour,\r\n.point\r\n";
     swaks(&t, "secretariat@ch.mssante.test", "dr@clinique.test", body).await;
+    // Drained means smtp-sink answered 250, so its dump file is complete.
+    assert!(drained(&t, 10).await, "the message left the spool");
     let got = wait_received(&sink, 1);
     assert_eq!(got.len(), 1, "delivered once");
     // smtp-sink stores LF line ends after its own headers: compare the text.
@@ -84,7 +86,6 @@ async fn swaks_to_smtp_sink_through_the_node() {
     assert!(text.contains("by relay.test (Estafette) with ESMTP"), "{text}");
     let original = body.replace("\r\n", "\n");
     assert!(text.contains(&original), "original bytes kept:\n{text}");
-    assert!(drained(&t, 10).await, "the message left the spool");
     t.node.shutdown().await;
 }
 

@@ -11,10 +11,12 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, 
 use relay::trust::fetch::sha256_hex;
 use relay::trust::{RefreshOutcome, TrustError, TrustListConfig, TrustStore};
 
-const REAL_LIST: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/data/listeblanchemssante-2025-03-13.xml"
-);
+/// Read at run time: a test binary built from another clone that shares the
+/// target directory would carry that clone's path.
+fn real_list() -> std::path::PathBuf {
+    std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+        .join("../../shared/data/listeblanchemssante-2025-03-13.xml")
+}
 const DN_A: &str = "CN=smtp-1.sesan.santnet.com,OU=1750048886,O=GIP SESAN,ST=Paris (75),C=FR";
 
 fn xml(domains: &[&str]) -> String {
@@ -214,13 +216,14 @@ async fn https_errors_name_the_url() {
 /// ANS's real list and checksum file, served over HTTPS.
 #[tokio::test]
 async fn real_list_over_https() {
-    let Ok(bytes) = std::fs::read(REAL_LIST) else {
-        eprintln!("skipped: {REAL_LIST} not found");
+    let real = real_list();
+    let Ok(bytes) = std::fs::read(&real) else {
+        eprintln!("skipped: {} not found", real.display());
         return;
     };
     let s = Setup::new();
     s.publish(&bytes);
-    std::fs::copy(format!("{REAL_LIST}.sha256"), s.dir.path().join("www/checksum")).unwrap();
+    std::fs::copy(real.with_extension("xml.sha256"), s.dir.path().join("www/checksum")).unwrap();
     let store = TrustStore::load(s.config()).await.unwrap();
     let idx = store.current();
     assert_eq!((idx.entries(), idx.domains(), idx.distinct_dns()), (6551, 5000, 382));
@@ -244,13 +247,16 @@ async fn real_list_over_https() {
 #[test]
 fn check_command() {
     let bin = env!("CARGO_BIN_EXE_estafette");
-    if std::fs::metadata(REAL_LIST).is_err() {
-        eprintln!("skipped: {REAL_LIST} not found");
+    let real = real_list();
+    if std::fs::metadata(&real).is_err() {
+        eprintln!("skipped: {} not found", real.display());
         return;
     }
     let out = Command::new(bin)
-        .args(["trustlist", "check", REAL_LIST, "--checksum"])
-        .arg(format!("{REAL_LIST}.sha256"))
+        .args(["trustlist", "check"])
+        .arg(&real)
+        .arg("--checksum")
+        .arg(real.with_extension("xml.sha256"))
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -265,14 +271,15 @@ fn check_command() {
         assert!(text.contains(expected), "{expected:?} not in:\n{text}");
     }
     let strict = Command::new(bin)
-        .args(["trustlist", "check", "--strict", REAL_LIST])
+        .args(["trustlist", "check", "--strict"])
+        .arg(&real)
         .output()
         .unwrap();
     assert_eq!(strict.status.code(), Some(1));
 
     // the same list cut between two entries: refused, exit status 1
     let dir = tempfile::tempdir().unwrap();
-    let bytes = std::fs::read(REAL_LIST).unwrap();
+    let bytes = std::fs::read(&real).unwrap();
     let cut = bytes.len() / 2;
     let cut = cut + bytes[cut..].windows(10).position(|w| w == b"</Domaine>").unwrap() + 10;
     let path = dir.path().join("cut.xml");

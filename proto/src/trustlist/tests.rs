@@ -255,12 +255,10 @@ fn entities_bom_and_cdata() {
 /// The real list ANS published on 2025-03-13 (see notes/mssante.md).
 #[test]
 fn real_list() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/data/listeblanchemssante-2025-03-13.xml"
-    );
-    let Ok(bytes) = std::fs::read(path) else {
-        eprintln!("skipped: {path} not found");
+    let path = std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+        .join("../../shared/data/listeblanchemssante-2025-03-13.xml");
+    let Ok(bytes) = std::fs::read(&path) else {
+        eprintln!("skipped: {} not found", path.display());
         return;
     };
     let l = parse(&bytes).unwrap();

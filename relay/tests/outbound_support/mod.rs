@@ -197,13 +197,26 @@ pub fn aiosmtpd_on(tls: PyTls<'_>, port: u16) -> Peer {
 impl Peer {
     /// Waits until `n` messages were written (aiosmtpd: `mail/*.eml`,
     /// smtp-sink: `m.*`), returns them in name order.
+    ///
+    /// smtp-sink creates its dump file when the transaction starts and
+    /// writes it as DATA arrives, so a file that exists may still be empty
+    /// or partial: a file counts once it is non-empty and its size held
+    /// over one poll. Callers that can should also wait for the sender's
+    /// 250 (the node drained) before reading.
     pub fn received(&self, n: usize) -> Vec<Vec<u8>> {
         let start = Instant::now();
+        let mut last: Vec<u64> = Vec::new();
         loop {
             let files = self.files();
-            if files.len() >= n || start.elapsed() > Duration::from_secs(10) {
+            let sizes: Vec<u64> = files
+                .iter()
+                .map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0))
+                .collect();
+            let settled = sizes.iter().all(|&s| s > 0) && sizes == last;
+            if (files.len() >= n && settled) || start.elapsed() > Duration::from_secs(10) {
                 return files.iter().map(|f| std::fs::read(f).expect("read")).collect();
             }
+            last = sizes;
             std::thread::sleep(Duration::from_millis(50));
         }
     }
