@@ -1,7 +1,6 @@
 //! The `estafette-load` binary: scenario runs end to end, and bad input is a
 //! clear message with exit status 2, never a panic.
 
-use std::path::Path;
 use std::process::{Command, Output};
 
 use estafette_load::scenario::Scenario;

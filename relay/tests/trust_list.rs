@@ -13,8 +13,8 @@ use relay::trust::{RefreshOutcome, TrustError, TrustListConfig, TrustStore};
 
 /// Read at run time: a test binary built from another clone that shares the
 /// target directory would carry that clone's path.
-fn real_list() -> std::path::PathBuf {
-    std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+fn real_list() -> PathBuf {
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
         .join("../../shared/data/listeblanchemssante-2025-03-13.xml")
 }
 const DN_A: &str = "CN=smtp-1.sesan.santnet.com,OU=1750048886,O=GIP SESAN,ST=Paris (75),C=FR";

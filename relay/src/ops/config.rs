@@ -582,7 +582,7 @@ mod tests {
     use super::*;
 
     fn example() -> PathBuf {
-        std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+        PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
             .join("estafette.example.toml")
     }
 
@@ -599,9 +599,8 @@ mod tests {
 
     #[test]
     fn mssante_example_loads_and_validates() {
-        let path =
-            std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
-                .join("estafette.mssante.example.toml");
+        let path = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+            .join("estafette.mssante.example.toml");
         let c = Config::load(&path).unwrap();
         let trust = c.trust.as_ref().expect("[trust]");
         assert!(!trust.outside);
