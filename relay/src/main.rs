@@ -259,6 +259,12 @@ fn main() -> anyhow::Result<()> {
                 let node = Node::start(config).await?;
                 if dev {
                     println!("{}", dev::banner(&data));
+                    if let Some(admin) = node.admin_addr() {
+                        println!(
+                            "Admin: http://{admin}/metrics (also /healthz, /readyz, /api/queue, \
+                             /api/trace/ID, /api/trustlist)"
+                        );
+                    }
                 }
                 wait_for_signal().await;
                 tracing::info!("shutting down");

@@ -41,11 +41,13 @@ pub(crate) async fn store(
     };
     let body = with_trace_headers(ctx, server, session, done, body, now_ms);
     let envelope = envelope(server, session, done, now_ms, body.len() as u64);
+    let size = body.len() as u64;
     let stored = tokio::time::timeout(ctx.accept_timeout, ctx.spool.accept(envelope, body)).await;
     match stored {
         Ok(Ok(id)) => {
             ctx.queue.wake();
             indicators::add(&ctx.spool, &indicators::month_of(now_ms), &counters);
+            ctx.queue.metrics().message_accepted(&ctx.listener.name, size);
             let event = storage::Event {
                 at_ms: now_ms,
                 kind: storage::EventKind::Accepted,

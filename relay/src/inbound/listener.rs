@@ -66,6 +66,7 @@ pub(crate) async fn run(socket: TcpListener, ctx: Arc<ListenerCtx>, shutdown: wa
         let ctx = ctx.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
+            let _active = ctx.queue.metrics().session_opened(&ctx.listener.name);
             session::serve(tcp, peer, ctx, shutdown).await;
             drop(permit);
         });

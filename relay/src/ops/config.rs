@@ -69,6 +69,84 @@ pub struct Config {
     /// The MSSanté trust space. Absent: a plain relay (routes decide).
     #[serde(default)]
     pub trust: Option<TrustConfig>,
+    /// The admin HTTP listener (`/metrics`, `/healthz`, `/readyz`, queue,
+    /// trace and trust-list API). Absent: no admin listener.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
+}
+
+/// `[admin]`: the admin HTTP listener, on its own port.
+///
+/// `/healthz` and `/readyz` answer everyone (probes); every other route needs
+/// `Authorization: Bearer <token>` when a token is configured. A listener on
+/// a non-loopback address must have a token.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Address to bind. Default `127.0.0.1:9025` (port 0 picks a free port: tests).
+    pub address: SocketAddr,
+    /// File holding the bearer token (surrounding whitespace ignored); read
+    /// at start. Preferred over `token`: the config file stays shareable.
+    pub token_file: Option<PathBuf>,
+    /// The bearer token itself (instead of `token_file`).
+    pub token: Option<String>,
+}
+
+/// The default admin address.
+pub const DEFAULT_ADMIN_ADDRESS: SocketAddr =
+    SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 9025));
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            address: DEFAULT_ADMIN_ADDRESS,
+            token_file: None,
+            token: None,
+        }
+    }
+}
+
+impl AdminConfig {
+    /// The bearer token: `token`, or the content of `token_file` without
+    /// surrounding whitespace; `None` when neither is set (no authentication).
+    ///
+    /// # Errors
+    /// The file cannot be read, or holds no token.
+    pub fn load_token(&self) -> Result<Option<String>, ConfigError> {
+        let Some(path) = &self.token_file else {
+            return Ok(self.token.clone());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let token = text.trim();
+        if token.is_empty() {
+            return Err(invalid("admin.token_file", format!("{} is empty", path.display())));
+        }
+        Ok(Some(token.to_owned()))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.token.is_some() && self.token_file.is_some() {
+            return Err(invalid("admin.token", "set token or token_file, not both"));
+        }
+        if let Some(t) = &self.token {
+            if t.trim().is_empty() || t.trim() != t {
+                return Err(invalid("admin.token", "must be non-empty, without surrounding spaces"));
+            }
+        }
+        if !self.address.ip().is_loopback() && self.token.is_none() && self.token_file.is_none() {
+            return Err(invalid(
+                "admin.address",
+                format!(
+                    "{} is not a loopback address: set admin.token_file (the API shows senders and recipients)",
+                    self.address
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `[trust]`: the node is part of a trust space (MSSanté).
@@ -440,6 +518,9 @@ impl Config {
                 fix(ca);
             }
         }
+        if let Some(file) = self.admin.as_mut().and_then(|a| a.token_file.as_mut()) {
+            fix(file);
+        }
         if let Some(t) = self.tls.as_mut() {
             fix(&mut t.cert);
             fix(&mut t.key);
@@ -568,6 +649,9 @@ impl Config {
         if !(0.0..1.0).contains(&o.retry_jitter) || o.retry_first_secs == 0 || o.retry_cap_secs < o.retry_first_secs {
             return Err(invalid("outbound.retry_*", "need 0 <= jitter < 1 and 0 < first <= cap"));
         }
+        if let Some(admin) = &self.admin {
+            admin.validate()?;
+        }
         Ok(())
     }
 
@@ -607,6 +691,8 @@ mod tests {
         assert!(trust.list.source.starts_with("https://"));
         assert!(c.listeners.iter().any(|l| l.operators));
         assert!(c.routes.iter().all(|r| r.internal));
+        let admin = c.admin.as_ref().expect("[admin]");
+        assert!(!admin.address.ip().is_loopback() && admin.token_file.is_some());
         // An operator listener without [trust] is refused, naming the field.
         let text = std::fs::read_to_string(&path).unwrap();
         let cut = text.split("[trust]").next().unwrap().to_string();
@@ -615,6 +701,71 @@ mod tests {
         std::fs::write(&p, cut).unwrap();
         let e = Config::load(&p).unwrap_err().to_string();
         assert!(e.contains("operators") && e.contains("[trust]"), "{e}");
+    }
+
+    #[test]
+    fn admin_section() {
+        let c = Config::load(&example()).unwrap();
+        let admin = c.admin.as_ref().expect("the example shows [admin]");
+        assert_eq!(admin.address, DEFAULT_ADMIN_ADDRESS);
+        assert_eq!(
+            admin.token_file.as_deref(),
+            Some(Path::new("/etc/estafette/admin.token"))
+        );
+        let base = std::fs::read_to_string(example()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let load = |from: &str, to: &str| {
+            assert!(base.contains(from), "example lacks {from}");
+            let p = dir.path().join("c.toml");
+            std::fs::write(&p, base.replacen(from, to, 1)).unwrap();
+            Config::load(&p)
+        };
+        // An empty section means the defaults; no section, no admin listener.
+        let c = load("[admin]\naddress = \"127.0.0.1:9025\"", "[admin]").unwrap();
+        assert_eq!(c.admin.as_ref().unwrap().address, DEFAULT_ADMIN_ADDRESS);
+        let section = base.find("[admin]").map(|at| &base[at..]).unwrap();
+        let section = &section[..section.find("\n\n").unwrap()];
+        let p = dir.path().join("none.toml");
+        std::fs::write(&p, base.replacen(section, "", 1)).unwrap();
+        assert!(Config::load(&p).unwrap().admin.is_none());
+        // A relative token file is next to the config file.
+        let c = load("/etc/estafette/admin.token", "admin.token").unwrap();
+        assert_eq!(c.admin.unwrap().token_file.unwrap(), dir.path().join("admin.token"));
+        // Refused, naming the field.
+        let e = load("127.0.0.1:9025", "0.0.0.0:9025");
+        assert!(e.is_ok(), "a token file is set: any address");
+        let e = load(
+            "token_file = \"/etc/estafette/admin.token\"",
+            "token_file = \"/etc/estafette/admin.token\"\ntoken = \"t\"",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("admin.token") && e.contains("not both"), "{e}");
+        let e = load(
+            "address = \"127.0.0.1:9025\"     # a non-loopback address needs a token\ntoken_file = \"/etc/estafette/admin.token\"",
+            "address = \"0.0.0.0:9025\"",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("admin.address") && e.contains("token"), "{e}");
+        let e = load("token_file = \"/etc/estafette/admin.token\"", "token = \"\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("admin.token"), "{e}");
+        // The token file: trimmed; empty or missing is an error naming it.
+        let t = dir.path().join("admin.token");
+        std::fs::write(&t, "s3cret\n").unwrap();
+        let c = load("/etc/estafette/admin.token", "admin.token").unwrap();
+        assert_eq!(
+            c.admin.as_ref().unwrap().load_token().unwrap().as_deref(),
+            Some("s3cret")
+        );
+        std::fs::write(&t, " \n").unwrap();
+        let e = c.admin.as_ref().unwrap().load_token().unwrap_err().to_string();
+        assert!(e.contains("admin.token_file") && e.contains("empty"), "{e}");
+        std::fs::remove_file(&t).unwrap();
+        let e = c.admin.as_ref().unwrap().load_token().unwrap_err().to_string();
+        assert!(e.contains("admin.token"), "{e}");
     }
 
     #[test]

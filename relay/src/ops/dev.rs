@@ -16,6 +16,8 @@ pub const DEV_SMTPS_PORT: u16 = 4650;
 pub const DEV_SINK_PORT: u16 = 2526;
 /// The dev listener for other operators (trust space, client certificate).
 pub const DEV_OPERATORS_PORT: u16 = 2527;
+/// The admin HTTP listener (metrics, health, queue and trace API; no token).
+pub const DEV_ADMIN_PORT: u16 = 9025;
 
 /// Writes the dev trust space into `dir` unless it exists: an IGC-Santé-shaped
 /// test PKI (RSA 2048; `ca.pem` is the root), `server.{pem,key}` (this node:
@@ -95,6 +97,11 @@ internal = true
 ca = "ca.pem"
 client_cert = "server.pem"
 client_key = "server.key"
+
+# Admin HTTP on loopback, no token: /metrics, /healthz, /readyz,
+# /api/queue, /api/trace/ID, /api/trustlist.
+[admin]
+address = "127.0.0.1:{DEV_ADMIN_PORT}"
 "#
     );
     let path = dev.join("estafette.toml");
@@ -139,5 +146,8 @@ mod tests {
         let domains: Vec<_> = list.entries.iter().map(|e| e.domain.as_str()).collect();
         assert_eq!(domains, ["hopital-dev.test", "cabinet-dev.test"]);
         assert!(banner(dir.path()).contains("swaks"));
+        let admin = config.admin.expect("dev mode has the admin listener");
+        assert_eq!(admin.address.port(), DEV_ADMIN_PORT);
+        assert!(admin.address.ip().is_loopback() && admin.token.is_none() && admin.token_file.is_none());
     }
 }

@@ -10,7 +10,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
+use super::admin::{self, Admin};
 use super::config::{Config, ResolverSetting, RouteTls, TlsMode};
+use super::metrics::Metrics;
 use crate::inbound::identity::Identities;
 use crate::inbound::listener::{self, ListenerCtx};
 use crate::inbound::operator::PeerCheck;
@@ -30,6 +32,8 @@ pub struct Node {
     /// The spool (tests and admin commands read it).
     pub spool: storage::Spool,
     queue: Arc<Queue>,
+    metrics: Arc<Metrics>,
+    admin_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
     _spool_guard: storage::SpoolDropGuard,
@@ -55,6 +59,7 @@ impl Node {
         let offer_auth = identities.has_accounts();
         let (shutdown, rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
+        let metrics = Arc::new(Metrics::new(config.listeners.iter().map(|l| l.name.clone())));
         let trust = match &config.trust {
             Some(t) => {
                 let store = Arc::new(TrustStore::load(t.list.clone()).await.context("trust list")?);
@@ -70,8 +75,9 @@ impl Node {
             None => None,
         };
         let trust_store = trust.as_ref().map(|t| (t.store.clone(), t.outside));
+        let admin_trust = trust.as_ref().map(|t| t.store.clone());
         let policy = Arc::new(Policy::new(&config.routes, identities, trust));
-        let queue = Arc::new(build_queue(&config, spool.clone(), trust_store)?);
+        let queue = Arc::new(build_queue(&config, spool.clone(), trust_store)?.with_metrics(metrics.clone()));
         tasks.spawn(queue.clone().run(rx.clone()));
         let mut addrs = Vec::new();
         let cert = match &config.tls {
@@ -147,9 +153,28 @@ impl Node {
             });
             tasks.spawn(listener::run(socket, ctx, rx.clone()));
         }
+        // Last, once every listener is bound: /readyz needs no "bound yet" state.
+        let admin_addr = match &config.admin {
+            Some(a) => {
+                let sources = admin::Sources {
+                    metrics: metrics.clone(),
+                    queue: queue.clone(),
+                    spool: spool.clone(),
+                    trust: admin_trust,
+                };
+                let admin = Admin::bind(a, sources, rx.clone()).await?;
+                let local = admin.local_addr()?;
+                info!(address = %local, "admin HTTP listening");
+                tasks.spawn(admin.serve(rx.clone()));
+                Some(local)
+            }
+            None => None,
+        };
         Ok(Self {
             addrs,
             queue,
+            metrics,
+            admin_addr,
             spool,
             shutdown,
             tasks,
@@ -165,6 +190,16 @@ impl Node {
     /// The bound address of listener `name`.
     pub fn addr(&self, name: &str) -> Option<SocketAddr> {
         self.addrs.iter().find(|(n, _)| n == name).map(|(_, a)| *a)
+    }
+
+    /// The bound address of the admin HTTP listener (`None` without `[admin]`).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// The node's counters (what `/metrics` exports).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Stops accepting, tells every session to close (`421 4.3.2`), waits for

@@ -207,6 +207,7 @@ impl Queue {
     /// Appends a trace event (buffered; a failure is logged, never passed on:
     /// the trace must not stop delivery).
     pub(super) fn event(&self, id: MessageId, kind: EventKind, detail: String) {
+        self.metrics.trace_event(kind);
         let event = Event {
             at_ms: storage::now_ms(),
             kind,

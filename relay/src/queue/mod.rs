@@ -19,6 +19,7 @@ use storage::MessageId;
 use tokio::sync::{watch, Notify, Semaphore};
 use tracing::{error, warn};
 
+use crate::ops::metrics::Metrics;
 use crate::outbound::{Pool, RetryPolicy, Router};
 
 /// Shared state of the delivery side of a node.
@@ -32,6 +33,7 @@ pub struct Queue {
     wake: Notify,
     limit: Arc<Semaphore>,
     poll: Duration,
+    metrics: Arc<Metrics>,
 }
 
 impl Queue {
@@ -55,7 +57,20 @@ impl Queue {
             wake: Notify::new(),
             limit: Arc::new(Semaphore::new(max_in_flight)),
             poll,
+            metrics: Arc::default(),
         }
+    }
+
+    /// Counts deliveries and DSNs in `metrics` (instead of a private set).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The node's counters (the listeners count accepted messages here too).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Tells the scheduler that something became due now (a new message).

@@ -1,0 +1,446 @@
+//! The admin HTTP listener (DESIGN §8), on its own port (`[admin]`).
+//!
+//! | route | answer | token |
+//! |---|---|---|
+//! | `GET /healthz` | `200 ok` while the process serves HTTP | no |
+//! | `GET /readyz` | `200 ready`, or `503 not ready: <reasons>` | no |
+//! | `GET /metrics` | Prometheus exposition ([`super::metrics`]); OpenMetrics when `Accept` asks for it | yes |
+//! | `GET /api/queue?limit=N` | JSON: counts, and the first N (default 100, at most 1000) messages of the due index, earliest first | yes |
+//! | `GET /api/trace/{id}` | JSON: the message's trace events, oldest first (404 if none) | yes |
+//! | `GET /api/trustlist` | JSON: the trust list in force, its age, refresh failures, last error (404 without `[trust]`) | yes |
+//!
+//! "Token" routes need `Authorization: Bearer <token>` when `[admin]` has a
+//! token (`401` otherwise); the probes never do, so that a kubelet can call
+//! them. Everything is read-only.
+
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::SecondsFormat;
+use ring::hmac;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::config::AdminConfig;
+use super::metrics::{Format, Metrics, QueueCount, Snapshot};
+use crate::queue::Queue;
+use crate::trust::TrustStore;
+
+/// `/api/queue` lists this many messages unless `limit` says otherwise.
+const DEFAULT_QUEUE_LIMIT: usize = 100;
+/// Largest `limit` of `/api/queue`.
+const MAX_QUEUE_LIMIT: usize = 1000;
+/// After shutdown is signalled, requests in progress get this long.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// What the admin API reads: the node's parts, shared.
+pub struct Sources {
+    /// The node's counters.
+    pub metrics: Arc<Metrics>,
+    /// The delivery queue (in-flight count).
+    pub queue: Arc<Queue>,
+    /// The spool (due index, envelopes, trace events, health).
+    pub spool: storage::Spool,
+    /// The trust list, when the node has `[trust]`.
+    pub trust: Option<Arc<TrustStore>>,
+}
+
+/// A bound admin listener, not yet serving.
+pub struct Admin {
+    listener: TcpListener,
+    router: Router,
+}
+
+impl Admin {
+    /// Binds `config.address` and reads the token.
+    ///
+    /// # Errors
+    /// The token file cannot be read or the address cannot be bound.
+    pub async fn bind(config: &AdminConfig, sources: Sources, shutdown: watch::Receiver<bool>) -> anyhow::Result<Self> {
+        let token = match config.load_token()? {
+            Some(t) => Some(Token::new(&t).map_err(|_| anyhow::anyhow!("admin token: no random key available"))?),
+            None => None,
+        };
+        let listener = TcpListener::bind(config.address)
+            .await
+            .with_context(|| format!("admin: binding {}", config.address))?;
+        let state = Arc::new(AdminState {
+            sources,
+            token,
+            shutdown,
+        });
+        Ok(Self {
+            listener,
+            router: router(state),
+        })
+    }
+
+    /// The bound address (port 0 resolved).
+    ///
+    /// # Errors
+    /// The socket's address cannot be read.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` turns true (or its sender is dropped); then
+    /// stops accepting, lets requests in progress finish for up to 5 s and
+    /// closes the rest.
+    pub async fn serve(self, shutdown: watch::Receiver<bool>) {
+        let address = self
+            .listener
+            .local_addr()
+            .map_or_else(|_| "?".to_owned(), |a| a.to_string());
+        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(stopped(shutdown.clone()));
+        let mut server = tokio::spawn(server.into_future());
+        tokio::select! {
+            result = &mut server => {
+                // The server only returns by itself on an accept loop failure.
+                if let Ok(Err(e)) = result {
+                    warn!(%address, error = %e, "admin listener stopped");
+                }
+                return;
+            }
+            () = stopped(shutdown) => {}
+        }
+        if tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await.is_err() {
+            warn!("admin requests still running at shutdown; closing them");
+            server.abort();
+        }
+        info!(%address, "admin listener stopped");
+    }
+}
+
+async fn stopped(mut shutdown: watch::Receiver<bool>) {
+    // Err: the sender is gone, which also means stop.
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+struct AdminState {
+    sources: Sources,
+    token: Option<Token>,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// The configured bearer token, kept as an HMAC tag under a random key:
+/// [`hmac::verify`] compares in constant time and, since both sides are
+/// hashed first, leaks neither the content nor the length of the token.
+struct Token {
+    key: hmac::Key,
+    tag: hmac::Tag,
+}
+
+impl Token {
+    fn new(token: &str) -> Result<Self, ring::error::Unspecified> {
+        let key = hmac::Key::generate(hmac::HMAC_SHA256, &ring::rand::SystemRandom::new())?;
+        let tag = hmac::sign(&key, token.as_bytes());
+        Ok(Self { key, tag })
+    }
+
+    fn matches(&self, presented: &[u8]) -> bool {
+        hmac::verify(&self.key, presented, self.tag.as_ref()).is_ok()
+    }
+}
+
+fn router(state: Arc<AdminState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/queue", get(queue))
+        .route("/api/trace/{id}", get(trace))
+        .route("/api/trustlist", get(trustlist))
+        .with_state(state)
+}
+
+/// Proof that the request carried the token (or that none is configured).
+struct Authorized;
+
+impl FromRequestParts<Arc<AdminState>> for Authorized {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AdminState>) -> Result<Self, Self::Rejection> {
+        let Some(token) = &state.token else {
+            return Ok(Self);
+        };
+        let presented = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim());
+        match presented {
+            Some(t) if token.matches(t.as_bytes()) => Ok(Self),
+            _ => Err((
+                StatusCode::UNAUTHORIZED,
+                [(WWW_AUTHENTICATE, "Bearer realm=\"estafette\"")],
+                "a valid admin token is required (Authorization: Bearer ...)\n",
+            )
+                .into_response()),
+        }
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Ready when the node takes mail: it is not shutting down, the spool
+/// accepts writes and the trust list (if any) has entries. The listeners are
+/// bound before the admin listener starts, so they need no check here.
+async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
+    let mut problems = Vec::new();
+    if *state.shutdown.borrow() {
+        problems.push("shutting down".to_owned());
+    }
+    if let Err(e) = state.sources.spool.health() {
+        problems.push(format!("spool: {e}"));
+    }
+    if let Some(trust) = &state.sources.trust {
+        if trust.current().entries() == 0 {
+            problems.push("trust list: no entry loaded".to_owned());
+        }
+    }
+    if problems.is_empty() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}\n", problems.join("; ")),
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(_: Authorized, State(state): State<Arc<AdminState>>, headers: HeaderMap) -> Response {
+    let format = Format::negotiate(headers.get(ACCEPT).and_then(|v| v.to_str().ok()));
+    let reader = state.clone();
+    // The due-index count is a RocksDB scan: off the async threads.
+    let snapshot = tokio::task::spawn_blocking(move || {
+        let s = &reader.sources;
+        Snapshot::collect(&s.queue, &s.spool, s.trust.as_deref())
+    })
+    .await;
+    let Ok(snapshot) = snapshot else {
+        return json_error(StatusCode::INTERNAL_SERVER_ERROR, "reading the metrics failed");
+    };
+    match state.sources.metrics.encode(&snapshot, format) {
+        Ok(body) => ([(CONTENT_TYPE, format.content_type())], body).into_response(),
+        Err(_) => json_error(StatusCode::INTERNAL_SERVER_ERROR, "encoding the metrics failed"),
+    }
+}
+
+#[derive(Deserialize)]
+struct QueueQuery {
+    limit: Option<usize>,
+}
+
+/// `/api/queue`.
+#[derive(Serialize)]
+struct QueueView {
+    /// Messages in the due index (counted up to [`super::metrics::QUEUE_COUNT_CAP`]).
+    waiting: u64,
+    /// Of which due now.
+    due_now: u64,
+    /// The counts stopped at the cap.
+    saturated: bool,
+    /// Messages being tried now.
+    in_flight: usize,
+    /// The first `limit` messages of the due index, earliest first.
+    messages: Vec<QueuedView>,
+}
+
+#[derive(Serialize)]
+struct QueuedView {
+    id: String,
+    due: String,
+    due_ms: u64,
+    sender: String,
+    received: String,
+    size: u64,
+    recipients: Vec<RecipientView>,
+}
+
+#[derive(Serialize)]
+struct RecipientView {
+    address: String,
+    status: String,
+    attempts: u32,
+    next_attempt: String,
+    last_reply: Option<String>,
+}
+
+async fn queue(_: Authorized, State(state): State<Arc<AdminState>>, Query(q): Query<QueueQuery>) -> Response {
+    let limit = q.limit.unwrap_or(DEFAULT_QUEUE_LIMIT).min(MAX_QUEUE_LIMIT);
+    let reader = state.clone();
+    let view = tokio::task::spawn_blocking(move || queue_view(&reader.sources, limit)).await;
+    match view {
+        Ok(Ok(view)) => Json(view).into_response(),
+        Ok(Err(e)) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &format!("reading the queue: {e}")),
+        Err(_) => json_error(StatusCode::INTERNAL_SERVER_ERROR, "reading the queue failed"),
+    }
+}
+
+fn queue_view(sources: &Sources, limit: usize) -> Result<QueueView, storage::Error> {
+    let count = QueueCount::read(&sources.spool)?;
+    let mut messages = Vec::new();
+    for (due_ms, id) in sources.spool.due(u64::MAX, limit)? {
+        // Removed since the index was read: not in the queue any more.
+        let Some(env) = sources.spool.envelope(id)? else {
+            continue;
+        };
+        messages.push(QueuedView {
+            id: id.to_string(),
+            due: timestamp(due_ms),
+            due_ms,
+            sender: env.sender,
+            received: timestamp(env.received_at_ms),
+            size: env.body_size,
+            recipients: env
+                .recipients
+                .into_iter()
+                .map(|r| RecipientView {
+                    status: format!("{:?}", r.status).to_lowercase(),
+                    next_attempt: timestamp(r.next_attempt_ms),
+                    address: r.address,
+                    attempts: r.attempts,
+                    last_reply: r.last_reply,
+                })
+                .collect(),
+        });
+    }
+    Ok(QueueView {
+        waiting: count.waiting,
+        due_now: count.due,
+        saturated: count.saturated,
+        in_flight: sources.queue.in_flight(),
+        messages,
+    })
+}
+
+/// `/api/trace/{id}`.
+#[derive(Serialize)]
+struct TraceView {
+    id: String,
+    events: Vec<EventView>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum EventView {
+    Event {
+        at: String,
+        at_ms: u64,
+        kind: String,
+        detail: String,
+    },
+    Damaged {
+        damaged: String,
+    },
+}
+
+async fn trace(_: Authorized, State(state): State<Arc<AdminState>>, Path(id): Path<String>) -> Response {
+    let Ok(parsed) = id.parse::<storage::MessageId>() else {
+        return json_error(StatusCode::BAD_REQUEST, &format!("{id:?} is not a queue id"));
+    };
+    let reader = state.clone();
+    let events = tokio::task::spawn_blocking(move || reader.sources.spool.events(parsed)).await;
+    let events = match events {
+        Ok(Ok(events)) => events,
+        Ok(Err(e)) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, &format!("reading the trace: {e}")),
+        Err(_) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, "reading the trace failed"),
+    };
+    if events.is_empty() {
+        return json_error(StatusCode::NOT_FOUND, &format!("no trace for {parsed}"));
+    }
+    let events = events
+        .into_iter()
+        .map(|e| match e {
+            Ok(e) => EventView::Event {
+                at: timestamp(e.at_ms),
+                at_ms: e.at_ms,
+                kind: format!("{:?}", e.kind),
+                detail: e.detail,
+            },
+            Err(e) => EventView::Damaged { damaged: e.to_string() },
+        })
+        .collect();
+    Json(TraceView {
+        id: parsed.to_string(),
+        events,
+    })
+    .into_response()
+}
+
+/// `/api/trustlist`.
+#[derive(Serialize)]
+struct TrustView {
+    source: Option<String>,
+    refresh_secs: Option<u64>,
+    entries: usize,
+    domains: usize,
+    operator_dns: usize,
+    skipped_entries: usize,
+    generated: Option<String>,
+    loaded_at: String,
+    sha256: Option<String>,
+    age_secs: f64,
+    last_success: String,
+    refresh_failures: u64,
+    last_error: Option<String>,
+}
+
+async fn trustlist(_: Authorized, State(state): State<Arc<AdminState>>) -> Response {
+    let Some(store) = &state.sources.trust else {
+        return json_error(StatusCode::NOT_FOUND, "this node has no [trust] section");
+    };
+    let index = store.current();
+    let snapshot = super::metrics::TrustSnapshot::of(store);
+    Json(TrustView {
+        source: store.config().map(|c| c.source.clone()),
+        refresh_secs: store.config().map(|c| c.refresh_secs),
+        entries: index.entries(),
+        domains: index.domains(),
+        operator_dns: index.distinct_dns(),
+        skipped_entries: index.problems().len(),
+        generated: index.generated().map(str::to_owned),
+        loaded_at: system_time(index.loaded_at()),
+        sha256: index.sha256().map(str::to_owned),
+        age_secs: snapshot.age.as_secs_f64(),
+        last_success: system_time(snapshot.last_success),
+        refresh_failures: snapshot.failures,
+        last_error: store.last_error(),
+    })
+    .into_response()
+}
+
+fn json_error(status: StatusCode, message: &str) -> Response {
+    (status, Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+/// RFC 3339 UTC with milliseconds.
+fn timestamp(ms: u64) -> String {
+    chrono::DateTime::from_timestamp_millis(i64::try_from(ms).unwrap_or(i64::MAX))
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn system_time(t: std::time::SystemTime) -> String {
+    let ms = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    timestamp(ms)
+}

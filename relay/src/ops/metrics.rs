@@ -1,0 +1,510 @@
+//! The node's Prometheus metrics (DESIGN §8), served by the admin listener
+//! ([`super::admin`]) at `/metrics`.
+//!
+//! Two kinds:
+//! - event counters kept in memory and bumped where things happen: messages
+//!   and bytes accepted and sessions open (per listener), recipient delivery
+//!   outcomes and DSNs queued (from the queue's trace events);
+//! - values read at scrape time ([`Snapshot`]): the queue (in flight, waiting,
+//!   due), the trust list (entries, domains, age, refresh failures, last
+//!   success), so that they cannot drift from their source.
+//!
+//! [`Metrics::encode`] writes either the OpenMetrics 1.0 text (what Prometheus
+//! asks for) or the classic Prometheus text format 0.0.4 (what `curl` and
+//! `promtool check metrics` read), from the same registry.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::{Registry, Unit};
+use storage::EventKind;
+
+use crate::queue::Queue;
+use crate::trust::TrustStore;
+
+/// `/metrics` counts the due index up to this many entries per scrape (a
+/// bounded key scan); beyond it `estafette_queue_messages` reads this value
+/// and `/api/queue` says `"saturated": true`.
+pub const QUEUE_COUNT_CAP: usize = 100_000;
+
+type ListenerLabel = [(&'static str, String); 1];
+
+/// The in-memory counters of one node. Share it as `Arc<Metrics>`; every
+/// update is one atomic operation (no lock), cheap enough for the SMTP path.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Per listener, created up front: the hot path does one map lookup by
+    /// `&str`, no allocation and no family lock.
+    listeners: HashMap<String, ListenerMetrics>,
+    accepted: Family<ListenerLabel, Counter>,
+    bytes: Family<ListenerLabel, Counter>,
+    sessions: Family<ListenerLabel, Gauge>,
+    delivered: Counter,
+    deferred: Counter,
+    failed: Counter,
+    dsn: Counter,
+}
+
+#[derive(Debug, Clone)]
+struct ListenerMetrics {
+    accepted: Counter,
+    bytes: Counter,
+    sessions: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new(std::iter::empty::<String>())
+    }
+}
+
+impl Metrics {
+    /// Counters for a node with these listeners (by name); each listener's
+    /// series exist from the start, at 0.
+    pub fn new<S: Into<String>>(listeners: impl IntoIterator<Item = S>) -> Self {
+        let mut registry = Registry::default();
+        let accepted = Family::<ListenerLabel, Counter>::default();
+        let bytes = Family::<ListenerLabel, Counter>::default();
+        let sessions = Family::<ListenerLabel, Gauge>::default();
+        let deliveries = Family::<[(&'static str, &'static str); 1], Counter>::default();
+        let dsn = Counter::default();
+        registry.register(
+            "estafette_messages_accepted",
+            "Messages stored durably and acknowledged with 250, by listener",
+            accepted.clone(),
+        );
+        registry.register(
+            "estafette_bytes_accepted",
+            "Bytes of the messages acknowledged with 250 (as stored, trace headers included), by listener",
+            bytes.clone(),
+        );
+        registry.register(
+            "estafette_sessions_active",
+            "SMTP sessions open now, by listener",
+            sessions.clone(),
+        );
+        registry.register(
+            "estafette_deliveries",
+            "Recipient delivery attempts by outcome: delivered (2yz), deferred (4yz or no connection; \
+             retried), failed (5yz, DNS verdict or delivery time expired)",
+            deliveries.clone(),
+        );
+        registry.register(
+            "estafette_dsn_sent",
+            "Delivery status notifications queued for senders (failure, success and delay warnings)",
+            dsn.clone(),
+        );
+        registry.register(
+            "estafette_build",
+            "The running build",
+            Info::new([("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        let outcome = |o: &'static str| deliveries.get_or_create_owned(&[("outcome", o)]);
+        let (delivered, deferred, failed) = (outcome("delivered"), outcome("deferred"), outcome("failed"));
+        let listeners = listeners
+            .into_iter()
+            .map(|name| {
+                let name = name.into();
+                let label = [("listener", name.clone())];
+                let m = ListenerMetrics {
+                    accepted: accepted.get_or_create_owned(&label),
+                    bytes: bytes.get_or_create_owned(&label),
+                    sessions: sessions.get_or_create_owned(&label),
+                };
+                (name, m)
+            })
+            .collect();
+        Self {
+            registry,
+            listeners,
+            accepted,
+            bytes,
+            sessions,
+            delivered,
+            deferred,
+            failed,
+            dsn,
+        }
+    }
+
+    fn listener(&self, name: &str) -> ListenerMetrics {
+        match self.listeners.get(name) {
+            Some(m) => m.clone(),
+            // A listener not named at construction (tests): created on first use.
+            None => {
+                let label = [("listener", name.to_owned())];
+                ListenerMetrics {
+                    accepted: self.accepted.get_or_create_owned(&label),
+                    bytes: self.bytes.get_or_create_owned(&label),
+                    sessions: self.sessions.get_or_create_owned(&label),
+                }
+            }
+        }
+    }
+
+    /// A message of `bytes` octets was stored and acknowledged on `listener`.
+    pub fn message_accepted(&self, listener: &str, bytes: u64) {
+        match self.listeners.get(listener) {
+            Some(m) => {
+                m.accepted.inc();
+                m.bytes.inc_by(bytes);
+            }
+            None => {
+                let m = self.listener(listener);
+                m.accepted.inc();
+                m.bytes.inc_by(bytes);
+            }
+        }
+    }
+
+    /// A session opened on `listener`; it counts as active until the guard
+    /// is dropped.
+    pub fn session_opened(&self, listener: &str) -> SessionGuard {
+        let gauge = match self.listeners.get(listener) {
+            Some(m) => m.sessions.clone(),
+            None => self.listener(listener).sessions,
+        };
+        gauge.inc();
+        SessionGuard(gauge)
+    }
+
+    /// Counts what a trace event says: `Delivered`, `Deferred`, `Failed`
+    /// (one per recipient and attempt) and `DsnQueued`; other kinds are not
+    /// counted here.
+    pub fn trace_event(&self, kind: EventKind) {
+        let counter = match kind {
+            EventKind::Delivered => &self.delivered,
+            EventKind::Deferred => &self.deferred,
+            EventKind::Failed => &self.failed,
+            EventKind::DsnQueued => &self.dsn,
+            _ => return,
+        };
+        counter.inc();
+    }
+
+    /// The whole exposition: the counters, then `snapshot`'s values.
+    ///
+    /// # Errors
+    /// Only if formatting fails (it writes to a `String`: never in practice).
+    pub fn encode(&self, snapshot: &Snapshot, format: Format) -> Result<String, std::fmt::Error> {
+        let mut out = String::with_capacity(4096);
+        encode_registry(&mut out, &self.registry)?;
+        encode_registry(&mut out, &snapshot.registry())?;
+        match format {
+            Format::OpenMetrics => {
+                encode_eof(&mut out)?;
+                Ok(out)
+            }
+            Format::PrometheusText => to_prometheus_text(&out),
+        }
+    }
+}
+
+/// Keeps a session counted in `estafette_sessions_active` while it lives.
+#[derive(Debug)]
+#[must_use = "the session counts as active only while the guard lives"]
+pub struct SessionGuard(Gauge);
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Which text exposition format `/metrics` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0 (`application/openmetrics-text; version=1.0.0`).
+    OpenMetrics,
+    /// Prometheus text 0.0.4 (`text/plain; version=0.0.4`).
+    PrometheusText,
+}
+
+impl Format {
+    /// OpenMetrics when the `Accept` header asks for it, else the classic text.
+    pub fn negotiate(accept: Option<&str>) -> Self {
+        match accept {
+            Some(a) if a.contains("application/openmetrics-text") => Self::OpenMetrics,
+            _ => Self::PrometheusText,
+        }
+    }
+
+    /// The `Content-Type` of this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Self::PrometheusText => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+}
+
+/// Values read from their source at scrape time.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Messages being tried now.
+    pub in_flight: usize,
+    /// The due index, if it could be read.
+    pub queue: Option<QueueCount>,
+    /// The trust list, when the node has one.
+    pub trust: Option<TrustSnapshot>,
+}
+
+/// Entries of the spool's due index (one per message with a pending,
+/// not held, recipient), counted up to [`QUEUE_COUNT_CAP`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueCount {
+    /// Messages waiting (due now or later).
+    pub waiting: u64,
+    /// Of which due now (their next attempt time has passed).
+    pub due: u64,
+    /// More than [`QUEUE_COUNT_CAP`] entries: the counts stop there.
+    pub saturated: bool,
+}
+
+impl QueueCount {
+    /// Counts the due index of `spool` (a key scan of at most
+    /// [`QUEUE_COUNT_CAP`] entries: run it off the async threads).
+    ///
+    /// # Errors
+    /// The spool's read error.
+    pub fn read(spool: &storage::Spool) -> Result<Self, storage::Error> {
+        let now = storage::now_ms();
+        let entries = spool.due(u64::MAX, QUEUE_COUNT_CAP + 1)?;
+        let saturated = entries.len() > QUEUE_COUNT_CAP;
+        let counted = &entries[..entries.len().min(QUEUE_COUNT_CAP)];
+        Ok(Self {
+            waiting: counted.len() as u64,
+            due: counted.iter().filter(|(due, _)| *due <= now).count() as u64,
+            saturated,
+        })
+    }
+}
+
+/// The trust list's state, from [`TrustStore`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrustSnapshot {
+    /// Usable entries of the list in force.
+    pub entries: usize,
+    /// Distinct listed domains.
+    pub domains: usize,
+    /// Time since the list was last loaded or confirmed by a refresh.
+    pub age: Duration,
+    /// Failed refreshes since start.
+    pub failures: u64,
+    /// When the list was last loaded or confirmed (now − age).
+    pub last_success: SystemTime,
+}
+
+impl TrustSnapshot {
+    /// Reads `store` now.
+    pub fn of(store: &TrustStore) -> Self {
+        let index = store.current();
+        let age = store.age();
+        Self {
+            entries: index.entries(),
+            domains: index.domains(),
+            age,
+            failures: store.failures(),
+            last_success: SystemTime::now().checked_sub(age).unwrap_or(UNIX_EPOCH),
+        }
+    }
+}
+
+impl Snapshot {
+    /// Reads the queue and the trust list. Scans the due index: call it off
+    /// the async threads. A due-index read error is logged and leaves the
+    /// queue counts out of the exposition.
+    pub fn collect(queue: &Queue, spool: &storage::Spool, trust: Option<&TrustStore>) -> Self {
+        let count = match QueueCount::read(spool) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics: reading the due index failed");
+                None
+            }
+        };
+        Self {
+            in_flight: queue.in_flight(),
+            queue: count,
+            trust: trust.map(TrustSnapshot::of),
+        }
+    }
+
+    fn registry(&self) -> Registry {
+        let mut r = Registry::default();
+        r.register(
+            "estafette_queue_in_flight",
+            "Messages being delivered now",
+            ConstGauge::new(i64::try_from(self.in_flight).unwrap_or(i64::MAX)),
+        );
+        if let Some(q) = self.queue {
+            r.register(
+                "estafette_queue_messages",
+                format!("Messages waiting in the spool's due index (pending recipients, not held), counted up to {QUEUE_COUNT_CAP}"),
+                ConstGauge::new(i64::try_from(q.waiting).unwrap_or(i64::MAX)),
+            );
+            r.register(
+                "estafette_queue_due_messages",
+                "Of the waiting messages, those whose next attempt time has passed",
+                ConstGauge::new(i64::try_from(q.due).unwrap_or(i64::MAX)),
+            );
+        }
+        if let Some(t) = &self.trust {
+            r.register(
+                "estafette_trustlist_entries",
+                "Usable entries of the trust list in force",
+                ConstGauge::new(i64::try_from(t.entries).unwrap_or(i64::MAX)),
+            );
+            r.register(
+                "estafette_trustlist_domains",
+                "Distinct domains of the trust list in force",
+                ConstGauge::new(i64::try_from(t.domains).unwrap_or(i64::MAX)),
+            );
+            r.register_with_unit(
+                "estafette_trustlist_age",
+                "Time since the trust list was last loaded or confirmed by a refresh; grows while refreshes fail",
+                Unit::Seconds,
+                ConstGauge::new(t.age.as_secs_f64()),
+            );
+            r.register(
+                "estafette_trustlist_refresh_failures",
+                "Trust list refreshes that failed (download, checksum, parse, shrink); the previous list was kept",
+                ConstCounter::new(t.failures),
+            );
+            let last = t.last_success.duration_since(UNIX_EPOCH).unwrap_or_default();
+            r.register_with_unit(
+                "estafette_trustlist_last_success_timestamp",
+                "When the trust list was last loaded or confirmed by a refresh (Unix time)",
+                Unit::Seconds,
+                ConstGauge::new(last.as_secs_f64()),
+            );
+        }
+        r
+    }
+}
+
+/// Rewrites prometheus-client's OpenMetrics text as Prometheus text 0.0.4:
+/// a counter family `x` (samples `x_total`) is declared as `x_total`, an info
+/// family `x` (sample `x_info`) as the gauge `x_info`, `unknown` becomes
+/// `untyped`; `# UNIT` and `# EOF` go. Sample lines are unchanged (this
+/// module writes no exemplars and no `_created` samples).
+fn to_prometheus_text(openmetrics: &str) -> Result<String, std::fmt::Error> {
+    let mut out = String::with_capacity(openmetrics.len());
+    // HELP comes before TYPE, which decides the 0.0.4 name.
+    let mut help: Option<(&str, &str)> = None;
+    for line in openmetrics.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            help = Some(rest.split_once(' ').unwrap_or((rest, "")));
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (family, kind) = rest.split_once(' ').unwrap_or((rest, "unknown"));
+            let (name, kind) = match kind {
+                "counter" => (format!("{family}_total"), "counter"),
+                "info" => (format!("{family}_info"), "gauge"),
+                "unknown" => (family.to_owned(), "untyped"),
+                other => (family.to_owned(), other),
+            };
+            if let Some((_, text)) = help.take().filter(|(h, _)| *h == family) {
+                writeln!(out, "# HELP {name} {text}")?;
+            }
+            writeln!(out, "# TYPE {name} {kind}")?;
+        } else if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples(text: &str) -> Vec<&str> {
+        text.lines().filter(|l| !l.starts_with('#')).collect()
+    }
+
+    #[test]
+    fn counters_move_and_both_formats_carry_the_same_samples() {
+        let m = Metrics::new(["mta", "operators"]);
+        m.message_accepted("mta", 1200);
+        m.message_accepted("mta", 300);
+        m.message_accepted("unnamed", 5);
+        m.trace_event(EventKind::Delivered);
+        m.trace_event(EventKind::Deferred);
+        m.trace_event(EventKind::Deferred);
+        m.trace_event(EventKind::DsnQueued);
+        m.trace_event(EventKind::Removed);
+        let guard = m.session_opened("operators");
+        let snapshot = Snapshot {
+            in_flight: 2,
+            queue: Some(QueueCount {
+                waiting: 7,
+                due: 3,
+                saturated: false,
+            }),
+            trust: Some(TrustSnapshot {
+                entries: 6554,
+                domains: 5000,
+                age: Duration::from_millis(1500),
+                failures: 2,
+                last_success: UNIX_EPOCH + Duration::from_secs(1_795_444_320),
+            }),
+        };
+        let om = m.encode(&snapshot, Format::OpenMetrics).unwrap();
+        let text = m.encode(&snapshot, Format::PrometheusText).unwrap();
+        assert!(om.ends_with("# EOF\n"), "{om}");
+        assert!(!text.contains("# EOF") && !text.contains("# UNIT"), "{text}");
+        assert_eq!(samples(&om), samples(&text));
+        for line in [
+            "estafette_messages_accepted_total{listener=\"mta\"} 2",
+            "estafette_messages_accepted_total{listener=\"operators\"} 0",
+            "estafette_messages_accepted_total{listener=\"unnamed\"} 1",
+            "estafette_bytes_accepted_total{listener=\"mta\"} 1500",
+            "estafette_sessions_active{listener=\"operators\"} 1",
+            "estafette_deliveries_total{outcome=\"delivered\"} 1",
+            "estafette_deliveries_total{outcome=\"deferred\"} 2",
+            "estafette_deliveries_total{outcome=\"failed\"} 0",
+            "estafette_dsn_sent_total 1",
+            "estafette_queue_in_flight 2",
+            "estafette_queue_messages 7",
+            "estafette_queue_due_messages 3",
+            "estafette_trustlist_entries 6554",
+            "estafette_trustlist_domains 5000",
+            "estafette_trustlist_age_seconds 1.5",
+            "estafette_trustlist_refresh_failures_total 2",
+            "estafette_trustlist_last_success_timestamp_seconds 1795444320.0",
+            &format!("estafette_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION")),
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+        // 0.0.4 declares the sample names; OpenMetrics the family names.
+        assert!(text.contains("# TYPE estafette_dsn_sent_total counter\n"), "{text}");
+        assert!(text.contains("# TYPE estafette_build_info gauge\n"), "{text}");
+        assert!(om.contains("# TYPE estafette_dsn_sent counter\n"), "{om}");
+        assert!(om.contains("# UNIT estafette_trustlist_age_seconds seconds\n"), "{om}");
+        drop(guard);
+        let text = m.encode(&Snapshot::default(), Format::PrometheusText).unwrap();
+        assert!(text.contains("estafette_sessions_active{listener=\"operators\"} 0\n"));
+        assert!(!text.contains("estafette_trustlist"), "no trust list, no trust metrics");
+    }
+
+    #[test]
+    fn negotiation() {
+        assert_eq!(Format::negotiate(None), Format::PrometheusText);
+        assert_eq!(Format::negotiate(Some("text/plain")), Format::PrometheusText);
+        assert_eq!(
+            Format::negotiate(Some(
+                "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+            )),
+            Format::OpenMetrics
+        );
+    }
+}
