@@ -96,28 +96,33 @@ impl Admin {
     }
 
     /// Serves until `shutdown` turns true (or its sender is dropped); then
-    /// stops accepting, lets requests in progress finish for up to 5 s and
-    /// closes the rest.
+    /// stops accepting, closes idle connections and waits up to 5 s for the
+    /// requests in progress.
     pub async fn serve(self, shutdown: watch::Receiver<bool>) {
         let address = self
             .listener
             .local_addr()
             .map_or_else(|_| "?".to_owned(), |a| a.to_string());
-        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(stopped(shutdown.clone()));
-        let mut server = tokio::spawn(server.into_future());
+        // Polled here rather than spawned: aborting this task (a node dropped
+        // without shutdown) drops the listener with it.
+        let server = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(stopped(shutdown.clone()))
+            .into_future();
+        tokio::pin!(server);
         tokio::select! {
             result = &mut server => {
                 // The server only returns by itself on an accept loop failure.
-                if let Ok(Err(e)) = result {
+                if let Err(e) = result {
                     warn!(%address, error = %e, "admin listener stopped");
                 }
                 return;
             }
             () = stopped(shutdown) => {}
         }
+        // Dropping the server after the grace period stops waiting for the
+        // requests still running; their connections close as they finish.
         if tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await.is_err() {
-            warn!("admin requests still running at shutdown; closing them");
-            server.abort();
+            warn!("admin requests still running at shutdown; not waiting for them");
         }
         info!(%address, "admin listener stopped");
     }
