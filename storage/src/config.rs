@@ -77,10 +77,11 @@ pub enum Durability {
     /// resolves `Ok`, it is in the fsynced write-ahead log and survives a crash or power
     /// loss.
     Synced,
-    /// The write is applied at once on the calling thread with `sync = false`: it is
-    /// visible to reads immediately and survives a process crash (it is in the OS page
-    /// cache), but a power loss or kernel crash before the next synced write or WAL sync
-    /// may lose it. For state changes after acceptance this only causes a retry (a
+    /// The write is applied by the writer thread's next group commit, without asking
+    /// for an fsync (it rides along when the group has a synced write): when the future
+    /// resolves it is visible to reads and survives a process crash (it is in the OS
+    /// page cache), but a power loss or kernel crash before the next synced write or WAL
+    /// sync may lose it. The caller's thread never blocks on RocksDB's write queue. For state changes after acceptance this only causes a retry (a
     /// duplicate delivery at worst), never a lost message.
     Buffered,
 }

@@ -89,8 +89,9 @@ fn trace(core: &Core, id: MessageId) -> Result<Vec<Result<Event, Error>>, Error>
 impl Spool {
     /// Appends a trace event for `id`.
     ///
-    /// Buffered: applied at once on the calling thread without fsync. A crash may lose
-    /// the last events (the trace then misses them; delivery is unaffected). Events are
+    /// Detached: queued for the writer's next group commit, without fsync, and not
+    /// waited for (a read right after may miss it; [`Spool::sync`] waits for it). A crash
+    /// may lose the last events (the trace then misses them; delivery is unaffected). Events are
     /// independent of the message: they stay after [`Spool::remove`] until swept.
     pub fn record_event(&self, id: MessageId, event: &Event) -> Result<(), Error> {
         let n = EVENT_SEQ.fetch_add(1, Ordering::Relaxed);
@@ -102,7 +103,7 @@ impl Spool {
         let mut ops = Ops::default();
         ops.put(Cf::Event, event_key(id, event.at_ms, n).to_vec(), value);
         ops.put(Cf::EventByTime, event_time_key(id, event.at_ms, n).to_vec(), Vec::new());
-        self.core().write_buffered(ops)
+        self.writer().submit_detached(ops)
     }
 
     /// The trace of `id`, oldest first. A damaged event is returned as

@@ -98,7 +98,7 @@ impl Spool {
         };
         let mut ops = Ops::default();
         ops.put(Cf::Shadow, shadow_key(origin, id).to_vec(), value);
-        self.writer().submit(ops, ())
+        self.writer().submit(ops, true, ())
     }
 
     /// Drops the copies of `ids` held for `origin` (the origin delivered them).
@@ -166,7 +166,7 @@ impl Spool {
             ops.put(Cf::Sched, sched_key(due, id).to_vec(), Vec::new());
         }
         ops.delete(Cf::Shadow, key.to_vec());
-        self.writer().submit(ops, true)
+        self.writer().submit(ops, true, true)
     }
 }
 

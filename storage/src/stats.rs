@@ -60,7 +60,8 @@ impl Spool {
     /// Adds `delta` to each named counter of `month` (`"2025-03"`), atomically for the
     /// whole slice.
     ///
-    /// Buffered (no fsync, a merge: no read): a crash may lose the last increments, so
+    /// Detached like [`Spool::record_event`] (queued for the writer, not waited for, no
+    /// fsync; a merge: no read): a crash may lose the last increments, so
     /// the counters are indicators, not accounting. Counter names are free-form
     /// (`"messages_in"`, `"sender_domain:hopital.fr"`, `"x-mss-ins"`).
     pub fn add_stats(&self, month: &str, deltas: &[(&str, u64)]) -> Result<(), Error> {
@@ -72,7 +73,7 @@ impl Spool {
             key.extend_from_slice(name.as_bytes());
             ops.merge(Cf::Stats, key, delta.to_be_bytes().to_vec());
         }
-        self.core().write_buffered(ops)
+        self.writer().submit_detached(ops)
     }
 
     /// Every counter of `month`, sorted by name.

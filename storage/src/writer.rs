@@ -1,5 +1,13 @@
-//! Group commit: one writer thread turns many synced write requests into one RocksDB
-//! write with `sync = true` (one WAL fsync), then wakes every waiter.
+//! Group commit: one writer thread turns many write requests into one RocksDB write
+//! (one WAL append, and one fsync when any of them asked for it), then wakes every
+//! waiter.
+//!
+//! Every write of a running spool goes through this thread, buffered ones included.
+//! A RocksDB write that arrives while another group is being fsynced waits for that
+//! fsync in RocksDB's write queue; done on an async runtime's worker thread, that
+//! wait stalls every session on the worker (it cost the relay a third of its
+//! throughput). Here a buffered write is a request like any other: its caller
+//! awaits the commit instead of blocking, or does not wait at all (detached).
 //!
 //! Requests carry an [`Ops`] list rather than a `rocksdb::WriteBatch`: the rocksdb crate
 //! cannot append one `WriteBatch` to another without copying every record twice, while
@@ -70,7 +78,10 @@ impl Ops {
 struct Request {
     ops: Ops,
     enqueued: Instant,
-    reply: oneshot::Sender<Result<(), Error>>,
+    /// `None`: detached, nobody waits; written whatever its age.
+    reply: Option<oneshot::Sender<Result<(), Error>>>,
+    /// The batch holding it must be fsynced before the reply.
+    sync: bool,
 }
 
 enum Command {
@@ -95,13 +106,14 @@ impl std::fmt::Debug for Command {
 
 impl WriterHandle {
     /// Queues `ops` for the next group commit. The future resolves once the batch holding
-    /// them was written with `sync = true` (or failed).
-    pub(crate) fn submit<T: Unpin>(&self, ops: Ops, value: T) -> WriteFuture<T> {
+    /// them was written — with `sync = true` when `sync` — or failed.
+    pub(crate) fn submit<T: Unpin>(&self, ops: Ops, sync: bool, value: T) -> WriteFuture<T> {
         let (reply, rx) = oneshot::channel();
         let req = Request {
             ops,
             enqueued: Instant::now(),
-            reply,
+            reply: Some(reply),
+            sync,
         };
         match self.tx.send(Command::Write(req)) {
             Ok(()) => WriteFuture {
@@ -112,6 +124,22 @@ impl WriterHandle {
             },
             Err(_) => WriteFuture::ready(Err(Error::Closed)),
         }
+    }
+
+    /// Queues `ops` for the next group commit without waiting for it (no fsync asked).
+    /// Writes from one thread are applied in the order they were queued. A failure is
+    /// logged by the writer and counts against the spool's health.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] when the writer has stopped.
+    pub(crate) fn submit_detached(&self, ops: Ops) -> Result<(), Error> {
+        let req = Request {
+            ops,
+            enqueued: Instant::now(),
+            reply: None,
+            sync: false,
+        };
+        self.tx.send(Command::Write(req)).map_err(|_| Error::Closed)
     }
 
     pub(crate) fn stop(&self) {
@@ -138,6 +166,7 @@ const PROBE_INTERVAL: Duration = Duration::from_millis(500);
 fn run(core: &Core, rx: &Receiver<Command>) {
     let mut sync = WriteOptions::default();
     sync.set_sync(true);
+    let buffered = WriteOptions::default();
     let max_msgs = core.config.max_batch_messages.max(1);
     let max_bytes = core.config.max_batch_bytes;
     let mut group: Vec<Request> = Vec::with_capacity(max_msgs);
@@ -171,7 +200,8 @@ fn run(core: &Core, rx: &Receiver<Command>) {
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        commit(core, &sync, &mut group, bytes);
+        let options = if group.iter().any(|r| r.sync) { &sync } else { &buffered };
+        commit(core, options, &mut group, bytes);
         if stop {
             return;
         }
@@ -179,40 +209,49 @@ fn run(core: &Core, rx: &Receiver<Command>) {
 }
 
 /// Writes one batch for the whole group and answers every request.
-fn commit(core: &Core, sync: &WriteOptions, group: &mut Vec<Request>, bytes: usize) {
+fn commit(core: &Core, options: &WriteOptions, group: &mut Vec<Request>, bytes: usize) {
     let deadline = core.config.write_deadline;
     // Room for every key and value plus RocksDB's per-record overhead: no reallocation
     // while copying the bodies in.
     let mut batch = WriteBatch::with_capacity_bytes(bytes + 32 * group.len() + 12);
     let mut waiters = Vec::with_capacity(group.len());
+    let mut detached = 0usize;
     for req in group.drain(..) {
-        // The caller dropped its future: it was never told "stored", so skipping the write
-        // is within the contract and avoids storing a message the client will resend.
-        if req.reply.is_closed() {
-            continue;
-        }
-        let waited = req.enqueued.elapsed();
-        if waited > deadline {
-            let _ = req.reply.send(Err(Error::DeadlineExceeded { waited }));
-            continue;
-        }
-        match req.ops.apply(core, &mut batch) {
-            Ok(()) => waiters.push(req.reply),
-            Err(e) => {
-                let _ = req.reply.send(Err(e));
+        if let Some(reply) = &req.reply {
+            // The caller dropped its future: it was never told "stored", so skipping the
+            // write is within the contract and avoids storing a message the client will
+            // resend.
+            if reply.is_closed() {
+                continue;
+            }
+            let waited = req.enqueued.elapsed();
+            if waited > deadline {
+                if let Some(reply) = req.reply {
+                    let _ = reply.send(Err(Error::DeadlineExceeded { waited }));
+                }
+                continue;
             }
         }
+        let Request { ops, reply, .. } = req;
+        match (ops.apply(core, &mut batch), reply) {
+            (Ok(()), Some(reply)) => waiters.push(reply),
+            (Ok(()), None) => detached += 1,
+            (Err(e), Some(reply)) => {
+                let _ = reply.send(Err(e));
+            }
+            (Err(e), None) => tracing::warn!(error = %e, "detached spool write dropped"),
+        }
     }
-    if waiters.is_empty() {
+    if waiters.is_empty() && detached == 0 {
         return;
     }
     let result = core
         .db
-        .write_opt(batch, sync)
+        .write_opt(batch, options)
         .map_err(|e| Error::from_db(&core.config.path, e));
     core.health.record(&result);
     if let Err(e) = &result {
-        tracing::warn!(error = %e, batch = waiters.len(), "spool group commit failed");
+        tracing::warn!(error = %e, batch = waiters.len(), detached, "spool group commit failed");
     }
     for w in waiters {
         // A waiter that went away meanwhile does not matter.

@@ -194,6 +194,8 @@ fn events_in_time_order_and_swept() {
         .record_event(a, &ev(100, EventKind::Replicated, "node 2"))
         .unwrap();
     spool.record_event(b, &ev(200, EventKind::Deferred, "451")).unwrap();
+    // Events are detached writes: wait until the writer applied them.
+    spool.sync().wait().unwrap();
     let got: Vec<Event> = spool.events(a).unwrap().into_iter().map(|e| e.unwrap()).collect();
     assert_eq!(
         got.iter().map(|e| (e.at_ms, e.kind)).collect::<Vec<_>>(),
@@ -224,6 +226,7 @@ fn sweep_handles_more_than_one_batch() {
         };
         spool.record_event(id, &e).unwrap();
     }
+    spool.sync().wait().unwrap();
     assert_eq!(spool.sweep_events(24_000).unwrap(), 24_000);
     assert_eq!(spool.events(id).unwrap().len(), 1_000);
 }
@@ -253,6 +256,7 @@ fn monthly_stats_add_up_and_survive_restart() {
     // Read-only, while the spool is open for writing (`estafette stats` on a live node),
     // including increments still only in the WAL.
     spool.add_stats("2025-04", &[("messages_in", 1)]).unwrap();
+    spool.sync().wait().unwrap();
     assert_eq!(
         storage::read_stats(dir.path(), "2025-04").unwrap(),
         vec![("messages_in".to_string(), 11)]

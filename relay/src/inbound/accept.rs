@@ -40,12 +40,19 @@ pub(crate) async fn store(
         indicators::accepted(from, &rcpts, &body)
     };
     let body = with_trace_headers(ctx, server, session, done, body, now_ms);
-    let envelope = envelope(server, session, done, now_ms, body.len() as u64);
+    let envelope = envelope(
+        server,
+        session,
+        done,
+        now_ms,
+        ctx.queue.first_due(now_ms),
+        body.len() as u64,
+    );
     let size = body.len() as u64;
     let stored = tokio::time::timeout(ctx.accept_timeout, ctx.spool.accept(envelope, body)).await;
     match stored {
         Ok(Ok(id)) => {
-            ctx.queue.wake();
+            ctx.queue.submit(id);
             indicators::add(&ctx.spool, &indicators::month_of(now_ms), &counters);
             ctx.queue.metrics().message_accepted(&ctx.listener.name, size);
             let event = storage::Event {
@@ -93,7 +100,15 @@ fn spool_reply(e: &storage::Error) -> Reply {
     }
 }
 
-fn envelope(server: &Server, session: &Session, done: &DataDone, now_ms: u64, size: u64) -> storage::Envelope {
+/// `first_due_ms`: see [`crate::queue::Queue::first_due`].
+fn envelope(
+    server: &Server,
+    session: &Session,
+    done: &DataDone,
+    now_ms: u64,
+    first_due_ms: u64,
+    size: u64,
+) -> storage::Envelope {
     let recipients = done
         .recipients
         .iter()
@@ -109,7 +124,7 @@ fn envelope(server: &Server, session: &Session, done: &DataDone, now_ms: u64, si
                 .map(|o| format!("{};{}", o.addr_type, o.address)),
             notify: notify(r.params.notify),
             next_hop: r.to.mailbox().map(|m| m.domain_lowercase()).unwrap_or_default(),
-            next_attempt_ms: now_ms,
+            next_attempt_ms: first_due_ms,
             ..storage::Recipient::default()
         })
         .collect();

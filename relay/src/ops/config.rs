@@ -201,8 +201,17 @@ pub struct OutboundConfig {
     pub delay_warning_secs: u64,
     /// Consecutive connection failures that park a destination. Default 5.
     pub circuit_threshold: u32,
-    /// How often the scheduler looks for due messages when not woken (ms). Default 500.
+    /// How often the scheduler scans the on-disk index for due messages
+    /// (retries, released holds), in ms. Default 500.
     pub poll_ms: u64,
+    /// A new message goes to delivery in memory; its on-disk index entry is
+    /// dated this many seconds ahead, so the scan skips it while that first
+    /// attempt runs. After a restart the first scan looks this far ahead, so
+    /// no message waits for it. Default 300.
+    pub handoff_grace_secs: u64,
+    /// Most accepted messages waiting in memory for a delivery slot (16 bytes
+    /// each); beyond it they are found by scanning. Default 100000.
+    pub max_ready: usize,
     /// DNS servers for MX lookups (routes without `host`): `"system"`
     /// (`/etc/resolv.conf`, the default) or a list of `"ip:port"`.
     pub resolver: ResolverSetting,
@@ -253,6 +262,8 @@ impl Default for OutboundConfig {
             delay_warning_secs: 4 * 3600,
             circuit_threshold: 5,
             poll_ms: 500,
+            handoff_grace_secs: 300,
+            max_ready: 100_000,
             resolver: ResolverSetting::default(),
             resolver_timeout_secs: 5,
             mx_port: 25,
@@ -628,10 +639,10 @@ impl Config {
                 "client_cert and client_key go together",
             ));
         }
-        if o.max_connections == 0 || o.max_messages_per_connection == 0 || o.max_in_flight == 0 {
+        if o.max_connections == 0 || o.max_messages_per_connection == 0 || o.max_in_flight == 0 || o.max_ready == 0 {
             return Err(invalid(
                 "outbound",
-                "max_connections, max_messages_per_connection and max_in_flight must be positive",
+                "max_connections, max_messages_per_connection, max_in_flight and max_ready must be positive",
             ));
         }
         if matches!(&o.resolver, ResolverSetting::Servers(s) if s.is_empty()) {
@@ -678,6 +689,7 @@ mod tests {
         assert!(c.node.spool.is_absolute(), "relative paths resolve next to the file");
         assert_eq!(c.outbound.resolver, ResolverSetting::default());
         assert_eq!(c.outbound.mx_port, 25);
+        assert_eq!((c.outbound.handoff_grace_secs, c.outbound.max_ready), (300, 100_000));
         assert!(c.routes.iter().any(|r| r.host.is_none()), "an MX route is shown");
     }
 

@@ -313,7 +313,11 @@ fn build_queue(
         router,
         retry,
         config.node.hostname.clone(),
-        o.max_in_flight,
-        Duration::from_millis(o.poll_ms),
+        crate::queue::Schedule {
+            max_in_flight: o.max_in_flight,
+            poll: Duration::from_millis(o.poll_ms),
+            handoff_grace: Duration::from_secs(o.handoff_grace_secs),
+            max_ready: o.max_ready,
+        },
     ))
 }

@@ -51,9 +51,12 @@ impl Queue {
         };
         let now = storage::now_ms();
         // Due pending recipients by next hop; BTreeMap keeps hops in a stable order.
+        // `Queued` (never tried) is due whatever its date: that date is only
+        // when a lost in-memory handoff would be noticed (see `Queue::submit`).
         let mut hops: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (i, r) in env.recipients.iter().enumerate() {
-            if r.status.is_pending() && r.next_attempt_ms <= now {
+            let due = r.status == RecipientStatus::Queued || r.next_attempt_ms <= now;
+            if r.status.is_pending() && due {
                 hops.entry(r.next_hop.clone()).or_default().push(i);
             }
         }
@@ -107,7 +110,7 @@ impl Queue {
             let dsn_id = self.spool.accept(dsn.0, dsn.1).await?;
             info!(%id, dsn = %dsn_id, "delay warning queued");
             self.event(id, EventKind::DsnQueued, format!("delay warning {dsn_id}"));
-            self.wake();
+            self.submit(dsn_id);
         }
         for r in env.recipients.iter_mut().filter(|r| due(r)) {
             r.notify = storage::Notify(r.notify.0 | storage::Notify::DELAY_REPORTED);
@@ -196,7 +199,7 @@ impl Queue {
             let dsn_id = self.spool.accept(dsn.0, dsn.1).await?;
             info!(%id, dsn = %dsn_id, "delivery status notification queued");
             self.event(id, EventKind::DsnQueued, dsn_id.to_string());
-            self.wake();
+            self.submit(dsn_id);
         }
         self.spool.remove(id, Durability::Buffered).await?;
         self.event(id, EventKind::Removed, "all recipients final".into());
@@ -281,7 +284,7 @@ impl Queue {
                 address: dsn.to.to_string(),
                 next_hop: dsn.to.domain_lowercase(),
                 notify: storage::Notify(storage::Notify::NEVER),
-                next_attempt_ms: now,
+                next_attempt_ms: self.first_due(now),
                 ..storage::Recipient::default()
             }],
             helo: self.hostname.clone(),

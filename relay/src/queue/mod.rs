@@ -8,10 +8,21 @@
 //! the same order without a second copy, and `Spool::recover` remains for
 //! reports.) One task owns a message while it is being tried; `in_flight`
 //! keeps the scheduler from starting a second one.
+//!
+//! A message just accepted does not go through that index: the listener hands
+//! its id to [`Queue::submit`] and the scheduler starts it from memory. Its
+//! index entry is dated [`Queue::first_due`] (`handoff_grace` ahead), so the
+//! periodic scan neither returns it while that first attempt runs nor walks
+//! the tombstone its removal leaves (RocksDB iterators step over every
+//! deleted key below the bound: scanning from the start of the index on each
+//! acceptance cost a third of the node's CPU under load). Anything that could
+//! lose the in-memory id — a restart, a full ready list — makes the next scan
+//! look `handoff_grace` ahead, so such a message waits for no timer.
 
 mod attempt;
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,6 +45,37 @@ pub struct Queue {
     limit: Arc<Semaphore>,
     poll: Duration,
     metrics: Arc<Metrics>,
+    /// Accepted ids waiting for a delivery slot, oldest first.
+    ready: Mutex<VecDeque<MessageId>>,
+    ready_cap: usize,
+    /// Set when an id was not kept in `ready`: the next scan looks ahead.
+    look_ahead: AtomicBool,
+    handoff_grace: Duration,
+}
+
+/// When and how much the scheduler starts.
+#[derive(Clone, Copy, Debug)]
+pub struct Schedule {
+    /// Most messages being tried at once.
+    pub max_in_flight: usize,
+    /// How often the on-disk index is scanned for due messages.
+    pub poll: Duration,
+    /// How far ahead a new message's index entry is dated (see the module doc).
+    pub handoff_grace: Duration,
+    /// Most accepted ids kept in memory waiting for a delivery slot; beyond
+    /// it they are found by the next scan instead (16 bytes each).
+    pub max_ready: usize,
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 256,
+            poll: Duration::from_millis(500),
+            handoff_grace: Duration::from_secs(300),
+            max_ready: 100_000,
+        }
+    }
 }
 
 impl Queue {
@@ -44,8 +86,7 @@ impl Queue {
         router: Router,
         retry: RetryPolicy,
         hostname: String,
-        max_in_flight: usize,
-        poll: Duration,
+        schedule: Schedule,
     ) -> Self {
         Self {
             spool,
@@ -55,9 +96,14 @@ impl Queue {
             hostname,
             in_flight: Mutex::new(HashSet::new()),
             wake: Notify::new(),
-            limit: Arc::new(Semaphore::new(max_in_flight)),
-            poll,
+            limit: Arc::new(Semaphore::new(schedule.max_in_flight)),
+            poll: schedule.poll,
             metrics: Arc::default(),
+            ready: Mutex::new(VecDeque::new()),
+            ready_cap: schedule.max_ready,
+            // A fresh start: what the last run accepted is dated ahead.
+            look_ahead: AtomicBool::new(true),
+            handoff_grace: schedule.handoff_grace,
         }
     }
 
@@ -73,9 +119,36 @@ impl Queue {
         &self.metrics
     }
 
-    /// Tells the scheduler that something became due now (a new message).
+    /// Tells the scheduler that something became due now.
     pub fn wake(&self) {
         self.wake.notify_one();
+    }
+
+    /// The `next_attempt_ms` to store for the recipients of a message accepted
+    /// at `now_ms` and then given to [`Queue::submit`]: the time at which the
+    /// periodic scan would pick it up if the in-memory handoff were lost.
+    pub fn first_due(&self, now_ms: u64) -> u64 {
+        now_ms.saturating_add(self.handoff_grace.as_millis() as u64)
+    }
+
+    /// Hands a message the spool just made durable to delivery, without a
+    /// scan of the due index. Its `Queued` recipients are tried at once.
+    pub fn submit(&self, id: MessageId) {
+        let kept = self.ready.lock().is_ok_and(|mut r| {
+            if r.len() >= self.ready_cap {
+                return false;
+            }
+            r.push_back(id);
+            true
+        });
+        if !kept {
+            self.look_ahead.store(true, Ordering::Release);
+        }
+        self.wake.notify_one();
+    }
+
+    fn next_ready(&self) -> Option<MessageId> {
+        self.ready.lock().ok()?.pop_front()
     }
 
     /// How many messages are being tried right now.
@@ -95,46 +168,87 @@ impl Queue {
 
     /// Runs the scheduler until `shutdown` turns true; attempts in progress
     /// finish (their outcome is recorded) before it returns.
+    ///
+    /// Ids from [`Queue::submit`] start first; the due index is scanned every
+    /// `poll`, and again as soon as a slot frees when the last scan filled
+    /// every slot (more may be due).
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let total = self.limit.available_permits() as u32;
+        let mut next_scan = tokio::time::Instant::now();
+        let mut backlog = false;
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            let now = storage::now_ms();
+            while let Some(id) = self.next_ready() {
+                if !self.start(id).await {
+                    return;
+                }
+            }
             let free = self.limit.available_permits();
-            if free > 0 {
-                // In-flight messages are still in the index: look past them.
-                match self.spool.due(now, free + self.in_flight()) {
+            if free > 0 && (backlog || tokio::time::Instant::now() >= next_scan) {
+                next_scan = tokio::time::Instant::now() + self.poll;
+                let ahead = self.look_ahead.swap(false, Ordering::AcqRel);
+                let now = storage::now_ms();
+                let until = if ahead { self.first_due(now) } else { now };
+                // In-flight messages may still be in the index: look past them.
+                match self.spool.due(until, free + self.in_flight()) {
                     Ok(due) => {
+                        let mut started = 0;
                         for (_, id) in due {
-                            if !self.claim(id) {
+                            if self.in_flight_has(id) {
                                 continue;
                             }
-                            let Ok(permit) = self.limit.clone().acquire_owned().await else {
+                            if !self.start(id).await {
                                 return;
-                            };
-                            let queue = self.clone();
-                            tokio::spawn(async move {
-                                queue.attempt(id).await;
-                                queue.release(id);
-                                drop(permit);
-                                // Something may have become free or due.
-                                queue.wake.notify_one();
-                            });
+                            }
+                            started += 1;
+                        }
+                        backlog = started >= free;
+                        if ahead && backlog {
+                            self.look_ahead.store(true, Ordering::Release);
                         }
                     }
-                    Err(e) => error!(error = %e, "reading the due index failed"),
+                    Err(e) => {
+                        error!(error = %e, "reading the due index failed");
+                        if ahead {
+                            self.look_ahead.store(true, Ordering::Release);
+                        }
+                    }
                 }
             }
             tokio::select! {
                 () = self.wake.notified() => {}
-                () = tokio::time::sleep(self.poll) => {}
+                () = tokio::time::sleep_until(next_scan) => {}
                 _ = shutdown.changed() => {}
             }
         }
         if self.limit.acquire_many(total).await.is_err() {
             warn!("delivery tasks did not finish cleanly");
         }
+    }
+
+    /// Starts one attempt of `id` unless it is already being tried; waits for
+    /// a delivery slot. `false` when the queue is closing.
+    async fn start(self: &Arc<Self>, id: MessageId) -> bool {
+        let Ok(permit) = self.limit.clone().acquire_owned().await else {
+            return false;
+        };
+        if !self.claim(id) {
+            return true;
+        }
+        let queue = self.clone();
+        tokio::spawn(async move {
+            queue.attempt(id).await;
+            queue.release(id);
+            drop(permit);
+            // A slot is free: more may be waiting.
+            queue.wake.notify_one();
+        });
+        true
+    }
+
+    fn in_flight_has(&self, id: MessageId) -> bool {
+        self.in_flight.lock().is_ok_and(|s| s.contains(&id))
     }
 }
