@@ -86,11 +86,7 @@ fn run_example_scenario_end_to_end() {
 #[test]
 fn send_and_separate_sink_processes_with_target_cpu() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = low_port();
     let addr = format!("127.0.0.1:{port}");
     let recv = dir.path().join("received.log");
     let sent = dir.path().join("send.log");
@@ -161,11 +157,7 @@ fn bad_input_is_a_clear_error() {
 
 #[test]
 fn unreachable_target_is_a_clear_error() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = low_port();
     let o = load(&[
         "send",
         "--target",
@@ -180,4 +172,15 @@ fn unreachable_target_is_a_clear_error() {
     let o = load(&["send", "--target", "no-such-host.invalid:25", "--messages", "5", "-q"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("no-such-host.invalid"));
+}
+
+/// A free port below the kernel's ephemeral range (32768+), so that nothing
+/// else takes it between this check and the test's own bind.
+fn low_port() -> u16 {
+    loop {
+        let port: u16 = rand::random_range(20_000..32_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }

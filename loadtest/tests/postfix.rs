@@ -1,7 +1,6 @@
 //! estafette-load against a peer no one here wrote: Postfix's smtp-sink
 //! (installed by scripts/deps, required).
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -23,7 +22,7 @@ fn start_smtp_sink() -> (Kill, String) {
         std::path::Path::new(SMTP_SINK).exists(),
         "{SMTP_SINK} missing: run scripts/deps (Debian package postfix)"
     );
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = low_port();
     let addr = format!("127.0.0.1:{port}");
     let root = Command::new("id")
         .arg("-u")
@@ -99,4 +98,15 @@ fn starttls_to_a_server_without_it_is_a_clear_error() {
     s.load.insecure = true;
     let err = scenario::run(&s, true).unwrap_err().to_string();
     assert!(err.contains("STARTTLS"), "{err}");
+}
+
+/// A free port below the kernel's ephemeral range (32768+), so that nothing
+/// else takes it between this check and the test's own bind.
+fn low_port() -> u16 {
+    loop {
+        let port: u16 = rand::random_range(20_000..32_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }

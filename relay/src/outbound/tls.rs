@@ -50,7 +50,7 @@ fn allowed(suite: &SupportedCipherSuite) -> bool {
 
 /// The ring provider restricted to [`allowed`] suites.
 pub fn provider() -> CryptoProvider {
-    let mut p = rustls::crypto::ring::default_provider();
+    let mut p = rustls::crypto::aws_lc_rs::default_provider();
     p.cipher_suites.retain(allowed);
     p
 }
