@@ -14,9 +14,13 @@
 //! - a NUL octet, a line over [`DataLimits::max_line_len`] or a body over
 //!   [`DataLimits::max_message_size`] refuse the message but not the session: the
 //!   decoder keeps reading to the terminator, then reports the first of them.
+//!   Line lengths are counted after dot-unstuffing: a 998-octet text line that
+//!   starts with `.` is 1,001 octets on the wire and is accepted with the default
+//!   limit (RFC 5321 §4.5.3.1.6 counts the line without the transparency dot).
 //!
 //! [`DataDecoder::new_chunked`] applies the same line checks to BDAT chunks
-//! (RFC 3030), which carry no terminator and no dot-stuffing.
+//! (RFC 3030), which carry no terminator and no dot-stuffing: there every octet,
+//! a leading dot included, counts.
 //!
 //! [`encode_data`] is the inverse: it dot-stuffs a body and appends the terminator.
 
@@ -31,8 +35,11 @@ mod tests;
 /// Limits a [`DataDecoder`] enforces while it streams.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DataLimits {
-    /// Longest line accepted, in octets as sent (stuffed dot and CRLF included).
-    /// Default 1000, the minimum RFC 5321 §4.5.3.1.6 requires servers to accept;
+    /// Longest line accepted, in octets of the decoded line, CRLF included: in
+    /// DATA, the transparency dot of a line starting with `.` (RFC 5321 §4.5.2)
+    /// is not counted, so a line may take `max_line_len + 1` octets on the wire.
+    /// Default 1000, the minimum RFC 5321 §4.5.3.1.6 requires servers to accept
+    /// (a limit it states for the text line, without the transparency dot);
     /// values under 3 allow only empty lines.
     pub max_line_len: usize,
     /// Largest body accepted, in decoded octets (after dot-unstuffing, final CRLF
@@ -63,7 +70,7 @@ pub enum DataError {
     /// A NUL octet in the body.
     #[error("NUL octet in message data")]
     Nul,
-    /// A line longer than [`DataLimits::max_line_len`].
+    /// A line longer than [`DataLimits::max_line_len`] once unstuffed.
     #[error("line longer than {limit} octets in message data")]
     LineTooLong {
         /// The limit, in octets, CRLF included.
@@ -151,7 +158,8 @@ pub struct DataDecoder {
     limits: DataLimits,
     chunked: bool,
     pos: Pos,
-    /// Octets of the current line seen so far, stuffed dot included, line end not.
+    /// Decoded octets of the current line seen so far: neither the stuffed dot
+    /// (DATA) nor the line end.
     line_len: usize,
     /// Decoded octets, counted even past an error.
     size: u64,
@@ -232,8 +240,8 @@ impl DataDecoder {
                         self.pos = Pos::DotCr;
                         i += 1;
                     } else {
-                        // A stuffed dot: dropped, but it counts toward the line length.
-                        self.add_content(1);
+                        // A stuffed dot: dropped, and not counted toward the line
+                        // length (RFC 5321 §4.5.3.1.6 limits the text line).
                         self.pos = Pos::Mid;
                     }
                 }
@@ -337,14 +345,6 @@ impl DataDecoder {
             }
         }
         self.line_len = self.line_len.saturating_add(n);
-    }
-
-    /// Counts `n` content octets that are not copied (a stuffed dot).
-    fn add_content(&mut self, n: usize) {
-        self.line_len = self.line_len.saturating_add(n);
-        if self.error.is_none() && self.line_len > self.limits.max_line_len.saturating_sub(2) {
-            self.error = Some(self.line_too_long());
-        }
     }
 
     fn line_too_long(&self) -> DataError {

@@ -5,6 +5,8 @@ use proptest::prelude::*;
 
 use super::*;
 
+mod line_limit;
+
 const LIMITS: DataLimits = DataLimits {
     max_line_len: 1000,
     max_message_size: 1 << 20,
@@ -220,60 +222,6 @@ fn terminator_split_everywhere() {
 }
 
 #[test]
-fn line_length_limit() {
-    let limits = DataLimits {
-        max_line_len: 10,
-        ..LIMITS
-    };
-    let long = DataError::LineTooLong { limit: 10 };
-    // Exactly 10 octets with CRLF; a stuffed dot counts.
-    check_with(limits, b"12345678\r\n.\r\n", b"12345678\r\n", ok(10), 13);
-    check_with(limits, b"..234567\r\n.\r\n", b".234567\r\n", ok(9), 13);
-    // One more: refused at the terminator, the rest consumed.
-    check_with(
-        limits,
-        b"123456789\r\nnext\r\n.\r\nQUIT\r\n",
-        b"12345678",
-        err(long.clone()),
-        20,
-    );
-    check_with(limits, b"..2345678\r\n.\r\n", b".234567", err(long.clone()), 14);
-    // A long last line, a long line later, one fed in pieces.
-    check_with(
-        limits,
-        b"ok\r\n1234567890abc\r\n.\r\n",
-        b"ok\r\n12345678",
-        err(long.clone()),
-        22,
-    );
-    // A bare LF after a too-long line is still fatal.
-    check_with(limits, b"1234567890\n.\r\n", b"12345678", err(DataError::BareLf), 11);
-    // The limit counts the stuffed dot alone too.
-    let tiny = DataLimits {
-        max_line_len: 2,
-        ..LIMITS
-    };
-    check_with(
-        tiny,
-        b"\r\n..\r\n.\r\n",
-        b"\r\n",
-        err(DataError::LineTooLong { limit: 2 }),
-        9,
-    );
-    // The default is RFC 5321's 1000.
-    assert_eq!(DataLimits::default().max_line_len, 1000);
-    let line = [b'a'; 998];
-    let mut input = line.to_vec();
-    input.extend_from_slice(b"\r\n.\r\n");
-    let o = feed(DataLimits::default(), false, [&input[..]]);
-    assert_eq!(o.status, ok(1000));
-    let mut input = [b'a'; 999].to_vec();
-    input.extend_from_slice(b"\r\n.\r\n");
-    let o = feed(DataLimits::default(), false, [&input[..]]);
-    assert_eq!(o.status, err(DataError::LineTooLong { limit: 1000 }));
-}
-
-#[test]
 fn size_limit() {
     let limits = DataLimits {
         max_line_len: 1000,
@@ -472,10 +420,8 @@ fn reference(limits: DataLimits, chunked: bool, input: &[u8]) -> Outcome {
                 (Some(b'\r'), Some(b'\n')) => return done(i + 3, out, size, finish(&error, size)),
                 (Some(b'\r'), Some(_)) => return done(i + 2, out, size, Err(DataError::BareCr)),
                 _ => {
-                    line_len = 1;
-                    if error.is_none() && line_len > line_limit {
-                        error = Some(too_long.clone());
-                    }
+                    // The stuffed dot is not part of the line (RFC 5321 §4.5.3.1.6).
+                    line_len = 0;
                     at_start = false;
                     i += 1;
                     continue;

@@ -346,6 +346,39 @@ fn bare_lf_in_data_closes_without_reading_further() {
 }
 
 #[test]
+fn data_line_limit_does_not_count_the_transparency_dot() {
+    // A 998-octet text line starting with a dot, as Postfix sends it: 1,001
+    // octets on the wire with its CRLF (RFC 5321 §4.5.3.1.6).
+    let mut text = vec![b'.'];
+    text.resize(998, b'x');
+    let mut wire = b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<b@c.test>\r\nDATA\r\n.".to_vec();
+    wire.extend_from_slice(&text);
+    wire.extend_from_slice(b"\r\n.\r\n");
+    let mut h = Harness::new(config());
+    let out = h.feed(&wire);
+    assert!(out.ends_with("250 2.0.0 queued as Q1\r\n"), "{out}");
+    let mut body = text.clone();
+    body.extend_from_slice(b"\r\n");
+    assert_eq!(h.bodies(), vec![body]);
+    // One more octet of text is over the limit.
+    let mut wire = b"MAIL FROM:<a@b.test>\r\nRCPT TO:<b@c.test>\r\nDATA\r\n..".to_vec();
+    wire.extend_from_slice(&text);
+    wire.extend_from_slice(b"\r\n.\r\nNOOP\r\n");
+    let out = h.feed(&wire);
+    assert!(
+        out.ends_with("500 5.5.2 line too long in message data (limit 1000 octets including CRLF)\r\n250 2.0.0 OK\r\n"),
+        "{out}"
+    );
+    assert_eq!(h.stored, 1);
+    // BDAT carries the text unstuffed: the same line is 1,000 octets.
+    let mut wire = b"MAIL FROM:<a@b.test>\r\nRCPT TO:<b@c.test>\r\nBDAT 1000 LAST\r\n".to_vec();
+    wire.extend_from_slice(&text);
+    wire.extend_from_slice(b"\r\n");
+    let out = h.feed(&wire);
+    assert!(out.ends_with("250 2.0.0 queued as Q2\r\n"), "{out}");
+}
+
+#[test]
 fn bdat_chunks_and_errors() {
     let mut h = Harness::new(config());
     let out = h.feed(b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<b@c.test>\r\nBDAT 7\r\nHello\r\nBDAT 0 LAST\r\n");
