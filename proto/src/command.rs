@@ -3,6 +3,15 @@
 //! `Command::parse(&c.encode()) == Ok(c)` for every command this module builds
 //! (tested below and by property tests), so the client and the server agree on
 //! the wire form by construction.
+//!
+//! # Known, not implemented
+//! RFC 5321 §4.2.4 separates a verb the server does not know (`500 5.5.2`,
+//! [`CommandError::UnknownCommand`]) from one it knows but does not implement
+//! (`502 5.5.1`). The second kind parses to a command, so that the server can
+//! say so: [`Command::Expn`] (a relay has no mailing lists to expand; the
+//! server answers 502 rather than VRFY's 252, whose text promises delivery to a
+//! user) and [`Command::NotImplemented`] for the obsolete or unoffered verbs of
+//! [`Unimplemented`] (`TURN`, `ETRN`, `ATRN`, `SEND`, `SOML`, `SAML`).
 
 use crate::address::{ForwardPath, ReversePath};
 use crate::error::CommandError;
@@ -46,6 +55,9 @@ pub enum Command {
     Quit,
     /// `VRFY string`: answered 252 (we do not disclose mailboxes).
     Vrfy(String),
+    /// `EXPN string` (RFC 5321 §3.5.2): known, not implemented; the server
+    /// answers `502 5.5.1`. The string is kept as sent (trimmed), for logs.
+    Expn(String),
     /// `HELP [topic]`.
     Help(Option<String>),
     /// `STARTTLS` (RFC 3207).
@@ -57,6 +69,56 @@ pub enum Command {
         /// Base64 initial response, `=` for an empty one, as sent.
         initial: Option<String>,
     },
+    /// A verb of [`Unimplemented`], with whatever follows it: known, not
+    /// implemented; the server answers `502 5.5.1` whatever the arguments.
+    NotImplemented {
+        /// The verb.
+        verb: Unimplemented,
+        /// The rest of the line, trimmed (empty when there is none); no CR, LF
+        /// or other control character but tab.
+        args: String,
+    },
+}
+
+/// Verbs that SMTP defines and that this crate knows but does not implement:
+/// a server answers them `502 5.5.1` (RFC 5321 §4.2.4), not `500`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Unimplemented {
+    /// `TURN` (RFC 821): role reversal, deprecated by RFC 5321 Appendix F.1
+    /// (anyone could divert mail without authentication).
+    Turn,
+    /// `ETRN` (RFC 1985): remote queue starting; not offered in EHLO.
+    Etrn,
+    /// `ATRN` (RFC 2645): authenticated TURN for on-demand relay; not offered.
+    Atrn,
+    /// `SEND` (RFC 821): deliver to a terminal; obsolete (RFC 5321 Appendix F.6).
+    Send,
+    /// `SOML` (RFC 821): send or mail; obsolete (RFC 5321 Appendix F.6).
+    Soml,
+    /// `SAML` (RFC 821): send and mail; obsolete (RFC 5321 Appendix F.6).
+    Saml,
+}
+
+impl Unimplemented {
+    /// Every verb, in declaration order.
+    pub const ALL: [Self; 6] = [Self::Turn, Self::Etrn, Self::Atrn, Self::Send, Self::Soml, Self::Saml];
+
+    /// The verb, upper case.
+    pub fn verb(self) -> &'static str {
+        match self {
+            Self::Turn => "TURN",
+            Self::Etrn => "ETRN",
+            Self::Atrn => "ATRN",
+            Self::Send => "SEND",
+            Self::Soml => "SOML",
+            Self::Saml => "SAML",
+        }
+    }
+
+    /// The verb named `verb`, compared case-insensitively.
+    pub fn from_verb(verb: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.verb().eq_ignore_ascii_case(verb))
+    }
 }
 
 impl Command {
@@ -126,6 +188,12 @@ impl Command {
                 return Err(CommandError::Syntax { verb: "VRFY" });
             }
             Ok(Self::Vrfy(arg.to_owned()))
+        } else if is("EXPN") {
+            let arg = rest.trim();
+            if arg.is_empty() {
+                return Err(CommandError::Syntax { verb: "EXPN" });
+            }
+            Ok(Self::Expn(arg.to_owned()))
         } else if is("HELP") {
             let arg = rest.trim();
             Ok(Self::Help((!arg.is_empty()).then(|| arg.to_owned())))
@@ -146,6 +214,11 @@ impl Command {
                 mechanism: mechanism.to_ascii_uppercase(),
                 initial: initial.map(str::to_owned),
             })
+        } else if let Some(verb) = Unimplemented::from_verb(verb) {
+            Ok(Self::NotImplemented {
+                verb,
+                args: rest.trim().to_owned(),
+            })
         } else {
             Err(CommandError::UnknownCommand)
         }
@@ -165,6 +238,7 @@ impl Command {
             Self::Noop => "NOOP".into(),
             Self::Quit => "QUIT".into(),
             Self::Vrfy(s) => format!("VRFY {s}"),
+            Self::Expn(s) => format!("EXPN {s}"),
             Self::Help(None) => "HELP".into(),
             Self::Help(Some(t)) => format!("HELP {t}"),
             Self::StartTls => "STARTTLS".into(),
@@ -176,6 +250,8 @@ impl Command {
                 mechanism,
                 initial: Some(i),
             } => format!("AUTH {mechanism} {i}"),
+            Self::NotImplemented { verb, args } if args.is_empty() => verb.verb().into(),
+            Self::NotImplemented { verb, args } => format!("{} {args}", verb.verb()),
         };
         out.extend_from_slice(s.as_bytes());
         out.extend_from_slice(b"\r\n");
@@ -201,9 +277,11 @@ impl Command {
             Self::Noop => "NOOP",
             Self::Quit => "QUIT",
             Self::Vrfy(_) => "VRFY",
+            Self::Expn(_) => "EXPN",
             Self::Help(_) => "HELP",
             Self::StartTls => "STARTTLS",
             Self::Auth { .. } => "AUTH",
+            Self::NotImplemented { verb, .. } => verb.verb(),
         }
     }
 }

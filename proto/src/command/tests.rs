@@ -83,6 +83,58 @@ fn parses_rfc5321_examples() {
 }
 
 #[test]
+fn known_but_unimplemented_verbs_parse() {
+    let not_impl = |verb, args: &str| Command::NotImplemented {
+        verb,
+        args: args.into(),
+    };
+    let cases: Vec<(&[u8], Command)> = vec![
+        // RFC 5321 §3.5.2 (EXPN "Example-People" in §3.5.3's examples).
+        (b"EXPN Example-People", Command::Expn("Example-People".into())),
+        (b"expn  staff list ", Command::Expn("staff list".into())),
+        (b"TURN", not_impl(Unimplemented::Turn, "")),
+        (b"turn  ", not_impl(Unimplemented::Turn, "")),
+        (b"ETRN @example.org", not_impl(Unimplemented::Etrn, "@example.org")),
+        (
+            b"ATRN a.example,b.example",
+            not_impl(Unimplemented::Atrn, "a.example,b.example"),
+        ),
+        (
+            b"SEND FROM:<a@b.test>",
+            not_impl(Unimplemented::Send, "FROM:<a@b.test>"),
+        ),
+        (b"Soml FROM:<>", not_impl(Unimplemented::Soml, "FROM:<>")),
+        (
+            b"SAML FROM:<a@b.test>",
+            not_impl(Unimplemented::Saml, "FROM:<a@b.test>"),
+        ),
+    ];
+    for (line, expected) in cases {
+        assert_eq!(
+            Command::parse(line).as_ref(),
+            Ok(&expected),
+            "{}",
+            String::from_utf8_lossy(line)
+        );
+        // Each encodes to a line that parses back to it.
+        let wire = expected.to_bytes();
+        assert_eq!(Command::parse(&wire[..wire.len() - 2]), Ok(expected.clone()));
+    }
+    assert_eq!(Command::Expn("x".into()).verb(), "EXPN");
+    assert_eq!(Command::Expn("x".into()).to_bytes(), b"EXPN x\r\n");
+    assert_eq!(not_impl(Unimplemented::Turn, "").to_bytes(), b"TURN\r\n");
+    for v in Unimplemented::ALL {
+        assert_eq!(Unimplemented::from_verb(v.verb()), Some(v));
+        assert_eq!(Unimplemented::from_verb(&v.verb().to_ascii_lowercase()), Some(v));
+        assert_eq!(not_impl(v, "a b").verb(), v.verb());
+    }
+    // Other verbs stay unknown (500), not unimplemented (502).
+    for line in [&b"VERB"[..], b"XCLIENT ADDR=1.2.3.4", b"EXPNX a", b"TURNME"] {
+        assert_eq!(Command::parse(line), Err(CommandError::UnknownCommand));
+    }
+}
+
+#[test]
 fn parses_rfc3461_dsn_parameters() {
     let c = Command::parse(b"MAIL FROM:<Alice@Example.ORG> RET=HDRS ENVID=QQ314159").unwrap();
     let Command::Mail { params, .. } = c else {
@@ -130,6 +182,9 @@ fn refusals_have_distinct_replies() {
         (b"EHLO a b", CommandError::Syntax { verb: "EHLO" }),
         (b"AUTH", CommandError::Syntax { verb: "AUTH" }),
         (b"AUTH PL@IN", CommandError::Syntax { verb: "AUTH" }),
+        (b"EXPN", CommandError::Syntax { verb: "EXPN" }),
+        (b"EXPN  ", CommandError::Syntax { verb: "EXPN" }),
+        (b"TURN \x01", CommandError::BadCharacters),
         (b"MAIL FROM:<a@b.c>\r", CommandError::BareLineEnding),
         (b"NOOP\nRSET", CommandError::BareLineEnding),
         (b"NOOP \xff", CommandError::BadCharacters),
@@ -223,6 +278,12 @@ fn arb_command() -> impl Strategy<Value = Command> {
         Just(Command::StartTls),
         "[!-~]{1,20}".prop_map(Command::Vrfy),
         proptest::option::of("[!-~]{1,10}").prop_map(Command::Help),
+        "[!-~]([ -~]{0,18}[!-~])?".prop_map(Command::Expn),
+        (
+            prop::sample::select(Unimplemented::ALL.to_vec()),
+            prop_oneof![Just(String::new()), "[!-~]([ -~é]{0,18}[!-~])?"]
+        )
+            .prop_map(|(verb, args)| Command::NotImplemented { verb, args }),
         ("[A-Z0-9-]{1,10}", proptest::option::of("[A-Za-z0-9+/=]{1,30}"))
             .prop_map(|(mechanism, initial)| Command::Auth { mechanism, initial }),
     ]

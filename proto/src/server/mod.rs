@@ -505,6 +505,11 @@ impl Server {
                 code(2, 5, 0),
                 "cannot VRFY user, but will accept message and attempt delivery",
             )),
+            // Known, not implemented (RFC 5321 §4.2.4); see `crate::command`.
+            Command::Expn(_) | Command::NotImplemented { .. } => {
+                let r = Reply::new(502, code(5, 5, 1), format!("{} not implemented", cmd.verb()));
+                self.refuse(r);
+            }
             Command::Help(_) => {
                 let r = ReplyBuilder::new(214, Some(code(2, 0, 0)))
                     .line("Estafette SMTP relay; commands:")

@@ -454,6 +454,24 @@ fn misc_commands() {
     let out = h.feed(b"VRFY root\r\nHELP\r\nNOOP\r\nRSET\r\n");
     assert!(out.starts_with("252 2.5.0 "));
     assert!(out.contains("214 2.0.0 see RFC 5321\r\n"));
+    // Known but not implemented: 502 5.5.1 (RFC 5321 §4.2.4), not 500; syntax
+    // errors first; unknown verbs stay 500. The session goes on.
+    let out = h.feed(b"EXPN staff\r\nEXPN\r\nTURN\r\nETRN example.org\r\nSEND FROM:<a@b.test>\r\nXYZZY\r\nNOOP\r\n");
+    assert_eq!(
+        out,
+        "502 5.5.1 EXPN not implemented\r\n\
+         501 5.5.4 syntax error in EXPN arguments\r\n\
+         502 5.5.1 TURN not implemented\r\n\
+         502 5.5.1 ETRN not implemented\r\n\
+         502 5.5.1 SEND not implemented\r\n\
+         500 5.5.2 command unrecognised\r\n\
+         250 2.0.0 OK\r\n"
+    );
+    assert_eq!(h.events.iter().filter(|e| *e == "refused 502").count(), 4);
+    // Inside a transaction, EXPN leaves it alone.
+    let out = h.feed(b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<b@c.test>\r\nEXPN x\r\nDATA\r\nhi\r\n.\r\n");
+    assert!(out.contains("\r\n502 5.5.1 EXPN not implemented\r\n354 "), "{out}");
+    assert!(out.ends_with("250 2.0.0 queued as Q1\r\n"), "{out}");
     let mut cfg = config();
     cfg.starttls = false;
     let mut h = Harness::new(cfg);
