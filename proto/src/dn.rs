@@ -28,9 +28,21 @@
 //!   spellings for different operators, each matching its own certificate; making
 //!   them equal would have to guess where spaces do not matter.
 //! - `L=Paris (75)` and `ST=Paris (75)` are different: different attributes.
-//! - A bare `"` inside a value (`O=CRLCC "PAUL STRAUSS"`) is not RFC 4514 (it must
-//!   be escaped `\"`) and is refused with [`DnError::UnexpectedChar`]: guessing what
-//!   the certificate holds would be guessing the operator's identity.
+//!
+//! # Bare quotes: [`Dn::parse`] refuses, [`Dn::parse_lenient`] reads
+//! A bare `"` inside a value (`O=CRLCC "PAUL STRAUSS"`) is not RFC 4514 (it must
+//! be escaped `\"`): [`Dn::parse`] refuses it with [`DnError::UnexpectedChar`].
+//! ANS's list has such DNs, and a quote that does not *open* a value has one
+//! reading only: the character itself, which is what the operator's certificate
+//! carries (its `O` is the UTF8String `CRLCC "PAUL STRAUSS"`).
+//! [`Dn::parse_lenient`] reads it so, and says so ([`Leniency::BareQuotes`]).
+//! It still refuses what has two readings:
+//! - a quote opening a value that is not the whole value (`O="CRLCC" PAUL`:
+//!   RFC 2253 quoting followed by junk, or a literal quote?) —
+//!   [`DnError::UnexpectedChar`]; one never closed — [`DnError::UnterminatedQuote`];
+//! - bare quotes that do not pair up within their value while a later `"`
+//!   follows (`O=x "y,OU=z"`: `O=x "y` and `OU=z"`, or one quoted stretch
+//!   `"y,OU=z"` holding a comma?) — [`DnError::AmbiguousQuote`].
 //!
 //! Spaces around `=`, `,`, `;` and `+` are ignored (RFC 2253 legacy, and the list
 //! writes `CN=smtp-1.example.fr ,OU=…` and `, ` separators); `;` separates RDNs
@@ -39,6 +51,9 @@
 
 use std::borrow::Cow;
 use std::fmt;
+
+mod ber;
+use ber::ber_string;
 
 /// A canonical attribute type name: the known ones are not allocated.
 type AttrType = Cow<'static, str>;
@@ -114,6 +129,14 @@ pub enum DnError {
         /// Where the backslash is.
         at: usize,
     },
+    /// A bare `"` inside a value that does not pair up with another in the
+    /// value, while a later `"` in the DN could close a quoted stretch across a
+    /// separator ([`Dn::parse_lenient`] only: [`Dn::parse`] refuses every bare quote).
+    #[error("ambiguous bare '\"' at offset {at}: a later quote could close it across a separator")]
+    AmbiguousQuote {
+        /// Where the unpaired quote is.
+        at: usize,
+    },
     /// A quoted value without its closing quote.
     #[error("unterminated quoted value starting at offset {at}")]
     UnterminatedQuote {
@@ -134,6 +157,29 @@ pub enum DnError {
     },
 }
 
+/// A liberty [`Dn::parse_lenient`] took with text that is not RFC 4514.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Leniency {
+    /// An unquoted value holds bare `"` (RFC 4514 wants `\"`), read as literal
+    /// characters. One per value.
+    BareQuotes {
+        /// Where the value's first bare quote is (bytes from the start).
+        at: usize,
+    },
+}
+
+impl fmt::Display for Leniency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BareQuotes { at } => write!(
+                f,
+                "bare '\"' at offset {at} read as a literal character (RFC 4514 wants it escaped)"
+            ),
+        }
+    }
+}
+
 /// A distinguished name in canonical form (see the module doc): equal DNs are
 /// equal whatever their attribute order, case, spacing or quoting.
 ///
@@ -151,11 +197,34 @@ impl Dn {
     /// # Errors
     /// [`DnError`] with the offset of the fault; never panics.
     pub fn parse(text: &str) -> Result<Self, DnError> {
+        Self::parse_with(text, None)
+    }
+
+    /// Like [`Dn::parse`], but reads a bare `"` inside an unquoted value as a
+    /// literal character when that is the only reading (see the module doc),
+    /// and returns the liberties taken, in text order (empty when the text is
+    /// one [`Dn::parse`] accepts, giving the same `Dn`). For texts others wrote
+    /// (the trust list), not for configuration.
+    ///
+    /// # Errors
+    /// As [`Dn::parse`], plus [`DnError::AmbiguousQuote`]; never panics.
+    pub fn parse_lenient(text: &str) -> Result<(Self, Vec<Leniency>), DnError> {
+        let mut leniencies = Vec::new();
+        let dn = Self::parse_with(text, Some(&mut leniencies))?;
+        Ok((dn, leniencies))
+    }
+
+    /// The parser; `leniencies` is `Some` in lenient mode.
+    fn parse_with(text: &str, leniencies: Option<&mut Vec<Leniency>>) -> Result<Self, DnError> {
         if text.len() > MAX_DN_LEN {
             return Err(DnError::TooLong);
         }
         let mut attrs = Vec::with_capacity(8);
-        let mut p = Parser { s: text, pos: 0 };
+        let mut p = Parser {
+            s: text,
+            pos: 0,
+            leniencies,
+        };
         p.skip_spaces();
         if p.at_end() {
             return Err(DnError::Empty);
@@ -363,6 +432,8 @@ fn normalise_value(raw: &str) -> Box<str> {
 struct Parser<'a> {
     s: &'a str,
     pos: usize,
+    /// Lenient mode: bare quotes are read, and recorded here.
+    leniencies: Option<&'a mut Vec<Leniency>>,
 }
 
 impl Parser<'_> {
@@ -426,6 +497,8 @@ impl Parser<'_> {
     /// `,`, `;` or `+` (not consumed).
     fn escaped_until(&mut self, start: usize, quoted: bool) -> Result<String, DnError> {
         let mut bytes: Vec<u8> = Vec::with_capacity(32);
+        // Lenient mode: the value's first and last bare quotes, and their count.
+        let mut bare: Option<(usize, usize, usize)> = None;
         loop {
             let at = self.pos;
             let Some(c) = self.peek() else {
@@ -450,6 +523,12 @@ impl Parser<'_> {
                         _ => bytes.push(self.hex_byte().ok_or(DnError::BadEscape { at })?),
                     }
                 }
+                '"' if !quoted && self.leniencies.is_some() => {
+                    self.pos += 1;
+                    bytes.push(b'"');
+                    let (first, _, n) = bare.unwrap_or((at, at, 0));
+                    bare = Some((first, at, n + 1));
+                }
                 '"' | '<' | '>' | '\0' if !quoted => return Err(DnError::UnexpectedChar { at, found: c }),
                 _ => {
                     self.pos += c.len_utf8();
@@ -457,6 +536,14 @@ impl Parser<'_> {
                     bytes.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
                 }
             }
+        }
+        if let (Some((first, last, n)), Some(leniencies)) = (bare, self.leniencies.as_mut()) {
+            // Paired quotes cannot have swallowed a separator; an odd one could
+            // have, if a later quote closes it.
+            if n % 2 == 1 && self.s.get(self.pos..).is_some_and(|rest| rest.contains('"')) {
+                return Err(DnError::AmbiguousQuote { at: last });
+            }
+            leniencies.push(Leniency::BareQuotes { at: first });
         }
         String::from_utf8(bytes).map_err(|_| DnError::BadUtf8 { at: start })
     }
@@ -483,47 +570,6 @@ impl Parser<'_> {
         self.skip_spaces();
         let text = ber_string(&der).ok_or(DnError::BadHexValue { at: start })?;
         Ok(normalise_value(&text))
-    }
-}
-
-/// Decodes a BER/DER string value (tag, definite length, content) of one of the
-/// directory string types.
-fn ber_string(der: &[u8]) -> Option<String> {
-    let (&tag, rest) = der.split_first()?;
-    let (&len0, rest) = rest.split_first()?;
-    let (len, content) = if len0 < 0x80 {
-        (usize::from(len0), rest)
-    } else {
-        let n = usize::from(len0 & 0x7f);
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let len = rest[..n].iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-        (len, &rest[n..])
-    };
-    if content.len() != len {
-        return None;
-    }
-    match tag {
-        // UTF8String
-        0x0c => String::from_utf8(content.to_vec()).ok(),
-        // NumericString, PrintableString, IA5String, VisibleString
-        0x12 | 0x13 | 0x16 | 0x1a => content
-            .is_ascii()
-            .then(|| String::from_utf8_lossy(content).into_owned()),
-        // TeletexString: read as Latin-1, as most software does
-        0x14 => Some(content.iter().map(|&b| char::from(b)).collect()),
-        // BMPString: UTF-16BE
-        0x1e if len.is_multiple_of(2) => {
-            let units = content.chunks_exact(2).map(|p| u16::from_be_bytes([p[0], p[1]]));
-            char::decode_utf16(units).collect::<Result<String, _>>().ok()
-        }
-        // UniversalString: UCS-4BE
-        0x1c if len.is_multiple_of(4) => content
-            .chunks_exact(4)
-            .map(|q| char::from_u32(u32::from_be_bytes([q[0], q[1], q[2], q[3]])))
-            .collect(),
-        _ => None,
     }
 }
 

@@ -28,20 +28,64 @@
 //! two `<Domaine>`, inside one) is refused, since a truncated download would
 //! otherwise silently drop domains.
 //!
-//! One bad entry (a DN that is not RFC 4514, a missing or invalid domain name)
-//! is skipped and reported in [`TrustList::problems`]: it must not take the
-//! 6,000 others down. Unknown elements are ignored (ANS may add fields).
+//! One bad entry (a DN that cannot be read, or has two readings; a missing or
+//! invalid domain name) is skipped and reported in [`TrustList::problems`]: it
+//! must not take the 6,000 others down. An entry read with one of the liberties
+//! below that the format does not grant is kept and reported in
+//! [`TrustList::warnings`]. Unknown elements are ignored (ANS may add fields).
 //! Domains are lower-case A-labels ([`domain_key`]); DNs are canonical
 //! ([`Dn`]).
+//!
+//! # Quirks of ANS's list, and how they are read
+//! The published list (2025-03-13: 6,554 `<Domaine>`, 392 DN spellings) is not
+//! always what its schema or RFC 4514 says. Each quirk below is read in the one
+//! way it can be read, and a quirk that could be read two ways is refused: an
+//! entry read wrong would let the wrong certificate speak for a domain, while a
+//! skipped one only makes its domain unreachable (and `trustlist check` says so).
+//! - **Missing root end tag**: the file ends after `</ListeDomaines>` without
+//!   `</ListeBlancheMSSante>`. Accepted exactly there
+//!   ([`TrustList::root_end_missing`]): a cut anywhere else is a truncated
+//!   download and refuses the whole list.
+//! - **Spacing**: `CN=smtp-1.example.fr ,OU=…`, `, ` separators, runs of spaces
+//!   inside values (`O="C H U  DE  LIMOGES"`), leading and trailing spaces. Space
+//!   around separators is RFC 2253 legacy; inside values runs are insignificant
+//!   (RFC 4518, LDAP's `caseIgnoreMatch`): collapsed to one, so that the list's
+//!   doubled spaces equal the certificate's single ones.
+//! - **NO-BREAK SPACE** (U+00A0) inside values: white space like the others (a
+//!   word processor's space, invisible to whoever copied the DN).
+//! - **Case**: values compare case-insensitively (`caseIgnoreMatch`: the list's
+//!   `O=GIP SESAN` equals a certificate's `Gip Sesan`); domain names are
+//!   lower-cased, U-labels turned into A-labels, a trailing dot dropped.
+//! - **Quotes around a whole value** (`O="C H U  DE  LIMOGES"`): RFC 2253
+//!   quoting, removed.
+//! - **`ST=Paris(75)` and `ST=Paris (75)`**: *not* folded. Both spellings are in
+//!   the list, for different operators, each the exact text of its own
+//!   certificate; a missing space is not an insignificant one, and folding them
+//!   would mean guessing where spaces do not matter.
+//! - **Bare quotes inside a value** (`O=CRLCC "PAUL STRAUSS"`,
+//!   `O=CENTRE HOSPITALIER "FRANCK-JOLY"`): RFC 4514 wants `\"`, but a quote that
+//!   does not open the value has one reading, the character itself, which is
+//!   what the operator's certificate carries. Read so ([`Dn::parse_lenient`]),
+//!   kept, and reported as a [`WarningKind::LenientDn`]. Refused as ambiguous,
+//!   the entry skipped: a quote opening a value that is never closed or is
+//!   followed by more text (`O="CRLCC" PAUL`: RFC 2253 quoting then junk, or a
+//!   literal quote?), and bare quotes that do not pair up within their value
+//!   while a later quote could close them across a separator (`O=x "y,OU=z"`:
+//!   two values, or one holding a comma?). See [`crate::dn`].
+//! - **A mailbox in `<Nom>`** (`sessad@ase.ditepbeziers.mssante.fr`): not a
+//!   domain name, skipped ([`ProblemKind::BadDomain`]): which domain is meant
+//!   is a guess.
 
 use quick_xml::events::Event;
 use quick_xml::name::ResolveResult;
 use quick_xml::reader::NsReader;
 
-use crate::dn::{Dn, DnError};
+use crate::dn::Dn;
 
 mod domain;
+mod report;
 pub use domain::{domain_key, DomainError};
+pub use report::{ParseError, Problem, ProblemKind, Warning, WarningKind};
 
 /// The XML namespace of every element of the list.
 pub const NAMESPACE: &str = "https://listeblanche.mssante.fr/schema";
@@ -59,6 +103,9 @@ pub struct TrustList {
     pub entries: Vec<Entry>,
     /// The `<Domaine>` elements that were skipped, and why.
     pub problems: Vec<Problem>,
+    /// The `<Domaine>` elements that were kept, but read with a liberty the
+    /// format does not grant (see the module doc), in file order.
+    pub warnings: Vec<Warning>,
     /// The file ended after `</ListeDomaines>` without `</ListeBlancheMSSante>`,
     /// as ANS publishes it.
     pub root_end_missing: bool,
@@ -77,118 +124,6 @@ pub struct Entry {
     pub description: String,
     /// `<DateMAJ>` as written, if present.
     pub updated: Option<String>,
-}
-
-/// A `<Domaine>` that was skipped.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("line {line}: {}{kind}", domain.as_deref().map(|d| format!("{d}: ")).unwrap_or_default())]
-pub struct Problem {
-    /// 1-based line of the `<Domaine>` start tag.
-    pub line: u32,
-    /// Byte offset of the `<Domaine>` start tag.
-    pub offset: u64,
-    /// `<Nom>` as written, if there was one.
-    pub domain: Option<String>,
-    /// What is wrong.
-    pub kind: ProblemKind,
-}
-
-/// Why a `<Domaine>` was skipped.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ProblemKind {
-    /// No `<Nom>`, or an empty one.
-    #[error("no domain name (<Nom>)")]
-    MissingName,
-    /// `<Nom>` is not a valid domain name.
-    #[error("invalid domain name: {}", .0.reason)]
-    BadDomain(DomainError),
-    /// No `<DNCertificatOperateur>`, or an empty one.
-    #[error("no certificate DN (<DNCertificatOperateur>)")]
-    MissingDn,
-    /// `<DNCertificatOperateur>` does not parse.
-    #[error("invalid certificate DN {text:?}: {error}")]
-    BadDn {
-        /// The DN as written.
-        text: String,
-        /// Why it does not parse.
-        error: DnError,
-    },
-    /// A field given twice in one `<Domaine>`: which one is meant is unknown.
-    #[error("<{0}> given twice")]
-    RepeatedField(&'static str),
-}
-
-/// Why the whole list is refused. `line` is 1-based, `offset` in bytes.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ParseError {
-    /// Not well-formed XML (or not UTF-8) at this point.
-    #[error("line {line} (offset {offset}): malformed XML: {message}")]
-    Xml {
-        /// Line.
-        line: u32,
-        /// Offset.
-        offset: u64,
-        /// The XML parser's message.
-        message: String,
-    },
-    /// A document type declaration: refused outright (entity bombs, external
-    /// entities), the list has none.
-    #[error("line {line}: a <!DOCTYPE> is not allowed in the trust list")]
-    Doctype {
-        /// Line.
-        line: u32,
-    },
-    /// The XML declaration names another encoding than UTF-8.
-    #[error("unsupported encoding {0:?} (the list is UTF-8)")]
-    Encoding(String),
-    /// An entity other than the five predefined ones and character references.
-    #[error("line {line}: unknown entity &{name};")]
-    Entity {
-        /// Line.
-        line: u32,
-        /// The entity name.
-        name: String,
-    },
-    /// The root element is not `ListeBlancheMSSante` in [`NAMESPACE`], or a second root.
-    #[error("line {line}: expected <{ROOT} xmlns=\"{NAMESPACE}\">, found <{found}> in namespace {namespace:?}")]
-    Root {
-        /// Line.
-        line: u32,
-        /// The element found.
-        found: String,
-        /// Its namespace, if any.
-        namespace: Option<String>,
-    },
-    /// An element of the list outside its place, or outside [`NAMESPACE`].
-    #[error("line {line}: unexpected element <{found}> inside <{parent}>")]
-    Element {
-        /// Line.
-        line: u32,
-        /// The element found.
-        found: String,
-        /// Where it was found.
-        parent: &'static str,
-    },
-    /// Text where only white space may be.
-    #[error("line {line}: unexpected text inside <{parent}>")]
-    Text {
-        /// Line.
-        line: u32,
-        /// Where it was found.
-        parent: &'static str,
-    },
-    /// The input ends inside an element (other than the root after
-    /// `</ListeDomaines>`): the file is cut short.
-    #[error("line {line}: the list is cut short inside <{inside}>")]
-    Truncated {
-        /// The last line.
-        line: u32,
-        /// The innermost open element.
-        inside: &'static str,
-    },
-    /// No root element at all.
-    #[error("no <{ROOT}> element (empty or not a trust list)")]
-    NoRoot,
 }
 
 /// Parses a trust list. Never panics; the time is linear in the input.
@@ -313,6 +248,7 @@ impl<'a> Parser<'a> {
                 generated: None,
                 entries: Vec::with_capacity(input.len() / 600),
                 problems: Vec::new(),
+                warnings: Vec::new(),
                 root_end_missing: false,
             },
             generated: String::new(),
@@ -499,6 +435,7 @@ impl<'a> Parser<'a> {
             domain: (!name.is_empty()).then(|| name.to_owned()),
             kind,
         };
+        let mut warning = None;
         let result = if let Some(f) = self.repeated.take() {
             Err(problem(ProblemKind::RepeatedField(f.tag())))
         } else if name.is_empty() {
@@ -506,21 +443,38 @@ impl<'a> Parser<'a> {
         } else if d.dn.trim().is_empty() {
             Err(problem(ProblemKind::MissingDn))
         } else {
-            match (domain_key(name), Dn::parse(&d.dn)) {
+            match (domain_key(name), Dn::parse_lenient(&d.dn)) {
                 (Err(e), _) => Err(problem(ProblemKind::BadDomain(e))),
                 (_, Err(error)) => Err(problem(ProblemKind::BadDn {
                     text: d.dn.clone(),
                     error,
                 })),
-                (Ok(domain), Ok(dn)) => Ok(Entry {
-                    domain: domain.into_owned(),
-                    dn,
-                    dn_text: d.dn.trim().to_owned(),
-                    description: d.description.trim().to_owned(),
-                    updated: Some(d.updated.trim()).filter(|u| !u.is_empty()).map(str::to_owned),
-                }),
+                (Ok(domain), Ok((dn, leniencies))) => {
+                    if !leniencies.is_empty() {
+                        warning = Some(WarningKind::LenientDn {
+                            text: d.dn.trim().to_owned(),
+                            leniencies,
+                        });
+                    }
+                    Ok(Entry {
+                        domain: domain.into_owned(),
+                        dn,
+                        dn_text: d.dn.trim().to_owned(),
+                        description: d.description.trim().to_owned(),
+                        updated: Some(d.updated.trim()).filter(|u| !u.is_empty()).map(str::to_owned),
+                    })
+                }
             }
         };
+        if let Some(kind) = warning {
+            let line = self.line(d.offset);
+            self.list.warnings.push(Warning {
+                line,
+                offset: d.offset,
+                domain: name.to_owned(),
+                kind,
+            });
+        }
         match result {
             Ok(entry) => self.list.entries.push(entry),
             Err(mut p) => {

@@ -153,6 +153,110 @@ fn from_attributes_matches_parse() {
     assert_eq!(unknown.to_string(), "1.2.3.4=x,BUSINESSCATEGORY=y");
 }
 
+/// The real list's two DNs with bare quotes, and the subject attributes of
+/// the certificates they name, as `x509-parser` hands them to the relay
+/// (`relay/src/trust/certdn.rs`: dotted OID, decoded string, certificate order).
+const BARE_QUOTES: [(&str, [(&str, &str); 5]); 2] = [
+    (
+        r#"CN=mss.strasbourg.unicancer.fr,OU=1670000033,O=CRLCC "PAUL STRAUSS",ST=Bas-Rhin (67),C=FR"#,
+        [
+            ("2.5.4.6", "FR"),
+            ("2.5.4.8", "Bas-Rhin (67)"),
+            ("2.5.4.10", r#"CRLCC "PAUL STRAUSS""#),
+            ("2.5.4.11", "1670000033"),
+            ("2.5.4.3", "mss.strasbourg.unicancer.fr"),
+        ],
+    ),
+    (
+        r#"CN=mssante.ch-ouestguyane.fr,OU=1970300083,O=CENTRE HOSPITALIER "FRANCK-JOLY",ST=Guyane (973),C=FR"#,
+        [
+            ("2.5.4.6", "FR"),
+            ("2.5.4.8", "Guyane (973)"),
+            ("2.5.4.10", r#"CENTRE HOSPITALIER "FRANCK-JOLY""#),
+            ("2.5.4.11", "1970300083"),
+            ("2.5.4.3", "mssante.ch-ouestguyane.fr"),
+        ],
+    ),
+];
+
+#[test]
+fn lenient_bare_quotes_equal_the_certificate_subject() {
+    for (text, cert) in BARE_QUOTES {
+        assert!(matches!(
+            Dn::parse(text),
+            Err(DnError::UnexpectedChar { found: '"', .. })
+        ));
+        let (d, leniencies) = Dn::parse_lenient(text).unwrap();
+        let at = text.find('"').unwrap();
+        assert_eq!(leniencies, [Leniency::BareQuotes { at }], "{text}");
+        assert_eq!(d, Dn::from_attributes(cert).unwrap(), "{text}");
+        // The canonical text escapes the quotes: read strictly, it is the same DN.
+        assert_eq!(dn(&d.to_string()), d);
+        assert!(d.to_string().contains(r#"\""#), "{d}");
+    }
+    let (d, _) = Dn::parse_lenient(BARE_QUOTES[0].0).unwrap();
+    assert_eq!(d.get("O"), Some(r#"crlcc "paul strauss""#));
+    // The same value written the RFC 4514 ways, or as a BER UTF8String.
+    let hex = format!("O=#0C14{}", hex_upper(br#"CRLCC "PAUL STRAUSS""#));
+    for o in [r#"O=CRLCC \"PAUL STRAUSS\""#, r#"O="CRLCC \"PAUL  STRAUSS\"""#, &hex] {
+        let text = format!("CN=mss.strasbourg.unicancer.fr,OU=1670000033,{o},ST=Bas-Rhin (67),C=FR");
+        assert_eq!(Dn::parse_lenient(&text), Ok((d.clone(), vec![])), "{text}");
+        assert_eq!(dn(&text), d, "{text}");
+    }
+    // The quotes are part of the value: without them it is another DN.
+    assert_ne!(
+        d,
+        dn("CN=mss.strasbourg.unicancer.fr,OU=1670000033,O=CRLCC PAUL STRAUSS,ST=Bas-Rhin (67),C=FR")
+    );
+}
+
+fn hex_upper(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+#[test]
+fn lenient_reads_only_what_has_one_reading() {
+    use DnError::*;
+    let ok: &[(&str, &str, &[usize])] = &[
+        // (text, O's canonical value, offsets of the leniencies)
+        (r#"O=a "b" c"#, r#"a "b" c"#, &[4]),
+        (r#"O=5" disk,C=FR"#, r#"5" disk"#, &[3]),
+        (r#"C=FR,O=a"b"#, r#"a"b"#, &[8]),
+        (r#"O=a "b" c "d" e"#, r#"a "b" c "d" e"#, &[4]),
+        (r#"O=a \"b" c""#, r#"a "b" c""#, &[7]),
+        (r#"O=x "y" , OU="z""#, r#"x "y""#, &[4]),
+        ("O=\"quoted, whole\"", "quoted, whole", &[]),
+    ];
+    for (text, o, at) in ok {
+        let (d, leniencies) = Dn::parse_lenient(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!(d.get("O"), Some(*o), "{text}");
+        let expected: Vec<_> = at.iter().map(|&at| Leniency::BareQuotes { at }).collect();
+        assert_eq!(leniencies, expected, "{text}");
+    }
+    let (_, two) = Dn::parse_lenient(r#"O=a "b",OU=c "d""#).unwrap();
+    assert_eq!(two, [Leniency::BareQuotes { at: 4 }, Leniency::BareQuotes { at: 13 }]);
+    assert_eq!(
+        two[0].to_string(),
+        "bare '\"' at offset 4 read as a literal character (RFC 4514 wants it escaped)"
+    );
+    let refused: &[(&str, DnError)] = &[
+        // a quoted stretch across a separator, or two values?
+        (r#"O=x "y,OU=z""#, AmbiguousQuote { at: 4 }),
+        (r#"O=a "b" c "d,OU=e" f"#, AmbiguousQuote { at: 10 }),
+        (r#"O=a"b,OU=\"c"#, AmbiguousQuote { at: 3 }),
+        // a quote opening a value: RFC 2253 quoting, so what follows is junk
+        (r#"O="CRLCC" PAUL"#, UnexpectedChar { at: 10, found: 'P' }),
+        (r#"O="CRLCC PAUL,C=FR"#, UnterminatedQuote { at: 2 }),
+        (r#"CN="b"#, UnterminatedQuote { at: 3 }),
+        // other characters RFC 4514 wants escaped stay refused
+        (r#"O=a "b" <c>"#, UnexpectedChar { at: 8, found: '<' }),
+    ];
+    for (text, err) in refused {
+        assert_eq!(Dn::parse_lenient(text).as_ref(), Err(err), "{text}");
+        assert!(Dn::parse(text).is_err(), "{text}");
+    }
+}
+
 proptest! {
     /// Display then parse gives the same DN, whatever the values hold.
     #[test]
@@ -179,6 +283,22 @@ proptest! {
     fn parse_any(text in "[ -~\u{a0}é]{0,60}") {
         if let Ok(d) = Dn::parse(&text) {
             prop_assert_eq!(Dn::parse(&d.to_string()), Ok(d));
+        }
+    }
+
+    /// Lenient reading only adds: what `parse` reads it reads the same, without
+    /// leniency; what it reads displays to a text `parse` reads back.
+    #[test]
+    fn lenient_extends_strict(text in "([A-Z]{1,2}=[ a-z\"\\\\,+]{0,8}[,;]?){1,4}") {
+        let lenient = Dn::parse_lenient(&text);
+        match Dn::parse(&text) {
+            Ok(d) => prop_assert_eq!(lenient, Ok((d, vec![]))),
+            Err(e) => {
+                if let Ok((d, leniencies)) = lenient {
+                    prop_assert!(!leniencies.is_empty(), "{}: {:?}", text, e);
+                    prop_assert_eq!(Dn::parse(&d.to_string()), Ok(d));
+                }
+            }
         }
     }
 }

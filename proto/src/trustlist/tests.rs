@@ -1,4 +1,5 @@
 use super::*;
+use crate::dn::{DnError, Leniency};
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
@@ -66,7 +67,7 @@ fn bad_entries_are_skipped_and_reported() {
     let text = list(
         &[
             ("a.mssante.fr", DN1),
-            ("b.mssante.fr", "CN=x,OU=1670000033,O=CRLCC \"PAUL STRAUSS\",C=FR"),
+            ("b.mssante.fr", "CN=x,OU=1670000033,O=CRLCC \"PAUL,STRAUSS\",C=FR"),
             ("", DN1),
             ("c.mssante.fr", ""),
             ("bad domain.fr", DN1),
@@ -76,13 +77,15 @@ fn bad_entries_are_skipped_and_reported() {
     );
     let l = parse(text.as_bytes()).unwrap();
     assert_eq!(l.entries.len(), 2);
+    assert!(l.warnings.is_empty());
     let kinds: Vec<_> = l.problems.iter().map(|p| (p.domain.as_deref(), &p.kind)).collect();
+    // `O=CRLCC "PAUL` and `STRAUSS"`, or one value holding a comma? Refused.
     assert!(matches!(
         kinds[0],
         (
             Some("b.mssante.fr"),
             ProblemKind::BadDn {
-                error: DnError::UnexpectedChar { found: '"', .. },
+                error: DnError::AmbiguousQuote { at: 27 },
                 ..
             }
         )
@@ -94,6 +97,61 @@ fn bad_entries_are_skipped_and_reported() {
     let lines: Vec<_> = l.problems.iter().map(|p| p.line).collect();
     assert_eq!(lines, [13, 22, 31, 40]);
     assert_eq!(l.problems[1].to_string(), "line 22: no domain name (<Nom>)");
+}
+
+#[test]
+fn bare_quotes_are_read_kept_and_warned_about() {
+    let strauss = r#"CN=x,OU=1670000033,O=CRLCC "PAUL STRAUSS",C=FR"#;
+    let text = list(
+        &[
+            ("a.mssante.fr", DN1),
+            (" B.mssante.fr ", strauss),
+            ("c.mssante.fr", r#"CN=y,O="CRLCC" PAUL"#),
+        ],
+        true,
+    );
+    let l = parse(text.as_bytes()).unwrap();
+    let domains: Vec<_> = l.entries.iter().map(|e| e.domain.as_str()).collect();
+    assert_eq!(domains, ["a.mssante.fr", "b.mssante.fr"]);
+    let e = &l.entries[1];
+    assert_eq!(e.dn_text, strauss);
+    assert_eq!(e.dn.get("O"), Some(r#"crlcc "paul strauss""#));
+    // A certificate whose O is the string `CRLCC "PAUL STRAUSS"` is this DN.
+    let cert = [
+        ("2.5.4.6", "FR"),
+        ("2.5.4.10", r#"CRLCC "PAUL STRAUSS""#),
+        ("2.5.4.11", "1670000033"),
+        ("2.5.4.3", "x"),
+    ];
+    assert_eq!(e.dn, Dn::from_attributes(cert).unwrap());
+    assert_eq!(
+        l.warnings,
+        [Warning {
+            line: 13,
+            offset: text.find("<Domaine>\n            <Nom> B").unwrap() as u64,
+            domain: "B.mssante.fr".into(),
+            kind: WarningKind::LenientDn {
+                text: strauss.into(),
+                leniencies: vec![Leniency::BareQuotes { at: 27 }],
+            },
+        }]
+    );
+    assert_eq!(
+        l.warnings[0].to_string(),
+        r#"line 13: B.mssante.fr: certificate DN "CN=x,OU=1670000033,O=CRLCC \"PAUL STRAUSS\",C=FR" read leniently: bare '"' at offset 27 read as a literal character (RFC 4514 wants it escaped)"#
+    );
+    // A quote opening a value and followed by more text has two readings: skipped.
+    assert!(matches!(
+        &l.problems[..],
+        [Problem {
+            line: 22,
+            kind: ProblemKind::BadDn {
+                error: DnError::UnexpectedChar { found: 'P', .. },
+                ..
+            },
+            ..
+        }]
+    ));
 }
 
 #[test]
@@ -264,47 +322,69 @@ fn real_list() {
     let l = parse(&bytes).unwrap();
     assert!(l.root_end_missing);
     assert_eq!(l.generated.as_deref(), Some("2025-03-13T14:54:10Z"));
-    // 6,554 <Domaine>: two carry a DN with bare quotes (not RFC 4514), one a
-    // mailbox in place of a domain name (`sessad@ase.ditepbeziers.mssante.fr`).
-    assert_eq!(l.entries.len(), 6551);
-    let mut kinds: Vec<String> = l.problems.iter().map(|p| format!("{}: {:?}", p.line, p.kind)).collect();
-    kinds.sort();
-    assert_eq!(l.problems.len(), 3, "{kinds:#?}");
-    let bad_dns: Vec<_> = l
-        .problems
+    // 6,554 <Domaine>: two carry a DN with bare quotes (not RFC 4514, read
+    // leniently and warned about), one a mailbox in place of a domain name
+    // (`sessad@ase.ditepbeziers.mssante.fr`, skipped).
+    assert_eq!(l.entries.len(), 6553);
+    let kinds: Vec<String> = l.problems.iter().map(|p| format!("{}: {:?}", p.line, p.kind)).collect();
+    assert_eq!(l.problems.len(), 1, "{kinds:#?}");
+    assert!(matches!(&l.problems[0].kind, ProblemKind::BadDomain(e) if e.name == "sessad@ase.ditepbeziers.mssante.fr"));
+    let warned: Vec<_> = l.warnings.iter().map(|w| (w.line, w.domain.as_str())).collect();
+    assert_eq!(
+        warned,
+        [
+            (14394, "ch-ouestguyane.mssante.fr"),
+            (50066, "strasbourg.unicancer.mssante.fr")
+        ]
+    );
+    assert!(l.warnings.iter().all(|w| matches!(
+        &w.kind,
+        WarningKind::LenientDn { leniencies, .. } if matches!(leniencies[..], [Leniency::BareQuotes { .. }])
+    )));
+    let domains: HashSet<_> = l.entries.iter().map(|e| e.domain.as_str()).collect();
+    // 5,002 names in the file, one of them not a domain.
+    assert_eq!(domains.len(), 5001);
+    // strasbourg.unicancer.mssante.fr (a cancer centre) is in the trust space,
+    // with its only DN, which equals its certificate's subject.
+    let strasbourg: Vec<_> = l
+        .entries
         .iter()
-        .filter(|p| {
-            matches!(
-                &p.kind,
-                ProblemKind::BadDn {
-                    error: DnError::UnexpectedChar { found: '"', .. },
-                    ..
-                }
-            )
-        })
-        .filter_map(|p| p.domain.as_deref())
+        .filter(|e| e.domain == "strasbourg.unicancer.mssante.fr")
+        .collect();
+    assert_eq!(strasbourg.len(), 1);
+    assert_eq!(
+        strasbourg[0].dn_text,
+        r#"CN=mss.strasbourg.unicancer.fr,OU=1670000033,O=CRLCC "PAUL STRAUSS",ST=Bas-Rhin (67),C=FR"#
+    );
+    let cert = [
+        ("2.5.4.6", "FR"),
+        ("2.5.4.8", "Bas-Rhin (67)"),
+        ("2.5.4.10", r#"CRLCC "PAUL STRAUSS""#),
+        ("2.5.4.11", "1670000033"),
+        ("2.5.4.3", "mss.strasbourg.unicancer.fr"),
+    ];
+    assert_eq!(strasbourg[0].dn, Dn::from_attributes(cert).unwrap());
+    // ch-ouestguyane.mssante.fr has its three entries, two DNs: the quotes are
+    // part of the value, so `"FRANCK-JOLY"` is not `FRANCK-JOLY`.
+    let guyane: HashSet<_> = l
+        .entries
+        .iter()
+        .filter(|e| e.domain == "ch-ouestguyane.mssante.fr")
+        .map(|e| e.dn.get("O"))
         .collect();
     assert_eq!(
-        bad_dns,
-        ["ch-ouestguyane.mssante.fr", "strasbourg.unicancer.mssante.fr"]
+        guyane,
+        HashSet::from([
+            Some(r#"centre hospitalier "franck-joly""#),
+            Some("centre hospitalier franck-joly")
+        ])
     );
-    assert!(l
-        .problems
-        .iter()
-        .any(|p| matches!(&p.kind, ProblemKind::BadDomain(e) if e.name == "sessad@ase.ditepbeziers.mssante.fr")));
-    let domains: HashSet<_> = l.entries.iter().map(|e| e.domain.as_str()).collect();
-    // 5,002 names in the file: one is not a domain, and
-    // strasbourg.unicancer.mssante.fr has no entry left (its only DN is the bad
-    // one); ch-ouestguyane.mssante.fr keeps its two other entries.
-    assert_eq!(domains.len(), 5000);
-    assert!(!domains.contains("strasbourg.unicancer.mssante.fr"));
-    assert!(domains.contains("ch-ouestguyane.mssante.fr"));
     let raw_dns: HashSet<_> = l.entries.iter().map(|e| e.dn_text.as_str()).collect();
     let dns: HashSet<_> = l.entries.iter().map(|e| &e.dn).collect();
-    // 392 DN spellings in the file, 2 of them refused; quoting, NBSP and spacing
-    // variants of one DN fold together.
-    assert_eq!(raw_dns.len(), 390);
-    assert_eq!(dns.len(), 382);
+    // 392 DN spellings in the file; quoting, NBSP and spacing variants of one
+    // DN fold together.
+    assert_eq!(raw_dns.len(), 392);
+    assert_eq!(dns.len(), 384);
     let mut per_domain: HashMap<&str, usize> = HashMap::new();
     for e in &l.entries {
         *per_domain.entry(&e.domain).or_default() += 1;
