@@ -14,11 +14,14 @@
 //! - [`error`]: errors a peer can cause, each with the reply it gets.
 //! - [`dn`]: distinguished names in canonical form (trust list vs certificates).
 //! - [`trustlist`]: the MSSanté trust list ("liste blanche") parser.
+//! - [`cluster`]: the replication protocol between nodes (frames, placement, the
+//!   per-node state machine).
 #![forbid(unsafe_code)]
 #![cfg_attr(not(fuzzing), warn(missing_docs))]
 
 pub mod address;
 pub mod client;
+pub mod cluster;
 pub mod command;
 pub mod data;
 pub mod dn;
