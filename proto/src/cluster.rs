@@ -1,17 +1,82 @@
 //! The cluster replication protocol ("shadow redundancy", DESIGN §3 and §5), sans-io.
 //!
+//! # Layout
 //! - [`frame`]: the wire frames (versioned rkyv records, validated on read) and the
 //!   stream decoder.
 //! - [`placement`]: which peers hold a message's copies (rendezvous hashing).
 //! - [`ids`]: node and message ids.
+//! - `node`, `membership`, `copy`, `origin`, `shadow`, `takeover`, `reconcile`,
+//!   `drain`: the per-node state machine [`Node`], one concept per file.
+//! - [`Config`], [`Counters`], and the driver contract: [`LocalEvent`] in, [`Action`]
+//!   and frames out.
+//!
+//! # The protocol in one page
+//! **Accept.** A message complete in the local spool is reported
+//! ([`LocalEvent::Accepted`]); the node picks `min_copies - 1` reachable peers by
+//! rendezvous hashing (another zone first) and asks the driver to stream a copy to
+//! each ([`Action::SendCopy`]). The copy carries its [`Placement`]: the origin and the
+//! holders in takeover order, each with its *volume id*. A holder stores it durably,
+//! then the node there acks it. When every holder acked, the outcome is `Ok` (250);
+//! a nack, a lost link or `accept_deadline` gives `451 4.3.0`, and the holders are
+//! released.
+//!
+//! **Who delivers.** Every node holding a copy applies one rule
+//! ([`copy`](self) module, `Copy::responsible`) to the placement: the first *available*
+//! node among the known takers (by placement order), else among the members in
+//! placement order — the origin while it lives. Available means heard from within
+//! `takeover_after` and still on the volume recorded in the placement. So a holder
+//! takes over when the origin has been silent for `takeover_after`, or at once when
+//! the origin comes back on a new volume (its copies are gone); with three copies the
+//! first live holder does, and only it. Taking over is a two-step durable move
+//! ([`Action::Promote`], then [`LocalEvent::Promoted`]), after which the taker tells
+//! every other member ([`Frame::Takeover`], repeated each reconcile round). A node
+//! that learns of a live taker stops delivering its copy ([`Action::Hold`]) and keeps
+//! it as a standby: if the taker dies before the message is final, the copy is given
+//! back ([`Action::Deliver`]).
+//!
+//! **Final.** The node that finishes a message releases every other copy
+//! ([`Frame::Release`], batched). Copies are deleted only when a message is final (or
+//! was never accepted): so a member on its recorded volume that answers `Absent` to a
+//! [`Frame::Reconcile`] query proves the message needs no delivery. Standby copies are
+//! checked that way every `reconcile_interval` (lost releases), and a restarted node
+//! checks every recovered message with the members of its placement before
+//! delivering it: taken over by a live node → held; absent from one → dropped (it was
+//! delivered elsewhere, e.g. by the node that took it over while this one was down);
+//! otherwise delivered. The wait is bounded by `restart_wait`; what is delivered when
+//! it expires is counted (it may duplicate a takeover).
+//!
+//! **Duplicates.** Delivery is at-least-once. A partitioned but living origin and its
+//! taker may both deliver; a node that crashes after delivering and before its final
+//! state is synced delivers again. Both are counted (`duplicates_possible`) where the
+//! protocol can see them. No copy is lost while one holder with its volume survives.
 
 pub mod frame;
 pub mod ids;
 pub mod placement;
 
+mod config;
+mod copy;
+mod counters;
+mod drain;
+mod event;
+mod membership;
+mod node;
+mod origin;
+mod reconcile;
+mod shadow;
+mod takeover;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::{Config, MemberConfig};
+pub use counters::Counters;
+pub use event::{Action, Boot, LocalEvent, RecoveredCopy, Unavailable};
 pub use frame::{
     encode, CopyStatus, Frame, FrameDecoder, FrameError, Heartbeat, Hello, Item, Nack, NackReason, Reconcile,
     Replicate, Takeover,
 };
 pub use ids::{MessageId, NodeId};
+pub use membership::PeerStatus;
+pub use node::Node;
 pub use placement::{Member, Placement};

@@ -1,0 +1,43 @@
+//! What a node counts, for the relay's metrics and `estafette cluster status`.
+
+/// Counters and gauges of one [`Node`](super::Node). Counters only grow; gauges
+/// (marked) are the current value.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Gauge: shadow copies held for other nodes.
+    pub shadows_held: u64,
+    /// Gauge: this node's messages queued for delivery here.
+    pub queue_depth: u64,
+    /// Gauge: this node's messages held because another node took them over.
+    pub held_for_takers: u64,
+    /// Gauge: ids waiting in a release batch (or for a link to come back).
+    pub releases_pending: u64,
+    /// Accepts answered `Ok` (250).
+    pub accepts_ok: u64,
+    /// Accepts refused at once: too few reachable peers, or draining.
+    pub accepts_refused: u64,
+    /// Accepts that failed after the copies were sent: deadline, nack, link lost.
+    pub accepts_failed: u64,
+    /// Accepts answered `Ok` with fewer copies than `min_copies` (`allow_degraded`).
+    pub accepts_degraded: u64,
+    /// Promote actions: batches of shadows this node took over.
+    pub takeovers: u64,
+    /// Messages this node took over (promoted).
+    pub taken_over: u64,
+    /// Messages this node had queued for delivery when it learnt that another node
+    /// delivers them or delivered them (a partition or an expired restart wait): each
+    /// may have been delivered twice.
+    pub duplicates_possible: u64,
+    /// Recovered messages released for delivery because the restart wait expired
+    /// before every peer answered.
+    pub restart_wait_expired: u64,
+    /// Copies dropped because a reconcile showed the message final elsewhere.
+    pub reconcile_dropped: u64,
+    /// Messages handed to a peer during a drain.
+    pub handed: u64,
+    /// Release ids discarded because too many waited for a peer that is down (the
+    /// periodic reconcile repairs them).
+    pub releases_discarded: u64,
+    /// Frames ignored: from a non-member, or stale (older epoch).
+    pub frames_ignored: u64,
+}

@@ -1,0 +1,199 @@
+//! This node's view of its peers: links, liveness, epochs and volumes.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use super::config::Config;
+use super::ids::NodeId;
+
+/// One peer as this node sees it (for `estafette cluster status`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// The peer.
+    pub node: NodeId,
+    /// Its configured name.
+    pub name: String,
+    /// The driver's connection to it is up.
+    pub link: bool,
+    /// Heard from within `takeover_after`: not (yet) taken over.
+    pub live: bool,
+    /// Last heard from (any frame); the node's start time until then.
+    pub last_heard: Instant,
+    /// Its epoch, once a Hello or Heartbeat arrived.
+    pub epoch: Option<u64>,
+    /// Its volume id, once a Hello or Heartbeat arrived.
+    pub volume: Option<u64>,
+    /// Its queue depth from its last heartbeat.
+    pub queue_depth: u64,
+    /// It announced a drain.
+    pub draining: bool,
+}
+
+/// What changed in the view, so that the node re-examines its copies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Change {
+    /// Nothing that affects who delivers what.
+    None,
+    /// The peer is live again, or its volume is known or changed.
+    Peer,
+}
+
+/// Every peer of this node.
+#[derive(Debug)]
+pub(super) struct Membership {
+    me: NodeId,
+    peers: BTreeMap<NodeId, PeerStatus>,
+}
+
+impl Membership {
+    /// Every configured member but `config.node`, live until `takeover_after` passes
+    /// without news (a node that just started does not take over at once).
+    pub(super) fn new(config: &Config, now: Instant) -> Self {
+        let peers = config
+            .members
+            .iter()
+            .filter(|m| m.node != config.node)
+            .map(|m| {
+                let status = PeerStatus {
+                    node: m.node,
+                    name: m.name.clone(),
+                    link: false,
+                    live: true,
+                    last_heard: now,
+                    epoch: None,
+                    volume: None,
+                    queue_depth: 0,
+                    draining: false,
+                };
+                (m.node, status)
+            })
+            .collect();
+        Self { me: config.node, peers }
+    }
+
+    pub(super) fn is_peer(&self, node: NodeId) -> bool {
+        self.peers.contains_key(&node)
+    }
+
+    pub(super) fn peers(&self) -> impl Iterator<Item = &PeerStatus> + '_ {
+        self.peers.values()
+    }
+
+    pub(super) fn peer_ids(&self) -> Vec<NodeId> {
+        self.peers.keys().copied().collect()
+    }
+
+    /// Any frame from `node`: it is alive now.
+    pub(super) fn heard(&mut self, now: Instant, node: NodeId) -> Change {
+        let Some(p) = self.peers.get_mut(&node) else {
+            return Change::None;
+        };
+        if now > p.last_heard {
+            p.last_heard = now;
+        }
+        if p.live {
+            Change::None
+        } else {
+            p.live = true;
+            Change::Peer
+        }
+    }
+
+    /// A Hello or Heartbeat: `false` if it is stale (an older epoch than known).
+    pub(super) fn announce(&mut self, node: NodeId, epoch: u64, volume: u64) -> Option<Change> {
+        let p = self.peers.get_mut(&node)?;
+        if p.epoch.is_some_and(|e| epoch < e) {
+            return None;
+        }
+        p.epoch = Some(epoch);
+        if p.volume == Some(volume) {
+            Some(Change::None)
+        } else {
+            p.volume = Some(volume);
+            Some(Change::Peer)
+        }
+    }
+
+    pub(super) fn set_name(&mut self, node: NodeId, name: &str) {
+        if let Some(p) = self.peers.get_mut(&node) {
+            name.clone_into(&mut p.name);
+        }
+    }
+
+    pub(super) fn set_load(&mut self, node: NodeId, queue_depth: u64, draining: bool) {
+        if let Some(p) = self.peers.get_mut(&node) {
+            p.queue_depth = queue_depth;
+            p.draining = draining;
+        }
+    }
+
+    pub(super) fn set_link(&mut self, node: NodeId, up: bool) {
+        if let Some(p) = self.peers.get_mut(&node) {
+            p.link = up;
+            if !up {
+                // A new connection starts with a Hello: forget the load until then.
+                p.draining = false;
+            }
+        }
+    }
+
+    pub(super) fn link(&self, node: NodeId) -> bool {
+        self.peers.get(&node).is_some_and(|p| p.link)
+    }
+
+    /// Peers silent for `takeover_after` become dead; returns whether any did.
+    pub(super) fn expire(&mut self, now: Instant, takeover_after: Duration) -> bool {
+        let mut any = false;
+        for p in self.peers.values_mut() {
+            if p.live && now.saturating_duration_since(p.last_heard) >= takeover_after {
+                p.live = false;
+                any = true;
+            }
+        }
+        any
+    }
+
+    /// When the next live peer turns dead if nothing is heard from it.
+    pub(super) fn next_expiry(&self, takeover_after: Duration) -> Option<Instant> {
+        self.peers
+            .values()
+            .filter(|p| p.live)
+            .map(|p| p.last_heard + takeover_after)
+            .min()
+    }
+
+    /// This node, or a peer heard from within `takeover_after`.
+    pub(super) fn is_live(&self, node: NodeId) -> bool {
+        node == self.me || self.peers.get(&node).is_some_and(|p| p.live)
+    }
+
+    /// The epoch `node` announced last, if known.
+    pub(super) fn epoch(&self, node: NodeId) -> Option<u64> {
+        self.peers.get(&node).and_then(|p| p.epoch)
+    }
+
+    /// The volume `node` announced, if known (this node's own is not tracked here).
+    pub(super) fn volume(&self, node: NodeId) -> Option<u64> {
+        self.peers.get(&node).and_then(|p| p.volume)
+    }
+
+    /// Whether `node` still has the volume it had when a copy was placed there:
+    /// unknown counts as yes (the copy is presumed there until the node says otherwise).
+    pub(super) fn intact(&self, node: NodeId, recorded: Option<u64>) -> bool {
+        if node == self.me {
+            return true;
+        }
+        match (self.volume(node), recorded) {
+            (Some(now), Some(then)) => now == then,
+            _ => true,
+        }
+    }
+
+    /// Whether `node` can take a new copy now: connected, announced, heard from within
+    /// `peer_timeout`, not draining.
+    pub(super) fn reachable(&self, node: NodeId, now: Instant, peer_timeout: Duration) -> bool {
+        self.peers.get(&node).is_some_and(|p| {
+            p.link && p.volume.is_some() && !p.draining && now.saturating_duration_since(p.last_heard) < peer_timeout
+        })
+    }
+}

@@ -1,0 +1,263 @@
+//! Status exchanges between copy holders: the restart check of recovered messages,
+//! and the periodic round that repairs lost releases and takeover notices.
+//!
+//! A `Reconcile` query lists ids with the sender's status; the answer gives the
+//! receiver's status for each. An `Absent` *answer* from a member whose volume is the
+//! one recorded in the placement means the message is final (or was never accepted):
+//! copies are deleted only then, and an answer is computed after the query was sent,
+//! so it cannot predate the copy. The querier drops its own copy.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::time::Instant;
+
+use super::copy::{Copy, State};
+use super::event::Boot;
+use super::frame::{CopyStatus, Frame, Item, Reconcile};
+use super::ids::{MessageId, NodeId};
+use super::node::Node;
+
+impl Node {
+    /// Loads what the spool recovered: own messages wait for the members' answers,
+    /// shadows stand by.
+    pub(super) fn recover(&mut self, now: Instant, boot: Boot) {
+        let me = self.config.node;
+        for r in boot.shadows {
+            self.copies.insert(r.id, Copy::new(r.placement, State::Shadow, now));
+        }
+        for r in boot.own {
+            let waiting: Vec<NodeId> = r
+                .placement
+                .members()
+                .map(|m| m.node)
+                .filter(|&n| n != me && self.view.is_peer(n))
+                .collect();
+            let mut copy = Copy::new(r.placement, State::Recovering { waiting }, now);
+            if r.promoted || copy.origin() != me {
+                copy.takers.push(me);
+            }
+            self.copies.insert(r.id, copy);
+        }
+        let ids: Vec<MessageId> = self.copies.keys().copied().collect();
+        let mut waiting = false;
+        for id in ids {
+            match self.copies.get(&id).map(|c| &c.state) {
+                Some(State::Recovering { waiting: w }) if w.is_empty() => self.recovered(now, id),
+                Some(State::Recovering { .. }) => waiting = true,
+                _ => self.evaluate(now, id),
+            }
+        }
+        if waiting {
+            self.restart_deadline = Some(now + self.config.restart_wait);
+        }
+    }
+
+    /// A recovered message whose check is over joins the queue (delivered here or
+    /// held for a taker).
+    fn recovered(&mut self, now: Instant, id: MessageId) {
+        if let Some(copy) = self.copies.get_mut(&id) {
+            copy.set_state(State::Queued { handoff: None }, now);
+            copy.reported = false;
+            self.evaluate(now, id);
+        }
+    }
+
+    pub(super) fn restart_wait_expired(&mut self, now: Instant) {
+        self.restart_deadline = None;
+        let ids: Vec<MessageId> = self
+            .copies
+            .iter()
+            .filter(|(_, c)| matches!(c.state, State::Recovering { .. }))
+            .map(|(id, _)| *id)
+            .collect();
+        self.counters.restart_wait_expired += u64::try_from(ids.len()).unwrap_or(u64::MAX);
+        for id in ids {
+            self.recovered(now, id);
+        }
+    }
+
+    /// The link to `peer` is up: pending releases and recovery queries go out.
+    pub(super) fn link_up(&mut self, now: Instant, peer: NodeId) {
+        self.flush_peer_releases(peer);
+        self.query_recovering(now, Some(peer));
+    }
+
+    /// Re-sends the recovery queries still unanswered (lost frames), every heartbeat.
+    pub(super) fn requery_recovering(&mut self, now: Instant) {
+        if self.restart_deadline.is_some() {
+            self.query_recovering(now, None);
+        }
+    }
+
+    fn query_recovering(&mut self, _now: Instant, only: Option<NodeId>) {
+        let mut per_peer: BTreeMap<NodeId, Vec<Item>> = BTreeMap::new();
+        for (id, copy) in &self.copies {
+            let State::Recovering { waiting } = &copy.state else {
+                continue;
+            };
+            for &p in waiting {
+                if only.is_none_or(|o| o == p) && self.view.link(p) {
+                    per_peer.entry(p).or_default().push(Item {
+                        id: *id,
+                        status: CopyStatus::Standby,
+                    });
+                }
+            }
+        }
+        self.send_queries(per_peer);
+    }
+
+    fn send_queries(&mut self, per_peer: BTreeMap<NodeId, Vec<Item>>) {
+        let batch = self.config.reconcile_batch.max(1);
+        for (peer, items) in per_peer {
+            for chunk in items.chunks(batch) {
+                self.send(
+                    peer,
+                    Frame::Reconcile(Reconcile {
+                        reply: false,
+                        items: chunk.to_vec(),
+                    }),
+                );
+            }
+        }
+    }
+
+    /// `peer` announced a volume: members that lost theirs need not answer.
+    pub(super) fn recovering_peer_changed(&mut self, now: Instant, peer: NodeId) {
+        let Some(volume) = self.view.volume(peer) else { return };
+        let mut done = Vec::new();
+        for (id, copy) in &mut self.copies {
+            let recorded = copy.placement.volume_of(peer);
+            let State::Recovering { waiting } = &mut copy.state else {
+                continue;
+            };
+            if recorded.is_some_and(|v| v != volume) && waiting.contains(&peer) {
+                waiting.retain(|&n| n != peer);
+                if waiting.is_empty() {
+                    done.push(*id);
+                }
+            }
+        }
+        for id in done {
+            self.recovered(now, id);
+        }
+        self.check_restart_done();
+    }
+
+    fn check_restart_done(&mut self) {
+        if self.restart_deadline.is_some()
+            && !self
+                .copies
+                .values()
+                .any(|c| matches!(c.state, State::Recovering { .. }))
+        {
+            self.restart_deadline = None;
+        }
+    }
+
+    pub(super) fn on_reconcile(&mut self, now: Instant, from: NodeId, r: Reconcile) {
+        for item in &r.items {
+            self.learn(now, from, *item, r.reply);
+        }
+        if !r.reply {
+            let items: Vec<Item> = r
+                .items
+                .iter()
+                .map(|i| Item {
+                    id: i.id,
+                    status: self.copies.get(&i.id).map_or(CopyStatus::Absent, Copy::status),
+                })
+                .collect();
+            self.send(from, Frame::Reconcile(Reconcile { reply: true, items }));
+        }
+        self.check_restart_done();
+    }
+
+    /// What `from` said of one id.
+    fn learn(&mut self, now: Instant, from: NodeId, item: Item, reply: bool) {
+        let Some(copy) = self.copies.get_mut(&item.id) else {
+            return;
+        };
+        let known_volume = self.view.volume(from);
+        let intact = known_volume.is_some() && copy.placement.volume_of(from) == known_volume;
+        let mut changed = false;
+        match item.status {
+            CopyStatus::Active => changed = copy.add_taker(from),
+            CopyStatus::Standby => {}
+            CopyStatus::Absent => {
+                changed = copy.remove_taker(from);
+                if reply && intact && !matches!(copy.state, State::Accepting { .. }) {
+                    self.counters.reconcile_dropped += 1;
+                    self.drop_copy(item.id);
+                    return;
+                }
+            }
+        }
+        if reply && known_volume.is_some() {
+            if let State::Recovering { waiting } = &mut copy.state {
+                waiting.retain(|&n| n != from);
+                if waiting.is_empty() {
+                    self.recovered(now, item.id);
+                    return;
+                }
+            }
+        }
+        if changed {
+            self.evaluate(now, item.id);
+        }
+    }
+
+    /// Every `reconcile_interval`: each standby copy older than the interval is checked
+    /// with the node that delivers it (a lost release leaves it there forever
+    /// otherwise), and takeover notices are sent again.
+    pub(super) fn reconcile_round(&mut self, now: Instant) {
+        let me = self.config.node;
+        let batch = self.config.reconcile_batch.max(1);
+        let old = |c: &Copy| now.saturating_duration_since(c.since) >= self.config.reconcile_interval;
+        let start = self.reconcile_cursor.map_or(Bound::Unbounded, Bound::Excluded);
+        let wrapped = self
+            .reconcile_cursor
+            .map(|c| self.copies.range(..=c))
+            .into_iter()
+            .flatten();
+        let order = self.copies.range((start, Bound::Unbounded)).chain(wrapped);
+        let mut queries: BTreeMap<NodeId, Vec<Item>> = BTreeMap::new();
+        let mut notices = Vec::new();
+        let mut cursor = None;
+        for (id, copy) in order {
+            let standby = match copy.state {
+                State::Shadow => true,
+                State::Queued { .. } => !copy.deliverable,
+                _ => false,
+            };
+            if standby && old(copy) {
+                let Some(r) = copy.responsible(&self.view).filter(|&r| r != me && self.view.link(r)) else {
+                    continue;
+                };
+                let q = queries.entry(r).or_default();
+                if q.len() >= batch {
+                    cursor.get_or_insert(*id);
+                    continue;
+                }
+                q.push(Item {
+                    id: *id,
+                    status: copy.status(),
+                });
+            } else if copy.deliverable && copy.takers.contains(&me) && old(copy) {
+                for n in copy
+                    .placement
+                    .members()
+                    .map(|m| m.node)
+                    .chain(copy.takers.iter().copied())
+                {
+                    if n != me {
+                        notices.push((n, copy.origin(), *id));
+                    }
+                }
+            }
+        }
+        self.reconcile_cursor = cursor.and_then(|c| self.copies.range(..c).next_back().map(|(id, _)| *id));
+        self.send_queries(queries);
+        self.send_notices(notices);
+    }
+}

@@ -1,0 +1,439 @@
+//! Whole conversations between a few [`Node`]s in memory, on a simulated clock (the
+//! quinn `Pair` idea). The randomised, fault-injecting version is
+//! `proto/tests/cluster_sim.rs`; these are the readable cases.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::*;
+
+/// Nodes, the links between them, and everything each node asked of its driver.
+struct Harness {
+    now: Instant,
+    nodes: Vec<Node>,
+    configs: Vec<Arc<Config>>,
+    link: Vec<Vec<bool>>,
+    actions: Vec<Vec<Action>>,
+    /// What each node holds on disk: own (id, placement, promoted) and shadows.
+    own: Vec<Vec<RecoveredCopy>>,
+}
+
+fn id(n: u8) -> MessageId {
+    MessageId([n; 16])
+}
+
+impl Harness {
+    fn new(nodes: u16, min_copies: usize) -> Self {
+        let now = Instant::now();
+        let members: Vec<MemberConfig> = (0..nodes)
+            .map(|n| MemberConfig {
+                node: NodeId(n),
+                name: format!("estafette-{n}"),
+                zone: None,
+            })
+            .collect();
+        let configs: Vec<Arc<Config>> = (0..nodes)
+            .map(|n| {
+                Arc::new(Config {
+                    node: NodeId(n),
+                    members: members.clone(),
+                    min_copies,
+                    ..Config::default()
+                })
+            })
+            .collect();
+        let nodes_v = (0..nodes)
+            .map(|n| {
+                let epoch = u64::from(n) + 1;
+                Node::new(
+                    configs[usize::from(n)].clone(),
+                    Boot {
+                        epoch,
+                        volume: epoch,
+                        ..Boot::default()
+                    },
+                    now,
+                )
+            })
+            .collect();
+        let n = usize::from(nodes);
+        let mut h = Self {
+            now,
+            nodes: nodes_v,
+            configs,
+            link: vec![vec![false; n]; n],
+            actions: vec![Vec::new(); n],
+            own: vec![Vec::new(); n],
+        };
+        for a in 0..nodes {
+            for b in a + 1..nodes {
+                h.set_link(a, b, true);
+            }
+        }
+        h
+    }
+
+    fn set_link(&mut self, a: u16, b: u16, up: bool) {
+        let (ua, ub) = (usize::from(a), usize::from(b));
+        self.link[ua][ub] = up;
+        self.link[ub][ua] = up;
+        self.nodes[ua].handle_link(self.now, NodeId(b), up);
+        self.nodes[ub].handle_link(self.now, NodeId(a), up);
+        self.run();
+    }
+
+    /// Moves frames and plays the driver until nothing moves.
+    fn run(&mut self) {
+        loop {
+            let mut moved = false;
+            for n in 0..self.nodes.len() {
+                while let Some(a) = self.nodes[n].poll_action() {
+                    moved = true;
+                    self.driver(n, a);
+                }
+                while let Some((to, frame)) = self.nodes[n].poll_transmit() {
+                    moved = true;
+                    let to = usize::from(to.0);
+                    if self.link[n][to] {
+                        let from = NodeId(u16::try_from(n).unwrap_or(0));
+                        self.nodes[to].handle_frame(self.now, from, frame);
+                    }
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    /// The driver: copies land at once, promotions complete at once.
+    fn driver(&mut self, n: usize, a: Action) {
+        let me = NodeId(u16::try_from(n).unwrap_or(0));
+        match &a {
+            Action::SendCopy { to, id, placement } => {
+                let t = usize::from(to.0);
+                if self.link[n][t] {
+                    let ev = LocalEvent::ShadowStored {
+                        origin: me,
+                        id: *id,
+                        placement: placement.clone(),
+                    };
+                    self.nodes[t].handle_local(self.now, ev);
+                }
+            }
+            Action::Promote { origin, ids } => {
+                let ev = LocalEvent::Promoted {
+                    origin: *origin,
+                    ids: ids.clone(),
+                };
+                self.nodes[n].handle_local(self.now, ev);
+            }
+            Action::AcceptOutcome { id, result: Ok(()) } => {
+                let placement = self.nodes[n]
+                    .placement(id)
+                    .cloned()
+                    .expect("placement of an accepted message");
+                self.own[n].push(RecoveredCopy {
+                    id: *id,
+                    placement,
+                    promoted: false,
+                });
+            }
+            _ => {}
+        }
+        self.actions[n].push(a);
+    }
+
+    fn advance(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.now < end {
+            self.now = (self.now + Duration::from_millis(100)).min(end);
+            for n in 0..self.nodes.len() {
+                self.nodes[n].handle_timeout(self.now);
+            }
+            self.run();
+        }
+    }
+
+    fn local(&mut self, n: usize, ev: LocalEvent) {
+        self.nodes[n].handle_local(self.now, ev);
+        self.run();
+    }
+
+    fn take(&mut self, n: usize) -> Vec<Action> {
+        std::mem::take(&mut self.actions[n])
+    }
+
+    /// Node `n` crashes and starts again with `boot` (links down, then up).
+    fn restart(&mut self, n: u16, boot: Boot) {
+        let others: Vec<u16> = (0..u16::try_from(self.nodes.len()).unwrap_or(0))
+            .filter(|&o| o != n)
+            .collect();
+        for &o in &others {
+            self.set_link(n, o, false);
+        }
+        self.nodes[usize::from(n)] = Node::new(self.configs[usize::from(n)].clone(), boot, self.now);
+        self.run();
+        for &o in &others {
+            self.set_link(n, o, true);
+        }
+    }
+}
+
+fn outcome(actions: &[Action]) -> Option<Result<(), Unavailable>> {
+    actions.iter().find_map(|a| match a {
+        Action::AcceptOutcome { result, .. } => Some(*result),
+        _ => None,
+    })
+}
+
+#[test]
+fn accept_waits_for_the_shadow_ack_and_final_releases_it() {
+    let mut h = Harness::new(3, 2);
+    h.advance(Duration::from_secs(1));
+    h.local(0, LocalEvent::Accepted { id: id(1), size: 10 });
+    let a = h.take(0);
+    let copies: Vec<_> = a.iter().filter(|a| matches!(a, Action::SendCopy { .. })).collect();
+    assert_eq!(copies.len(), 1, "{a:?}");
+    assert_eq!(outcome(&a), Some(Ok(())));
+    assert!(h.nodes[0].may_deliver(&id(1)));
+    let holder = h.nodes[0]
+        .placement(&id(1))
+        .map(|p| usize::from(p.holders[0].node.0))
+        .unwrap_or(0);
+    assert_eq!(h.nodes[holder].counters().shadows_held, 1);
+    h.local(0, LocalEvent::Final { id: id(1) });
+    h.advance(Duration::from_millis(200));
+    assert!(h
+        .take(holder)
+        .iter()
+        .any(|a| matches!(a, Action::DropShadows { ids, .. } if ids == &[id(1)])));
+    assert_eq!(h.nodes[holder].counters().shadows_held, 0);
+}
+
+#[test]
+fn too_few_peers_is_451_at_once() {
+    let mut h = Harness::new(2, 2);
+    h.set_link(0, 1, false);
+    assert!(!h.nodes[0].can_accept(h.now));
+    h.local(0, LocalEvent::Accepted { id: id(1), size: 10 });
+    assert_eq!(
+        outcome(&h.take(0)),
+        Some(Err(Unavailable::NotEnoughPeers {
+            reachable: 0,
+            needed: 1
+        }))
+    );
+    assert_eq!(h.nodes[0].placement(&id(1)), None);
+    assert_eq!(Unavailable::Timeout.reply().code, 451);
+}
+
+#[test]
+fn no_ack_within_the_deadline_is_451() {
+    let mut h = Harness::new(2, 2);
+    // The holder never stores the copy: cut the data path only by not delivering it.
+    h.nodes[0].handle_local(h.now, LocalEvent::Accepted { id: id(1), size: 10 });
+    let a: Vec<Action> = std::iter::from_fn(|| h.nodes[0].poll_action()).collect();
+    assert!(matches!(a[..], [Action::SendCopy { .. }]), "{a:?}");
+    h.advance(Duration::from_secs(5));
+    assert_eq!(outcome(&h.take(0)), Some(Err(Unavailable::Timeout)));
+    assert_eq!(h.nodes[0].counters().accepts_failed, 1);
+}
+
+#[test]
+fn silent_origin_is_taken_over_and_learns_it_at_restart() {
+    let mut h = Harness::new(2, 2);
+    h.local(0, LocalEvent::Accepted { id: id(1), size: 10 });
+    h.local(0, LocalEvent::Accepted { id: id(2), size: 10 });
+    assert_eq!(h.nodes[0].counters().accepts_ok, 2);
+    let recovered = h.own[0].clone();
+    // Node 0 dies: node 1 waits takeover_after, then promotes and delivers both.
+    h.set_link(0, 1, false);
+    h.advance(Duration::from_secs(59));
+    assert!(!h.take(1).iter().any(|a| matches!(a, Action::Promote { .. })));
+    h.advance(Duration::from_secs(2));
+    let a = h.take(1);
+    assert!(
+        a.iter()
+            .any(|a| matches!(a, Action::Promote { ids, .. } if ids.len() == 2)),
+        "{a:?}"
+    );
+    assert!(
+        a.iter().any(|a| matches!(a, Action::Deliver { ids } if ids.len() == 2)),
+        "{a:?}"
+    );
+    // Node 1 delivers message 1; message 2 is still queued there.
+    h.local(1, LocalEvent::Final { id: id(1) });
+    // Node 0 restarts with both messages: 1 is final (dropped), 2 taken over (held).
+    h.restart(
+        0,
+        Boot {
+            epoch: 10,
+            volume: 1,
+            own: recovered,
+            shadows: Vec::new(),
+        },
+    );
+    h.advance(Duration::from_secs(1));
+    let a = h.take(0);
+    assert!(
+        a.iter()
+            .any(|a| matches!(a, Action::DropLocal { ids } if ids == &[id(1)])),
+        "{a:?}"
+    );
+    assert!(!a.iter().any(|a| matches!(a, Action::Deliver { .. })), "{a:?}");
+    assert!(!h.nodes[0].may_deliver(&id(2)));
+    assert_eq!(h.nodes[0].counters().held_for_takers, 1);
+    // The taker finishes: the held copy goes.
+    h.local(1, LocalEvent::Final { id: id(2) });
+    h.advance(Duration::from_millis(200));
+    assert!(h
+        .take(0)
+        .iter()
+        .any(|a| matches!(a, Action::DropLocal { ids } if ids == &[id(2)])));
+    assert_eq!(h.nodes[1].counters().taken_over, 2);
+}
+
+#[test]
+fn origin_back_on_a_new_volume_is_taken_over_at_once() {
+    let mut h = Harness::new(2, 2);
+    h.local(0, LocalEvent::Accepted { id: id(1), size: 10 });
+    h.restart(
+        0,
+        Boot {
+            epoch: 5,
+            volume: 5,
+            ..Boot::default()
+        },
+    );
+    let a = h.take(1);
+    assert!(
+        a.iter()
+            .any(|a| matches!(a, Action::Deliver { ids } if ids == &[id(1)])),
+        "{a:?}"
+    );
+}
+
+#[test]
+fn restarted_origin_delivers_what_was_not_taken_over() {
+    let mut h = Harness::new(2, 2);
+    h.local(0, LocalEvent::Accepted { id: id(1), size: 10 });
+    let recovered = h.own[0].clone();
+    h.take(0);
+    h.restart(
+        0,
+        Boot {
+            epoch: 3,
+            volume: 1,
+            own: recovered,
+            shadows: Vec::new(),
+        },
+    );
+    let a = h.take(0);
+    assert!(
+        a.iter()
+            .any(|a| matches!(a, Action::Deliver { ids } if ids == &[id(1)])),
+        "{a:?}"
+    );
+    assert_eq!(h.nodes[0].counters().restart_wait_expired, 0);
+}
+
+#[test]
+fn restart_wait_is_bounded_and_counted() {
+    let mut h = Harness::new(2, 2);
+    h.local(0, LocalEvent::Accepted { id: id(1), size: 10 });
+    let recovered = h.own[0].clone();
+    h.set_link(0, 1, false);
+    h.nodes[0] = Node::new(
+        h.configs[0].clone(),
+        Boot {
+            epoch: 3,
+            volume: 1,
+            own: recovered,
+            ..Boot::default()
+        },
+        h.now,
+    );
+    h.take(0);
+    h.advance(Duration::from_secs(9));
+    assert!(!h.nodes[0].may_deliver(&id(1)));
+    h.advance(Duration::from_secs(2));
+    assert!(h.nodes[0].may_deliver(&id(1)));
+    assert_eq!(h.nodes[0].counters().restart_wait_expired, 1);
+}
+
+#[test]
+fn with_three_copies_only_the_first_live_holder_takes_over() {
+    let mut h = Harness::new(4, 3);
+    for n in 1..=20 {
+        h.local(0, LocalEvent::Accepted { id: id(n), size: 10 });
+    }
+    let placements: Vec<Placement> = (1..=20).filter_map(|n| h.nodes[0].placement(&id(n)).cloned()).collect();
+    for n in 1..4 {
+        h.set_link(0, n, false);
+    }
+    h.advance(Duration::from_secs(61));
+    for (i, p) in placements.iter().enumerate() {
+        let first = usize::from(p.holders[0].node.0);
+        for holder in &p.holders {
+            let node = &h.nodes[usize::from(holder.node.0)];
+            let mid = id(u8::try_from(i + 1).unwrap_or(0));
+            assert_eq!(node.may_deliver(&mid), usize::from(holder.node.0) == first, "{p:?}");
+        }
+    }
+    let taken: u64 = h.nodes.iter().map(|n| n.counters().taken_over).sum();
+    assert_eq!(taken, 20);
+}
+
+#[test]
+fn drain_hands_every_message_to_a_holder() {
+    let mut h = Harness::new(3, 2);
+    for n in 1..=5 {
+        h.local(0, LocalEvent::Accepted { id: id(n), size: 10 });
+    }
+    h.take(0);
+    h.local(0, LocalEvent::Drain);
+    assert!(h.nodes[0].is_drained());
+    let a = h.take(0);
+    let handed: usize = a
+        .iter()
+        .map(|a| if let Action::Handed { ids } = a { ids.len() } else { 0 })
+        .sum();
+    assert_eq!(handed, 5, "{a:?}");
+    assert!(!h.nodes[0].can_accept(h.now));
+    h.local(0, LocalEvent::Accepted { id: id(9), size: 10 });
+    assert_eq!(outcome(&h.take(0)), Some(Err(Unavailable::Draining)));
+    let delivering: usize = (1..=5)
+        .map(|n| (1..3).filter(|&x| h.nodes[x].may_deliver(&id(n))).count())
+        .sum();
+    assert_eq!(delivering, 5);
+}
+
+#[test]
+fn a_copy_stored_after_its_release_is_dropped() {
+    let mut h = Harness::new(2, 2);
+    let placement = Placement {
+        origin: Member {
+            node: NodeId(0),
+            volume: 1,
+        },
+        holders: vec![Member {
+            node: NodeId(1),
+            volume: 2,
+        }],
+    };
+    h.nodes[1].handle_frame(h.now, NodeId(0), Frame::Release(vec![id(7)]));
+    h.local(
+        1,
+        LocalEvent::ShadowStored {
+            origin: NodeId(0),
+            id: id(7),
+            placement,
+        },
+    );
+    assert!(h
+        .take(1)
+        .iter()
+        .any(|a| matches!(a, Action::DropShadows { ids, .. } if ids == &[id(7)])));
+    assert_eq!(h.nodes[1].counters().shadows_held, 0);
+}

@@ -1,0 +1,106 @@
+//! What one seed simulates: cluster shape, network quality, workload and faults.
+
+use std::time::Duration;
+
+use proto::cluster::{Config, MemberConfig, NodeId};
+
+use super::rng::Rng;
+
+/// One run's parameters, all drawn from the seed.
+#[derive(Clone, Debug)]
+pub(crate) struct Params {
+    pub(crate) nodes: u16,
+    pub(crate) min_copies: usize,
+    pub(crate) zones: bool,
+    /// Per-frame probabilities.
+    pub(crate) drop_p: f64,
+    pub(crate) dup_p: f64,
+    /// Usual one-way delay, ms (uniform 1..=delay_ms), and the chance of a spike
+    /// (up to 50x: reordering).
+    pub(crate) delay_ms: u64,
+    pub(crate) spike_p: f64,
+    /// Clock rate error per node, parts per million (both signs).
+    pub(crate) drift_ppm: u64,
+    /// Messages offered by clients, spread over `workload_ms`.
+    pub(crate) messages: usize,
+    pub(crate) workload_ms: u64,
+    /// Faults are injected in `0..faults_until`; then everything heals.
+    pub(crate) faults_until: u64,
+    pub(crate) crashes: usize,
+    pub(crate) partitions: usize,
+    pub(crate) drains: usize,
+    /// Volume losses allowed: `min_copies - 1` at most, or a 250'd message may lose
+    /// every copy (no re-replication after a takeover).
+    pub(crate) volume_losses: usize,
+    /// Delivery attempts that defer (4xx) before the heal.
+    pub(crate) defer_p: f64,
+}
+
+/// The shapes the CI cycles through: (nodes, min_copies).
+const SHAPES: [(u16, usize); 4] = [(3, 2), (3, 2), (2, 2), (4, 3)];
+
+impl Params {
+    pub(crate) fn from_seed(seed: u64) -> Self {
+        let mut r = Rng::new(seed.wrapping_mul(0x2545_f491_4f6c_dd1d));
+        let (nodes, min_copies) = SHAPES[usize::try_from(seed % 4).unwrap_or(0)];
+        let calm = r.chance(0.15);
+        let pick = |r: &mut Rng, xs: &[f64]| xs[r.index(xs.len())];
+        Self {
+            nodes,
+            min_copies,
+            zones: r.chance(0.3),
+            drop_p: if calm {
+                0.0
+            } else {
+                pick(&mut r, &[0.0, 0.005, 0.02, 0.08])
+            },
+            dup_p: if calm { 0.0 } else { pick(&mut r, &[0.0, 0.01, 0.05]) },
+            delay_ms: r.range(1, 20),
+            spike_p: if calm { 0.0 } else { pick(&mut r, &[0.0, 0.01, 0.05]) },
+            drift_ppm: r.range(0, 20_000),
+            messages: usize::try_from(r.range(10, 60)).unwrap_or(10),
+            workload_ms: r.range(5_000, 40_000),
+            faults_until: r.range(20_000, 60_000),
+            crashes: if calm {
+                0
+            } else {
+                usize::try_from(r.range(0, 4)).unwrap_or(0)
+            },
+            partitions: if calm {
+                0
+            } else {
+                usize::try_from(r.range(0, 4)).unwrap_or(0)
+            },
+            drains: usize::from(r.chance(0.2)),
+            volume_losses: if r.chance(0.25) { min_copies - 1 } else { 0 },
+            defer_p: pick(&mut r, &[0.0, 0.1, 0.3]),
+        }
+    }
+
+    /// The protocol settings: production shapes, shorter times so a run is quick.
+    pub(crate) fn config(&self, me: u16) -> Config {
+        let zones = ["a", "b"];
+        Config {
+            node: NodeId(me),
+            members: (0..self.nodes)
+                .map(|n| MemberConfig {
+                    node: NodeId(n),
+                    name: format!("estafette-{n}"),
+                    zone: self.zones.then(|| zones[usize::from(n) % 2].to_string()),
+                })
+                .collect(),
+            min_copies: self.min_copies,
+            allow_degraded: false,
+            accept_deadline: Duration::from_secs(2),
+            heartbeat_interval: Duration::from_secs(1),
+            peer_timeout: Duration::from_secs(3),
+            takeover_after: Duration::from_secs(10),
+            release_batch: 8,
+            release_interval: Duration::from_millis(100),
+            reconcile_interval: Duration::from_secs(5),
+            reconcile_batch: 32,
+            restart_wait: Duration::from_secs(4),
+            handoff_retry: Duration::from_secs(1),
+        }
+    }
+}
