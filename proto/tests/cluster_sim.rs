@@ -91,24 +91,24 @@ fn seeds() {
 /// Seeds that failed while the protocol was written, each with what it found.
 #[test]
 fn regressions() {
+    // Each fails with its fix reverted (checked when it was added).
     let seeds = [
         // A holder acked, then crashed with its volume before the other acks: the
-        // outcome was Ok with one copy gone. Fix: a holder's link lost before the
-        // outcome fails the accept, acked or not.
-        1415,
-        // A Replicate frame duplicated after its Release re-created the shadow; the
-        // origin then died and the orphan was taken over and delivered twice. Fix:
-        // nodes remember recent releases and drop copies stored after them.
-        3462,
+        // outcome was Ok with one copy gone (4 nodes, 3 copies). Fix: losing the link
+        // to any holder before the outcome fails the accept, acked or not.
+        9555,
+        // A copy whose Replicate frames were delayed landed after its Release (no
+        // duplicated frames in this seed), stood by as an orphan and was delivered
+        // after the release. Fix: nodes remember recent releases and drop a copy
+        // stored after one.
+        24287,
         // A holder that had not heard the origin's heartbeats since a partition healed
-        // received a fresh copy from it and promoted it at once (origin "dead"), while
-        // the origin, told of the takeover during its accept, lost that notice when the
-        // accept completed. Fixes: a stored copy and a link coming up count as hearing
-        // from the peer; takers learnt during an accept are kept.
+        // received a fresh copy from it and promoted it at once ("origin dead"), and
+        // the origin, told of that takeover while its accept was in flight, forgot it
+        // when the accept completed: both delivered while each knew of the other.
+        // Fixes (either is enough here): a stored copy and a link coming up count as
+        // hearing from the peer; takers learnt during an accept are kept.
         96880,
-        // The simulation counted data frames as liveness, the core does not see them:
-        // the check now uses what the core hears.
-        15438,
     ];
     for seed in seeds {
         if let Err(e) = run_seed(seed, false) {

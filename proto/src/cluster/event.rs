@@ -44,6 +44,10 @@ pub enum LocalEvent {
     /// and needs `min_copies - 1` shadows. The node answers with
     /// [`Action::SendCopy`]s, then one [`Action::AcceptOutcome`]. The client gets
     /// `250` only when that outcome is `Ok` **and** the local commit returned `Ok`.
+    ///
+    /// Right after this call, [`Node::placement`](super::Node::placement) gives the
+    /// placement the driver MUST store with the message in that same commit (a
+    /// restart needs it); `None` means the accept was refused at once.
     Accepted {
         /// The id the spool assigned; never reused.
         id: MessageId,
@@ -87,6 +91,11 @@ pub enum LocalEvent {
     },
     /// Drain: accept nothing more and hand every queued message to a peer holding a
     /// copy. [`Node::is_drained`](super::Node::is_drained) turns true when done.
+    ///
+    /// Report it once no delivery attempt is in flight: stop starting attempts, let
+    /// the running ones finish (bounded by the drain deadline) and report their
+    /// `Final` first. A message handed over while its attempt still runs here may be
+    /// delivered twice.
     Drain,
 }
 

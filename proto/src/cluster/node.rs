@@ -61,6 +61,8 @@ pub struct Node {
     pub(super) reconcile_cursor: Option<MessageId>,
     /// Until when recovered messages wait for the peers' answers.
     pub(super) restart_deadline: Option<Instant>,
+    /// When each peer was last asked about recovered messages.
+    pub(super) recovery_queried: BTreeMap<NodeId, Instant>,
     pub(super) next_handoff: Option<Instant>,
     pub(super) draining: bool,
     /// Messages taken over per origin, with the origin's epoch then: if it shows up
@@ -102,6 +104,7 @@ impl Node {
             next_reconcile: now + config.reconcile_interval,
             reconcile_cursor: None,
             restart_deadline: None,
+            recovery_queried: BTreeMap::new(),
             next_handoff: None,
             draining: false,
             taken_from: BTreeMap::new(),
@@ -323,9 +326,12 @@ impl Node {
     }
 
     /// After [`LocalEvent::Drain`]: true once no message is left to hand over (every
-    /// queued message was taken over by a peer, and no accept is in flight).
+    /// queued message was taken over by a peer, no accept is in flight) and every
+    /// release for a connected peer was sent: the process may exit once
+    /// [`poll_transmit`](Self::poll_transmit) is drained and written.
     pub fn is_drained(&self) -> bool {
         self.draining
+            && !self.releases.waiting_on_live_link(&self.view)
             && self.copies.values().all(|c| match c.state {
                 State::Queued { .. } => !c.deliverable,
                 State::Accepting { .. } | State::Recovering { .. } => false,

@@ -41,6 +41,13 @@ impl Releases {
             .min()
     }
 
+    /// Whether ids wait for a peer whose link is up (they leave at the next flush).
+    pub(super) fn waiting_on_live_link(&self, view: &Membership) -> bool {
+        self.per_peer
+            .iter()
+            .any(|(p, (_, ids))| !ids.is_empty() && view.link(*p))
+    }
+
     pub(super) fn pending(&self) -> u64 {
         let n: usize = self.per_peer.values().map(|(_, ids)| ids.len()).sum();
         u64::try_from(n).unwrap_or(u64::MAX)
@@ -245,7 +252,8 @@ impl Node {
             .per_peer
             .get(&peer)
             .is_some_and(|(_, ids)| ids.len() >= self.config.release_batch);
-        if full {
+        // A draining node is about to exit: no batching.
+        if full || self.draining {
             self.flush_peer_releases(peer);
         }
     }

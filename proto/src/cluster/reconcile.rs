@@ -82,27 +82,39 @@ impl Node {
         self.query_recovering(now, Some(peer));
     }
 
-    /// Re-sends the recovery queries still unanswered (lost frames), every heartbeat.
+    /// Re-sends the recovery queries still unanswered (lost frames): to each peer at
+    /// most every three heartbeat intervals, so that a large recovered queue is not
+    /// queried again while its answers are on the way.
     pub(super) fn requery_recovering(&mut self, now: Instant) {
         if self.restart_deadline.is_some() {
             self.query_recovering(now, None);
         }
     }
 
-    fn query_recovering(&mut self, _now: Instant, only: Option<NodeId>) {
+    /// Queries the peers still owing answers about recovered messages (`only`: that
+    /// peer, whatever the last query).
+    fn query_recovering(&mut self, now: Instant, only: Option<NodeId>) {
+        let retry = self.config.heartbeat_interval * 3;
+        let due = |p: NodeId, last: Option<&Instant>| match only {
+            Some(o) => o == p,
+            None => last.is_none_or(|&t| now.saturating_duration_since(t) >= retry),
+        };
         let mut per_peer: BTreeMap<NodeId, Vec<Item>> = BTreeMap::new();
         for (id, copy) in &self.copies {
             let State::Recovering { waiting } = &copy.state else {
                 continue;
             };
             for &p in waiting {
-                if only.is_none_or(|o| o == p) && self.view.link(p) {
+                if self.view.link(p) && due(p, self.recovery_queried.get(&p)) {
                     per_peer.entry(p).or_default().push(Item {
                         id: *id,
                         status: CopyStatus::Standby,
                     });
                 }
             }
+        }
+        for &p in per_peer.keys() {
+            self.recovery_queried.insert(p, now);
         }
         self.send_queries(per_peer);
     }

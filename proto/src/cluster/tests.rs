@@ -229,6 +229,28 @@ fn too_few_peers_is_451_at_once() {
 }
 
 #[test]
+fn degraded_accepts_are_allowed_only_when_configured_and_counted() {
+    let mut h = Harness::new(2, 2);
+    h.set_link(0, 1, false);
+    let mut config = (*h.configs[0]).clone();
+    config.allow_degraded = true;
+    h.nodes[0] = Node::new(
+        Arc::new(config),
+        Boot {
+            epoch: 9,
+            volume: 1,
+            ..Boot::default()
+        },
+        h.now,
+    );
+    assert!(h.nodes[0].can_accept(h.now));
+    h.local(0, LocalEvent::Accepted { id: id(1), size: 10 });
+    assert_eq!(outcome(&h.take(0)), Some(Ok(())));
+    assert_eq!(h.nodes[0].counters().accepts_degraded, 1);
+    assert_eq!(h.nodes[0].placement(&id(1)).map(|p| p.holders.len()), Some(0));
+}
+
+#[test]
 fn no_ack_within_the_deadline_is_451() {
     let mut h = Harness::new(2, 2);
     // The holder never stores the copy: cut the data path only by not delivering it.

@@ -191,6 +191,19 @@ pub(crate) fn verify(w: &World) -> Result<Summary, String> {
             problems.push(format!("n{} still holds a shadow of {id:?} after healing", n.id));
         }
     }
+    // Without crashes, partitions or lossy links, nothing is delivered twice: the
+    // protocol's duplicates are the price of faults only.
+    let p = &w.p;
+    if p.crashes == 0 && p.partitions == 0 && p.drop_p == 0.0 && p.dup_p == 0.0 {
+        for (id, d) in &log.deliveries {
+            if d.len() > 1 {
+                problems.push(format!(
+                    "{id:?} delivered {} times in a run without faults: {d:?}",
+                    d.len()
+                ));
+            }
+        }
+    }
     if !problems.is_empty() {
         return Err(problems.join("\n"));
     }

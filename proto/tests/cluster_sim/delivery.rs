@@ -28,7 +28,7 @@ impl World {
             return;
         }
         self.node(node).scheduled.remove(&id);
-        if !self.node(node).deliverable.contains(&id) {
+        if !self.node(node).deliverable.contains(&id) || self.node(node).draining {
             return;
         }
         self.check_attempt(node, id);

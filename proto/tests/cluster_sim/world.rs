@@ -65,6 +65,11 @@ pub(crate) enum Ev {
     Drain {
         node: u16,
     },
+    DrainStart {
+        node: u16,
+        inc: u64,
+        deadline: u64,
+    },
     DrainCheck {
         node: u16,
         inc: u64,
@@ -301,21 +306,33 @@ impl World {
             }
             Ev::Drain { node } => {
                 if !self.healed && self.node(node).up && !self.node(node).draining {
+                    // The driver stops starting attempts, lets the running ones end,
+                    // then tells the core (the LocalEvent::Drain contract).
                     self.log.trace(self.now, format_args!("n{node} drains"));
                     self.log.drains += 1;
                     self.node(node).draining = true;
-                    let now = self.local(node);
-                    self.node(node).core().handle_local(now, LocalEvent::Drain);
-                    self.pump(node);
                     let inc = self.node(node).inc;
                     self.at(
-                        self.now + 200,
-                        Ev::DrainCheck {
+                        self.now,
+                        Ev::DrainStart {
                             node,
                             inc,
-                            deadline: self.now + 8_000,
+                            deadline: self.now + 5_000,
                         },
                     );
+                }
+            }
+            Ev::DrainStart { node, inc, deadline } => {
+                if self.node(node).inc == inc {
+                    if self.node(node).attempting.is_empty() || self.now >= deadline {
+                        let now = self.local(node);
+                        self.node(node).core().handle_local(now, LocalEvent::Drain);
+                        self.pump(node);
+                        let deadline = self.now + 8_000;
+                        self.at(self.now + 200, Ev::DrainCheck { node, inc, deadline });
+                    } else {
+                        self.at(self.now + 100, Ev::DrainStart { node, inc, deadline });
+                    }
                 }
             }
             Ev::DrainCheck { node, inc, deadline } => {
