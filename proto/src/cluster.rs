@@ -21,7 +21,7 @@
 //! released.
 //!
 //! **Who delivers.** Every node holding a copy applies one rule
-//! ([`copy`](self) module, `Copy::responsible`) to the placement: the first *available*
+//! (`Copy::responsible`, in `copy.rs`) to the placement: the first *available*
 //! node among the known takers (by placement order), else among the members in
 //! placement order — the origin while it lives. Available means heard from within
 //! `takeover_after` and still on the volume recorded in the placement. So a holder
@@ -49,6 +49,33 @@
 //! taker may both deliver; a node that crashes after delivering and before its final
 //! state is synced delivers again. Both are counted (`duplicates_possible`) where the
 //! protocol can see them. No copy is lost while one holder with its volume survives.
+
+//!
+//! # What the driver (relay's QUIC layer) does
+//! - **Start**: `Node::new(config, Boot { epoch, volume, own, shadows }, now)` with
+//!   what the spool recovered (each message with the placement stored beside it).
+//! - **Connections**: one per peer (ALPN `estafette-repl/1`, mTLS from the cluster
+//!   CA, the certificate naming the peer's id). Established: `handle_link(now, peer,
+//!   true)`; lost: `false`. Bytes go through a [`FrameDecoder`]; a [`FrameError`]
+//!   closes that connection only. Outgoing: [`Node::poll_transmit`] then [`encode`].
+//! - **Control frames** go to [`Node::handle_frame`]. **`Replicate` frames** are
+//!   the driver's: append the chunks (envelope in the first, offsets contiguous) to the
+//!   shadow column family, commit synced on `last`, then report
+//!   [`LocalEvent::ShadowStored`] (or [`LocalEvent::ShadowFailed`]).
+//! - **Actions** ([`Node::poll_action`]): `SendCopy` → stream envelope and body chunks
+//!   as `Replicate` frames carrying the placement; `AcceptOutcome` → `250` if `Ok` and
+//!   the local commit is `Ok`, else `451 4.3.0` and delete the local copy; `Deliver`,
+//!   `Hold`, `Handed` → the delivery queue (or ask [`Node::may_deliver`] before each
+//!   attempt); `DropLocal`, `DropShadows` → delete; `Promote` → move the shadows into
+//!   the queue durably (promoted flag, same placement), then report
+//!   [`LocalEvent::Promoted`]. Copies are never deleted otherwise, except after
+//!   [`LocalEvent::Final`].
+//! - **Local events**: `Accepted` when a message is complete locally (store
+//!   [`Node::placement`] in its commit), `Final` when every recipient is final, `Drain`
+//!   once in-flight delivery attempts are over.
+//! - **Timer**: sleep until [`Node::poll_timeout`], then [`Node::handle_timeout`].
+//! - **Status**: [`Node::can_accept`] (`451` at MAIL FROM, `/readyz`),
+//!   [`Node::counters`] (metrics), [`Node::peers`] (`estafette cluster status`).
 
 pub mod frame;
 pub mod ids;

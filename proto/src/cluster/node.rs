@@ -35,7 +35,8 @@ use super::shadow::Released;
 /// repairs what is lost with timeouts and its periodic reconcile.
 ///
 /// # Guarantees (checked by `proto/tests/cluster_sim.rs` under faults)
-/// - `AcceptOutcome { result: Ok }` only after every holder acked a durable copy.
+/// - `AcceptOutcome { result: Ok }` only after every holder acked a durable copy, and
+///   with no holder's link lost in between (acked or not).
 /// - Every copy names, in its placement, the order in which holders take over; the
 ///   node that delivers a message is the first available taker, else the first
 ///   available member (see the module docs of [`cluster`](super)).
