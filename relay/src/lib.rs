@@ -1,25 +1,40 @@
-//! The Estafette relay node: listeners, TLS, sessions, policy, spool.
+//! The Estafette relay node: listeners, TLS, sessions, policy, the one
+//! commit path, the queue, delivery, the trust space, operations.
 //!
 //! # Layout
-//! Folders follow a message's way through the node:
-//! - [`inbound`]: listener (session limit), tls, session driver over proto's
-//!   `Server`, policy (MAIL/RCPT decisions), accept (trace headers, durable store).
-//! - [`outbound`]: delivery: connection (proto `Client` over TCP/TLS), pool,
-//!   circuit breaker, retry schedule, routes, DSN.
-//! - [`queue`]: when each message is tried (the spool's due index), one
-//!   delivery attempt, recipient states, DSNs owed.
-//! - [`ops`]: config (typed TOML), dev mode, the node's start and stop.
-//! - [`trust`]: the MSSanté trust list (loaded, refreshed, swapped) and the
-//!   canonical DN of a certificate.
+//! Folders follow a message's way through the node, and depend on each other
+//! one way only (an arrow points at what a module may use):
 //!
-//! Queues (`queue/`), the cluster (`cluster/`) and
-//! the trust space (`trust/`) come with their issues; see README.
+//! ```text
+//! ops ──> inbound ──> queue ──> outbound ──> trust ──> config, tls, metrics, lifecycle
+//!  (composition root)                                   (the bottom layer)
+//! ```
+//!
+//! - [`config`], [`tls`], [`metrics`], [`lifecycle`]: typed configuration
+//!   (one file per TOML section), TLS providers and PEM loading, the
+//!   Prometheus counters, the node's phases. They use no other module.
+//! - [`trust`]: the MSSanté trust list (loaded, refreshed, swapped), the
+//!   canonical DN of a certificate, the monthly indicators.
+//! - [`outbound`]: delivery to the next hop: routes, MX, connection, pool,
+//!   circuit breaker, DSN building, envelope ↔ protocol parameters.
+//! - [`queue`]: the one commit path every accepted message takes
+//!   ([`queue::Queue::commit`]), the scheduler, one attempt, the retry
+//!   schedule.
+//! - [`inbound`]: listeners, TLS, the session driver, policy, identities,
+//!   the end of DATA (prepare, then commit).
+//! - [`ops`]: starting and stopping a node ([`Node`]), the admin HTTP API,
+//!   dev mode, the test PKI, the dev sink.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
+pub mod config;
 pub mod inbound;
+pub mod lifecycle;
+pub mod metrics;
 pub mod ops;
 pub mod outbound;
 pub mod queue;
+pub mod tls;
 pub mod trust;
 
 pub use ops::node::Node;

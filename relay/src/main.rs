@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use relay::ops::config::Config;
+use relay::config::Config;
 use relay::ops::dev;
 use relay::Node;
 
@@ -64,6 +64,11 @@ enum Cmd {
         #[arg(long, conflicts_with = "config")]
         spool: Option<PathBuf>,
     },
+    /// Spool maintenance.
+    Spool {
+        #[command(subcommand)]
+        command: SpoolCmd,
+    },
     /// Test PKI tools.
     Pki {
         #[command(subcommand)]
@@ -92,6 +97,18 @@ enum Cmd {
 enum StatsFormat {
     Csv,
     Json,
+}
+
+#[derive(Subcommand)]
+enum SpoolCmd {
+    /// Repair a spool that fails to open (RocksDB's RepairDB): keeps every
+    /// record it can read and sets damaged files aside in `lost/`. The node
+    /// must be stopped. Then start the node: recovery reports what is still
+    /// damaged.
+    Repair {
+        /// The spool directory (`node.spool`).
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -155,9 +172,21 @@ fn main() -> anyhow::Result<()> {
         Cmd::Config {
             command: ConfigCmd::Check { file },
         } => {
-            Config::load(&file)?;
-            println!("{}: OK", file.display());
-            Ok(())
+            // A bad file exits 2 (usage-style error), with the file, the key and
+            // the problem named once.
+            match Config::load(&file) {
+                Ok(config) => {
+                    for w in config.warnings() {
+                        eprintln!("warning: {w}");
+                    }
+                    println!("{}: OK", file.display());
+                    Ok(())
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    std::process::exit(2);
+                }
+            }
         }
         Cmd::Trustlist {
             command: TrustlistCmd::Check { file, checksum, strict },
@@ -176,6 +205,18 @@ fn main() -> anyhow::Result<()> {
             if !report.loadable || (strict && report.problems > 0) {
                 std::process::exit(1);
             }
+            Ok(())
+        }
+        Cmd::Spool {
+            command: SpoolCmd::Repair { dir },
+        } => {
+            anyhow::ensure!(
+                dir.join("CURRENT").exists(),
+                "{}: no spool here (no CURRENT file)",
+                dir.display()
+            );
+            storage::Spool::repair(&dir).with_context(|| format!("repairing {}", dir.display()))?;
+            println!("{}: repaired; start the node to recover its queue", dir.display());
             Ok(())
         }
         Cmd::Pki {
@@ -216,8 +257,8 @@ fn main() -> anyhow::Result<()> {
             let spool = spool_dir(spool, config)?;
             let counters = storage::read_stats(&spool, &month)?;
             match format {
-                StatsFormat::Csv => print!("{}", relay::ops::indicators::to_csv(&month, &counters)),
-                StatsFormat::Json => println!("{}", relay::ops::indicators::to_json(&month, &counters)),
+                StatsFormat::Csv => print!("{}", relay::trust::indicators::to_csv(&month, &counters)),
+                StatsFormat::Json => println!("{}", relay::trust::indicators::to_json(&month, &counters)),
             }
             Ok(())
         }

@@ -131,9 +131,9 @@ impl Drop for Postfix {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postfix_to_estafette_to_postfix_byte_for_byte() {
-    // Downstream: delivers every clinique.test address into one maildir.
+/// A stock Postfix delivering every `clinique.test` address into one
+/// maildir (`<base>/box/new`).
+fn downstream() -> (Postfix, PathBuf) {
     let down = Postfix::start(
         "downstream",
         "mydestination =\n\
@@ -161,6 +161,29 @@ async fn postfix_to_estafette_to_postfix_byte_for_byte() {
         .output()
         .expect("reload");
     assert!(reload.status.success());
+
+    (down, base)
+}
+
+/// The first file of a maildir's `new/`, waiting up to a minute.
+async fn first_mail(new: &Path, logs: impl Fn() -> String) -> Vec<u8> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(f) = std::fs::read_dir(new)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(Result::ok)
+        {
+            return std::fs::read(f.path()).expect("read maildir file");
+        }
+        assert!(Instant::now() < deadline, "not delivered.\n{}", logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postfix_to_estafette_to_postfix_byte_for_byte() {
+    let (down, base) = downstream();
 
     let tail = format!(
         "[[route]]\ndomain = \"clinique.test\"\nhost = \"127.0.0.1:{}\"\ntls = \"opportunistic\"\n\n[outbound]\nca = \"pki/ca.pem\"\npoll_ms = 100\n",
@@ -195,12 +218,19 @@ Content-Transfer-Encoding: 8bit\r\n\
 \r\n\
 Cher confrère, ci-joint le compte rendu.\r\n\
 .Une ligne qui commence par un point.\r\n\
+DOTLINE\r\n\
 --b1\r\n\
 Content-Type: application/zip; name=\"IHE_XDM.zip\"\r\n\
 Content-Transfer-Encoding: base64\r\n\
 \r\n\
 UEsDBBQAAAAIAAAAIQAAAAAAAAAAAAAAAAAJAAAASUhFX1hETS9VRVNEQkJRQUFBQUlBQUFBSVFB\r\n\
 --b1--\r\n";
+    // RFC 5321 §4.5.3.1.6: a 998-octet text line that starts with a dot is
+    // 1,001 octets on the wire once Postfix dot-stuffs it; the limit does not
+    // count the transparency dot.
+    let dot_line = format!(".{}", "x".repeat(997));
+    let original = original.replace("DOTLINE", &dot_line);
+    let original = original.as_str();
     let script = r#"
 import smtplib, sys
 port, path = int(sys.argv[1]), sys.argv[2]
@@ -253,7 +283,84 @@ print('sent')
         );
     }
     assert_eq!(delivered[..start].matches("(Estafette)").count(), 1, "{delivered}");
+    // Estafette's Received names its queue id (RFC 5321 §4.4 `id` clause):
+    // the trace of this copy is `estafette trace ID`.
+    let received = &delivered[delivered.find("(Estafette)").expect("ours")..];
+    let id: String = received[received.find("\n\tid ").expect("id clause") + 5..]
+        .chars()
+        .take_while(char::is_ascii_alphanumeric)
+        .collect();
+    let id: storage::MessageId = id.parse().expect("a queue id");
+    assert!(!t.node.spool.events(id).expect("trace").is_empty(), "no trace for {id}");
     drop(up);
+    drop(down);
+    t.node.shutdown().await;
+}
+
+/// A DSN from the node is a message another MTA takes: Postfix accepts it
+/// and Python's email package reads it as a well-formed RFC 3464 report.
+/// Also: every MAIL FROM parameter Postfix's client may send is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dsn_is_accepted_by_postfix_and_parses_as_a_delivery_report() {
+    let (down, base) = downstream();
+    let refusing = outbound_support::aiosmtpd(outbound_support::PyTls::None);
+    let tail = format!(
+        "[[route]]\ndomain = \"clinique.test\"\nhost = \"127.0.0.1:{}\"\ntls = \"none\"\n\n\
+         [[route]]\ndomain = \"refusing.test\"\nhost = \"{}\"\ntls = \"none\"\n\n\
+         [outbound]\npoll_ms = 100\n",
+        down.port, refusing.addr
+    );
+    let t = start_node_with("", "", &tail).await;
+    // MAIL FROM with every parameter Postfix's smtp client may send (SIZE,
+    // BODY, SMTPUTF8, RET, ENVID, AUTH=<>), then a recipient that is refused
+    // for good downstream.
+    let script = r#"
+import smtplib, sys
+s = smtplib.SMTP('127.0.0.1', int(sys.argv[1]), timeout=30)
+s.ehlo('mx.upstream.test')
+code, msg = s.mail('secretariat@clinique.test', ['SIZE=300', 'BODY=8BITMIME', 'SMTPUTF8', 'RET=HDRS', 'ENVID=env-42', 'AUTH=<>'])
+assert code == 250, (code, msg)
+code, msg = s.rcpt('reject@refusing.test', ['NOTIFY=FAILURE', 'ORCPT=rfc822;reject@refusing.test'])
+assert code == 250, (code, msg)
+code, msg = s.data('Subject: sera refuse\r\nMessage-ID: <r-1@clinique.test>\r\n\r\nBonjour\r\n'.encode())
+assert code == 250, (code, msg)
+s.quit()
+print('sent')
+"#;
+    let mut cmd = Command::new("/usr/bin/python3");
+    cmd.args(["-c", script, &t.port("plain").to_string()]);
+    let (ok, out) = run(cmd).await;
+    assert!(ok, "{out}");
+    let dsn = first_mail(&base.join("box/new"), || down.log()).await;
+    let path = t.dir.path().join("dsn.eml");
+    std::fs::write(&path, &dsn).expect("write");
+    let parse = r#"
+import email, sys
+from email import policy
+m = email.message_from_bytes(open(sys.argv[1], 'rb').read(), policy=policy.default)
+assert m.get_content_type() == 'multipart/report', m.get_content_type()
+assert m.get_param('report-type') == 'delivery-status', m.get_param('report-type')
+parts = list(m.iter_parts())
+assert [p.get_content_type() for p in parts] == ['text/plain', 'message/delivery-status', 'text/rfc822-headers'], [p.get_content_type() for p in parts]
+status = parts[1]
+blocks = status.get_payload()
+fields = {}
+for b in blocks:
+    for k, v in b.items():
+        fields[k.lower()] = str(v)
+assert fields['original-envelope-id'] == 'env-42', fields
+assert fields['action'] == 'failed', fields
+assert fields['status'].startswith('5.'), fields
+assert fields['final-recipient'].lower().endswith('reject@refusing.test'), fields
+assert fields['original-recipient'].lower().replace(' ', '') == 'rfc822;reject@refusing.test', fields
+assert 'r-1@clinique.test' in parts[2].get_content() if hasattr(parts[2], 'get_content') else True
+print('report ok', m['From'])
+"#;
+    let mut cmd = Command::new("/usr/bin/python3");
+    cmd.args(["-c", parse, &path.display().to_string()]);
+    let (ok, out) = run(cmd).await;
+    assert!(ok, "{out}\n{}", String::from_utf8_lossy(&dsn));
+    assert!(out.contains("report ok"), "{out}");
     drop(down);
     t.node.shutdown().await;
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::{queued_id, run};
 use outbound_support::{aiosmtpd, free_port, Peer, PyTls};
-use relay::ops::config::Config;
+use relay::config::Config;
 use relay::ops::pki::{trust_list_xml, ListEntry, Subject, TestPki, Usage};
 use relay::Node;
 

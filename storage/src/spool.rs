@@ -73,6 +73,17 @@ impl Core {
         self.health.record(&r);
     }
 
+    /// Flushes every column family's memtable to SST files (a clean shutdown).
+    /// A failure is logged: the WAL still holds what was not flushed.
+    pub(crate) fn flush_all(&self) {
+        for cf in Cf::ALL {
+            let Ok(handle) = self.cf(cf) else { continue };
+            if let Err(e) = self.db.flush_cf(handle) {
+                tracing::warn!(cf = cf.name(), error = %e, "flush at shutdown failed; the WAL keeps the data");
+            }
+        }
+    }
+
     /// Reads the raw value of `key` in `cf`.
     pub(crate) fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
         self.db
@@ -153,6 +164,10 @@ impl Drop for SpoolDropGuard {
                 tracing::error!("spool writer thread panicked");
             }
         }
+        // A clean stop leaves nothing to replay: the next start opens without a
+        // WAL replay, and the memtables' content is in SST files (which is also
+        // what RocksDB's RepairDB rebuilds from).
+        self.spool.core().flush_all();
     }
 }
 
@@ -211,7 +226,15 @@ impl Spool {
         self.core().health.get()
     }
 
-    /// Stores a new message durably and assigns its id.
+    /// Stores a new message durably and assigns its id: [`Spool::next_id`] then
+    /// [`Spool::accept_as`], whose contract applies.
+    pub fn accept(&self, envelope: Envelope, body: impl Into<bytes::Bytes>) -> WriteFuture<MessageId> {
+        self.accept_as(self.next_id(), envelope, body)
+    }
+
+    /// Stores a new message durably under `id`, an id this spool allocated with
+    /// [`Spool::next_id`] (so that the caller knows it before the write: it goes into the
+    /// `Received:` header, and a replica can be sent to a peer in parallel with this write).
     ///
     /// The envelope (with `body_size` set to `body.len()`), the body and the message's
     /// `sched` entry (at [`Envelope::due_ms`], if any recipient is pending) go into the
@@ -231,16 +254,24 @@ impl Spool {
     /// - Dropping the future is safe: the message may or may not be stored, and it was
     ///   never acknowledged. If the writer sees the drop before the batch starts, it skips
     ///   the message.
+    /// - Storing the same `id` twice replaces the first record: ids from
+    ///   [`Spool::next_id`] are never handed out twice by one spool.
     ///
-    /// Costs on the caller's thread: serialising the envelope (no I/O). The body is moved,
-    /// not copied, to the writer thread, which copies it once into the batch.
-    pub fn accept(&self, mut envelope: Envelope, body: Vec<u8>) -> WriteFuture<MessageId> {
+    /// Costs on the caller's thread: serialising the envelope (no I/O). The body is a
+    /// reference-counted buffer handed to the writer thread, which copies it once into
+    /// the batch.
+    pub fn accept_as(
+        &self,
+        id: MessageId,
+        mut envelope: Envelope,
+        body: impl Into<bytes::Bytes>,
+    ) -> WriteFuture<MessageId> {
         if envelope.recipients.is_empty() {
             return WriteFuture::ready(Err(Error::InvalidArgument(
                 "a message needs at least one recipient".into(),
             )));
         }
-        let id = self.inner.ids.next(now_ms());
+        let body = body.into();
         envelope.body_size = body.len() as u64;
         let value = match encode_envelope(&envelope) {
             Ok(v) => v,
@@ -418,8 +449,8 @@ impl Spool {
         Ok(Some(env.due_ms()))
     }
 
-    /// Allocates an id as [`Spool::accept`] would, without storing anything (for records
-    /// made outside the spool, e.g. DSNs built by the relay).
+    /// Allocates a new id, sortable by time (see [`MessageId`]), without storing anything:
+    /// pass it to [`Spool::accept_as`].
     pub fn next_id(&self) -> MessageId {
         self.inner.ids.next(now_ms())
     }

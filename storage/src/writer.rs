@@ -31,7 +31,9 @@ use crate::spool::Core;
 /// One write operation on a column family.
 #[derive(Debug)]
 pub(crate) enum Op {
-    Put(Cf, Vec<u8>, Vec<u8>),
+    /// The value is `Bytes` so that a body handed over by the relay is not copied
+    /// before RocksDB copies it into the batch.
+    Put(Cf, Vec<u8>, bytes::Bytes),
     Delete(Cf, Vec<u8>),
     Merge(Cf, Vec<u8>, Vec<u8>),
 }
@@ -44,8 +46,9 @@ pub(crate) struct Ops {
 }
 
 impl Ops {
-    pub(crate) fn put(&mut self, cf: Cf, key: impl Into<Vec<u8>>, value: Vec<u8>) {
+    pub(crate) fn put(&mut self, cf: Cf, key: impl Into<Vec<u8>>, value: impl Into<bytes::Bytes>) {
         let key = key.into();
+        let value = value.into();
         self.bytes += key.len() + value.len();
         self.ops.push(Op::Put(cf, key, value));
     }

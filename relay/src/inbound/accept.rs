@@ -1,208 +1,223 @@
-//! End of DATA: add the trace headers, build the envelope, store durably.
+//! End of DATA: [`prepare`] the message (trace headers, envelope, indicator
+//! counters; pure, no I/O), then hand it to the node's one commit path
+//! ([`crate::queue::Queue::commit`]).
 //!
 //! The body is changed in exactly two ways, both at the top: a `Received:`
-//! header is prepended, and a `Message-ID:` is prepended only when the message
+//! header is prepended (with the queue id of the `250 queued as` reply in its
+//! `id` clause, RFC 5321 §4.4, so that a recipient's copy leads back to the
+//! trace and the logs), and a `Message-ID:` is prepended only when the message
 //! has none. Everything else (X-MSS-* headers, attachments) stays byte for byte.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::net::SocketAddr;
 
-use proto::params::{Body, Notify, Ret};
-use proto::server::{DataDone, Server};
-use proto::{EnhancedCode, Reply};
+use bytes::Bytes;
+use proto::address::{Mailbox, ReversePath};
+use proto::params::MailParams;
+use proto::server::{AcceptedRcpt, DataDone, Server, TlsInfo};
+use proto::Reply;
+use storage::MessageId;
 
-use super::listener::ListenerCtx;
+use super::policy::Postmaster;
 use super::session::Session;
-use crate::ops::indicators;
+use super::ListenerCtx;
+use crate::outbound::envelope;
+use crate::queue::Prepared;
+use crate::trust::indicators;
 
-/// Stores a complete message; `Ok(id)` only once it is on stable storage.
+/// Who handed the message over, and how: the session facts that go into the
+/// trace header, the envelope and the trace event.
+#[derive(Clone, Debug)]
+pub(crate) struct Origin<'a> {
+    /// This node's name (the `by` clause).
+    pub(crate) hostname: &'a str,
+    /// The listener's name.
+    pub(crate) listener: &'a str,
+    /// The client's address.
+    pub(crate) peer: SocketAddr,
+    /// What the client said at EHLO/HELO.
+    pub(crate) helo: &'a str,
+    /// The TLS protocol and cipher, when TLS is up.
+    pub(crate) tls: Option<&'a TlsInfo>,
+    /// The AUTH account or the verified certificate subject.
+    pub(crate) identity: Option<String>,
+    /// Whether the client authenticated with AUTH (`ESMTPA`).
+    pub(crate) authenticated: bool,
+    /// Where this node's postmaster's mail goes (`node.postmaster`).
+    pub(crate) postmaster: Option<&'a Mailbox>,
+}
+
+/// The envelope of one transaction, as the server state machine gives it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Transaction<'a> {
+    /// MAIL FROM.
+    pub(crate) from: &'a ReversePath,
+    /// MAIL parameters (BODY, SMTPUTF8, RET, ENVID).
+    pub(crate) params: &'a MailParams,
+    /// The accepted recipients, in order.
+    pub(crate) recipients: &'a [AcceptedRcpt],
+}
+
+/// Builds what [`crate::queue::Queue::commit`] stores for a message that
+/// will be `id`: trace headers prepended to `body`, the envelope (recipients
+/// due at `first_due_ms`), the monthly indicator counters and the trace
+/// event. No I/O; the body is copied once, to prepend the headers.
+pub(crate) fn prepare(
+    origin: &Origin<'_>,
+    tx: Transaction<'_>,
+    body: Vec<u8>,
+    id: MessageId,
+    now_ms: u64,
+    first_due_ms: u64,
+) -> Prepared {
+    let rcpt_domains: Vec<&str> = tx
+        .recipients
+        .iter()
+        .filter_map(|r| r.to.mailbox().map(|m| m.domain.as_str()))
+        .collect();
+    let from_domain = tx.from.mailbox().map(|m| m.domain.as_str()).unwrap_or_default();
+    let counters = indicators::accepted(from_domain, &rcpt_domains, &body);
+    let body = with_trace_headers(origin, tx, body, id, now_ms);
+    let envelope = build_envelope(origin, tx, now_ms, first_due_ms, body.len() as u64);
+    let event = storage::Event {
+        at_ms: now_ms,
+        kind: storage::EventKind::Accepted,
+        detail: format!(
+            "from <{}> to {} recipient(s) peer {} listener {} tls {} identity {}",
+            tx.from.mailbox().map(ToString::to_string).unwrap_or_default(),
+            tx.recipients.len(),
+            origin.peer,
+            origin.listener,
+            origin
+                .tls
+                .map_or_else(|| "none".into(), |t| format!("{} {}", t.version, t.cipher)),
+            origin.identity.as_deref().unwrap_or("-"),
+        ),
+    };
+    Prepared {
+        id,
+        envelope,
+        body: Bytes::from(body),
+        counters,
+        event: Some(event),
+    }
+}
+
+/// Prepares and commits a complete message; `Ok(id)` only once it is on
+/// stable storage (and on the peers the cluster requires).
 ///
 /// # Errors
-/// The reply to send instead of 250: `451 4.3.0` on a spool timeout or
-/// transient error, `452 4.3.1` when the disk is full.
+/// The reply to send instead of 250, from [`crate::queue::CommitError::reply`].
 pub(crate) async fn store(
     ctx: &ListenerCtx,
     server: &Server,
     session: &Session,
     done: &DataDone,
     body: Vec<u8>,
-) -> Result<String, Reply> {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    let counters = {
-        let rcpts: Vec<&str> = done
-            .recipients
-            .iter()
-            .filter_map(|r| r.to.mailbox().map(|m| m.domain.as_str()))
-            .collect();
-        let from = done.from.mailbox().map(|m| m.domain.as_str()).unwrap_or_default();
-        indicators::accepted(from, &rcpts, &body)
+) -> Result<MessageId, Reply> {
+    let now_ms = storage::now_ms();
+    let origin = Origin {
+        hostname: &ctx.hostname,
+        listener: &ctx.listener.name,
+        peer: session.peer,
+        helo: server.helo().unwrap_or("unknown"),
+        tls: server.tls(),
+        identity: server
+            .authenticated()
+            .map(str::to_owned)
+            .or_else(|| session.client_cert.as_ref().map(ToString::to_string)),
+        authenticated: server.authenticated().is_some(),
+        postmaster: ctx.policy.postmaster_for(&proto::address::ForwardPath::Postmaster),
     };
-    let body = with_trace_headers(ctx, server, session, done, body, now_ms);
-    let envelope = envelope(
-        server,
-        session,
-        done,
-        now_ms,
-        ctx.queue.first_due(now_ms),
-        body.len() as u64,
-    );
-    let size = body.len() as u64;
-    let stored = tokio::time::timeout(ctx.accept_timeout, ctx.spool.accept(envelope, body)).await;
-    match stored {
-        Ok(Ok(id)) => {
-            ctx.queue.submit(id);
-            indicators::add(&ctx.spool, &indicators::month_of(now_ms), &counters);
-            ctx.queue.metrics().message_accepted(&ctx.listener.name, size);
-            let event = storage::Event {
-                at_ms: now_ms,
-                kind: storage::EventKind::Accepted,
-                detail: format!(
-                    "from <{}> to {} recipient(s) peer {} listener {} tls {} identity {}",
-                    done.from.mailbox().map(ToString::to_string).unwrap_or_default(),
-                    done.recipients.len(),
-                    session.peer,
-                    ctx.listener.name,
-                    server
-                        .tls()
-                        .map_or_else(|| "none".into(), |t| format!("{} {}", t.version, t.cipher)),
-                    server
-                        .authenticated()
-                        .map(str::to_owned)
-                        .or_else(|| session.client_cert.as_ref().map(ToString::to_string))
-                        .unwrap_or_else(|| "-".into()),
-                ),
-            };
-            if let Err(e) = ctx.spool.record_event(id, &event) {
-                tracing::warn!(%id, error = %e, "trace event not recorded");
-            }
-            Ok(id.to_string())
+    let tx = Transaction {
+        from: &done.from,
+        params: &done.params,
+        recipients: &done.recipients,
+    };
+    let id = ctx.queue.next_id();
+    let prepared = prepare(&origin, tx, body, id, now_ms, ctx.queue.first_due(now_ms));
+    let size = prepared.body.len() as u64;
+    match ctx.queue.commit(prepared, ctx.accept_timeout).await {
+        Ok(id) => {
+            ctx.metrics.message_accepted(&ctx.listener.name, size);
+            Ok(id)
         }
-        Ok(Err(e)) => Err(spool_reply(&e)),
-        Err(_) => Err(Reply::new(
-            451,
-            EnhancedCode::new(4, 3, 0),
-            "spool did not confirm in time, try again later",
-        )),
-    }
-}
-
-/// The reply for a spool error (the storage error classes of DESIGN §3).
-fn spool_reply(e: &storage::Error) -> Reply {
-    match e {
-        storage::Error::NoSpace { .. } => Reply::new(452, EnhancedCode::new(4, 3, 1), "insufficient system storage"),
-        _ => Reply::new(
-            451,
-            EnhancedCode::new(4, 3, 0),
-            "local error in processing, try again later",
-        ),
+        Err(e) => {
+            tracing::warn!(peer = %session.peer, error = %e, "message not committed");
+            Err(e.reply())
+        }
     }
 }
 
 /// `first_due_ms`: see [`crate::queue::Queue::first_due`].
-fn envelope(
-    server: &Server,
-    session: &Session,
-    done: &DataDone,
+fn build_envelope(
+    origin: &Origin<'_>,
+    tx: Transaction<'_>,
     now_ms: u64,
     first_due_ms: u64,
     size: u64,
 ) -> storage::Envelope {
-    let recipients = done
+    let recipients = tx
         .recipients
         .iter()
-        .map(|r| storage::Recipient {
-            address: r
-                .to
-                .mailbox()
-                .map_or_else(|| "postmaster".to_string(), ToString::to_string),
-            orcpt: r
-                .params
-                .orcpt
-                .as_ref()
-                .map(|o| format!("{};{}", o.addr_type, o.address)),
-            notify: notify(r.params.notify),
-            next_hop: r.to.mailbox().map(|m| m.domain_lowercase()).unwrap_or_default(),
-            next_attempt_ms: first_due_ms,
-            ..storage::Recipient::default()
+        .map(|r| {
+            // The reserved postmaster goes to the operator's address (the
+            // policy accepted it only when one is configured).
+            let to = match origin.postmaster {
+                Some(pm) if Postmaster::is_postmaster(origin.hostname, &r.to) => Some(pm),
+                _ => r.to.mailbox(),
+            };
+            storage::Recipient {
+                address: to.map_or_else(|| "postmaster".to_string(), ToString::to_string),
+                orcpt: r.params.orcpt.as_ref().map(envelope::orcpt_to_spool),
+                notify: envelope::notify_to_spool(r.params.notify),
+                next_hop: to.map(Mailbox::domain_lowercase).unwrap_or_default(),
+                next_attempt_ms: first_due_ms,
+                ..storage::Recipient::default()
+            }
         })
         .collect();
     storage::Envelope {
-        sender: done.from.mailbox().map(ToString::to_string).unwrap_or_default(),
+        sender: tx.from.mailbox().map(ToString::to_string).unwrap_or_default(),
         recipients,
-        dsn_ret: done.params.ret.map(|r| match r {
-            Ret::Full => storage::DsnRet::Full,
-            Ret::Headers => storage::DsnRet::Headers,
-        }),
-        envid: done.params.envid.clone(),
-        client_identity: server
-            .authenticated()
-            .map(str::to_owned)
-            .or_else(|| session.client_cert.as_ref().map(ToString::to_string)),
-        peer_addr: session.peer.to_string(),
-        helo: server.helo().unwrap_or_default().to_owned(),
-        tls: server.tls().map(|t| format!("{} {}", t.version, t.cipher)),
+        dsn_ret: tx.params.ret.map(envelope::ret_to_spool),
+        envid: tx.params.envid.clone(),
+        client_identity: origin.identity.clone(),
+        peer_addr: origin.peer.to_string(),
+        helo: origin.helo.to_owned(),
+        tls: origin.tls.map(|t| format!("{} {}", t.version, t.cipher)),
         received_at_ms: now_ms,
         body_size: size,
-        body_type: match done.params.body {
-            Some(Body::EightBitMime) => storage::BodyType::EightBitMime,
-            _ => storage::BodyType::SevenBit,
-        },
-        smtputf8: done.params.smtputf8,
+        body_type: envelope::body_to_spool(tx.params.body),
+        smtputf8: tx.params.smtputf8,
     }
-}
-
-/// RFC 3461 NOTIFY as the spool's bitset; absent stays 0 ("not given").
-fn notify(n: Option<Notify>) -> storage::Notify {
-    let Some(n) = n else {
-        return storage::Notify::default();
-    };
-    let mut bits = 0;
-    for (on, bit) in [
-        (n.success, storage::Notify::SUCCESS),
-        (n.failure, storage::Notify::FAILURE),
-        (n.delay, storage::Notify::DELAY),
-    ] {
-        if on {
-            bits |= bit;
-        }
-    }
-    storage::Notify(if bits == 0 { storage::Notify::NEVER } else { bits })
 }
 
 /// Prepends `Received:` (and `Message-ID:` when missing) to the body.
-fn with_trace_headers(
-    ctx: &ListenerCtx,
-    server: &Server,
-    session: &Session,
-    done: &DataDone,
-    body: Vec<u8>,
-    now_ms: u64,
-) -> Vec<u8> {
-    let protocol = match (server.tls().is_some(), server.authenticated().is_some()) {
+fn with_trace_headers(origin: &Origin<'_>, tx: Transaction<'_>, body: Vec<u8>, id: MessageId, now_ms: u64) -> Vec<u8> {
+    let protocol = match (origin.tls.is_some(), origin.authenticated) {
         (true, true) => "ESMTPSA",
         (true, false) => "ESMTPS",
         (false, true) => "ESMTPA",
         (false, false) => "ESMTP",
     };
-    let tls = server
-        .tls()
+    let tls = origin
+        .tls
         .map(|t| format!("\r\n\t(version={} cipher={})", t.version, t.cipher))
         .unwrap_or_default();
-    let rcpt = match done.recipients.as_slice() {
+    let rcpt = match tx.recipients {
         [one] => format!("\r\n\tfor {}", one.to),
         _ => String::new(),
     };
     let date = rfc5322_date(now_ms);
     let mut head = format!(
-        "Received: from {} ({})\r\n\tby {} (Estafette) with {protocol}{tls}{rcpt};\r\n\t{date}\r\n",
-        server.helo().unwrap_or("unknown"),
-        session.peer.ip(),
-        ctx.hostname,
+        "Received: from {} ({})\r\n\tby {} (Estafette) with {protocol}{tls}\r\n\tid {id}{rcpt};\r\n\t{date}\r\n",
+        origin.helo,
+        origin.peer.ip(),
+        origin.hostname,
     );
     if !has_header(&body, b"message-id") {
-        head.push_str(&format!("Message-ID: <{}@{}>\r\n", unique_token(now_ms), ctx.hostname));
+        // The queue id is unique and sortable: the Message-ID leads back to the trace.
+        head.push_str(&format!("Message-ID: <{id}@{}>\r\n", origin.hostname));
     }
     let mut out = Vec::with_capacity(head.len() + body.len());
     out.extend_from_slice(head.as_bytes());
@@ -227,12 +242,6 @@ fn has_header(body: &[u8], name: &[u8]) -> bool {
     false
 }
 
-fn unique_token(now_ms: u64) -> String {
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
-    format!("{now_ms:x}.{seq:x}.{:x}", std::process::id())
-}
-
 /// `Mon, 23 Nov 2026 14:32:00 +0000`.
 fn rfc5322_date(now_ms: u64) -> String {
     let secs = i64::try_from(now_ms / 1000).unwrap_or(0);
@@ -244,6 +253,9 @@ fn rfc5322_date(now_ms: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use proto::address::ForwardPath;
+    use proto::params::Ret;
+
     use super::*;
 
     #[test]
@@ -255,6 +267,112 @@ mod tests {
         assert!(!has_header(b"Message-IDx: y\r\n\r\n", b"message-id"));
         assert!(has_header(b"message-id: <a@b>", b"message-id"));
         assert!(!has_header(b"", b"message-id"));
+    }
+
+    #[test]
+    fn prepare_adds_trace_headers_envelope_counters_and_event() {
+        let tls = TlsInfo {
+            version: "TLSv1.3".into(),
+            cipher: "TLS13_AES_256_GCM_SHA384".into(),
+        };
+        let origin = Origin {
+            hostname: "relay.test",
+            listener: "submission",
+            peer: "192.0.2.7:40000".parse().expect("address"),
+            helo: "dpi.ch.test",
+            tls: Some(&tls),
+            identity: Some("dpi".into()),
+            authenticated: true,
+            postmaster: None,
+        };
+        let from = ReversePath::Path(Mailbox::parse("app@ch.test").expect("mailbox"));
+        let params = MailParams {
+            ret: Some(Ret::Headers),
+            envid: Some("E1".into()),
+            ..MailParams::default()
+        };
+        let recipients = vec![AcceptedRcpt {
+            to: ForwardPath::Path(Mailbox::parse("dr@Cabinet.test").expect("mailbox")),
+            params: proto::params::RcptParams::default(),
+        }];
+        let tx = Transaction {
+            from: &from,
+            params: &params,
+            recipients: &recipients,
+        };
+        let id: MessageId = "00000T428JP8CG002CXPGYAAW1".parse().expect("id");
+        let body = b"Subject: CR\r\nX-MSS-NIL: DPI 1.0\r\n\r\nBonjour\r\n".to_vec();
+        let p = prepare(&origin, tx, body.clone(), id, 1_795_444_320_000, 1_795_444_620_000);
+        let text = String::from_utf8(p.body.to_vec()).expect("utf8");
+        assert!(
+            text.starts_with(
+                "Received: from dpi.ch.test (192.0.2.7)\r\n\tby relay.test (Estafette) with ESMTPSA\r\n\t\
+                 (version=TLSv1.3 cipher=TLS13_AES_256_GCM_SHA384)\r\n\tid 00000T428JP8CG002CXPGYAAW1\r\n\t\
+                 for <dr@Cabinet.test>;\r\n\tMon, 23 Nov 2026 14:32:00 +0000\r\n\
+                 Message-ID: <00000T428JP8CG002CXPGYAAW1@relay.test>\r\n"
+            ),
+            "{text}"
+        );
+        assert!(text.ends_with(std::str::from_utf8(&body).expect("utf8")));
+        assert_eq!(p.id, id);
+        assert_eq!(p.envelope.sender, "app@ch.test");
+        assert_eq!(p.envelope.recipients[0].next_hop, "cabinet.test");
+        assert_eq!(p.envelope.recipients[0].next_attempt_ms, 1_795_444_620_000);
+        assert_eq!(p.envelope.dsn_ret, Some(storage::DsnRet::Headers));
+        assert_eq!(p.envelope.envid.as_deref(), Some("E1"));
+        assert_eq!(p.envelope.client_identity.as_deref(), Some("dpi"));
+        assert_eq!(p.envelope.body_size, p.body.len() as u64);
+        assert!(p.counters.iter().any(|(k, _)| k == "nil:DPI 1.0"), "{:?}", p.counters);
+        let event = p.event.expect("trace event");
+        assert!(event.detail.contains("identity dpi"), "{}", event.detail);
+        // A message that has a Message-ID keeps it and gets none added.
+        let p = prepare(&origin, tx, b"Message-ID: <x@y>\r\n\r\nb\r\n".to_vec(), id, 0, 0);
+        assert_eq!(String::from_utf8_lossy(&p.body).matches("Message-ID").count(), 1);
+    }
+
+    #[test]
+    fn postmaster_goes_to_the_configured_address() {
+        let ops = Mailbox::parse("ops@operator.test").expect("mailbox");
+        let origin = Origin {
+            hostname: "relay.test",
+            listener: "mta",
+            peer: "192.0.2.7:40000".parse().expect("address"),
+            helo: "mx.peer.test",
+            tls: None,
+            identity: None,
+            authenticated: false,
+            postmaster: Some(&ops),
+        };
+        let from = ReversePath::Null;
+        let params = MailParams::default();
+        let recipients: Vec<AcceptedRcpt> = ["<postmaster>", "<Postmaster@RELAY.test>", "<dr@cabinet.test>"]
+            .iter()
+            .map(|s| AcceptedRcpt {
+                to: ForwardPath::parse(s).expect("path"),
+                params: proto::params::RcptParams::default(),
+            })
+            .collect();
+        let tx = Transaction {
+            from: &from,
+            params: &params,
+            recipients: &recipients,
+        };
+        let id: MessageId = "00000T428JP8CG002CXPGYAAW1".parse().expect("id");
+        let p = prepare(&origin, tx, b"\r\nx\r\n".to_vec(), id, 0, 0);
+        let got: Vec<(&str, &str)> = p
+            .envelope
+            .recipients
+            .iter()
+            .map(|r| (r.address.as_str(), r.next_hop.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("ops@operator.test", "operator.test"),
+                ("ops@operator.test", "operator.test"),
+                ("dr@cabinet.test", "cabinet.test")
+            ]
+        );
     }
 
     #[test]

@@ -33,6 +33,15 @@ use argon2::Argon2;
 use proto::dn::Dn;
 use serde::Deserialize;
 
+/// Who a client proved to be, in one session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Identity {
+    /// An AUTH account.
+    Account(String),
+    /// A verified client certificate whose subject is listed in the identities.
+    Certificate(Dn),
+}
+
 /// Why the identities file cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
@@ -251,9 +260,55 @@ pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Er
     Ok(Argon2::default().hash_password(password.as_bytes(), &salt)?.to_string())
 }
 
+/// Runs a password `check` (argon2: slow on purpose) on the blocking pool,
+/// with at most `limit`'s permits at once; callers beyond it wait for a
+/// permit, they are not refused. `false` if the check could not run.
+pub(crate) async fn bounded_check<F>(limit: &std::sync::Arc<tokio::sync::Semaphore>, check: F) -> bool
+where
+    F: FnOnce() -> bool + Send + 'static,
+{
+    let Ok(permit) = limit.clone().acquire_owned().await else {
+        return false;
+    };
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        check()
+    })
+    .await
+    .unwrap_or(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn password_checks_beyond_the_limit_wait_their_turn() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let limit = Arc::new(tokio::sync::Semaphore::new(2));
+        let running = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let checks: Vec<_> = (0..8)
+            .map(|_| {
+                let (limit, running, peak) = (limit.clone(), running.clone(), peak.clone());
+                tokio::spawn(async move {
+                    bounded_check(&limit, move || {
+                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                        peak.fetch_max(now, Ordering::SeqCst);
+                        std::thread::sleep(std::time::Duration::from_millis(40));
+                        running.fetch_sub(1, Ordering::SeqCst);
+                        true
+                    })
+                    .await
+                })
+            })
+            .collect();
+        for c in checks {
+            assert!(c.await.expect("task"), "every check ran and none was refused");
+        }
+        assert_eq!(peak.load(Ordering::SeqCst), 2, "never more than the limit at once");
+    }
 
     #[test]
     fn accounts_certificates_and_senders() {

@@ -6,39 +6,23 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
-use tokio_rustls::TlsAcceptor;
+use tokio::sync::Semaphore;
 use tracing::{error, info, warn};
 
-use super::policy::Policy;
 use super::session;
-use crate::ops::config::ListenerConfig;
+use super::ListenerCtx;
+use crate::lifecycle::{Phase, PhaseWatch};
 
-/// Everything a session of this listener shares.
-pub(crate) struct ListenerCtx {
-    pub(crate) listener: ListenerConfig,
-    pub(crate) server_config: Arc<proto::server::ServerConfig>,
-    pub(crate) tls: Option<TlsAcceptor>,
-    pub(crate) handshake_timeout: Duration,
-    pub(crate) accept_timeout: Duration,
-    pub(crate) hostname: String,
-    pub(crate) policy: Arc<Policy>,
-    pub(crate) spool: storage::Spool,
-    pub(crate) queue: Arc<crate::queue::Queue>,
-    /// Operator listeners: the chain check done after the handshake.
-    pub(crate) peer_check: Option<super::operator::PeerCheck>,
-}
-
-/// Accepts until `shutdown` turns true; then stops accepting and waits for
-/// the running sessions (which were told to close) to finish.
-pub(crate) async fn run(socket: TcpListener, ctx: Arc<ListenerCtx>, shutdown: watch::Receiver<bool>) {
+/// Accepts until the node drains ([`Phase::Draining`]); then closes the
+/// socket and waits for the running sessions (which were told to finish).
+pub(crate) async fn run(socket: TcpListener, ctx: Arc<ListenerCtx>, shutdown: PhaseWatch) {
     let limit = Arc::new(Semaphore::new(ctx.listener.max_sessions));
     let mut stop = shutdown.clone();
     let mut backoff = Duration::from_millis(5);
     loop {
         let accepted = tokio::select! {
             a = socket.accept() => a,
-            _ = stop.changed() => break,
+            () = stop.reached(Phase::Draining) => break,
         };
         let (tcp, peer) = match accepted {
             Ok(a) => {
@@ -66,7 +50,7 @@ pub(crate) async fn run(socket: TcpListener, ctx: Arc<ListenerCtx>, shutdown: wa
         let ctx = ctx.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let _active = ctx.queue.metrics().session_opened(&ctx.listener.name);
+            let _active = ctx.metrics.session_opened(&ctx.listener.name);
             session::serve(tcp, peer, ctx, shutdown).await;
             drop(permit);
         });

@@ -15,14 +15,13 @@ use std::sync::Arc;
 
 use proto::address::ReversePath;
 use proto::dn::Dn;
-use proto::server::Verdict;
-use proto::{EnhancedCode, Reply};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
+use super::policy::Refusal;
 use super::tls::TlsError;
 use crate::trust::TrustIndex;
 
@@ -127,8 +126,8 @@ pub(crate) enum PeerCert {
     Valid(Dn),
 }
 
-fn refuse(text: String) -> Verdict {
-    Verdict::Reject(Reply::new(550, EnhancedCode::new(5, 7, 1), text))
+fn refuse(text: String) -> Result<(), Refusal> {
+    Err(Refusal::Operator(text))
 }
 
 /// MAIL FROM on an operator listener. Checks in order, the first failure
@@ -136,7 +135,7 @@ fn refuse(text: String) -> Verdict {
 /// sender domain in the list, the certificate's DN listed for that domain.
 /// The null sender (a DSN from another operator) needs a certificate whose DN
 /// the list holds for some domain.
-pub(crate) fn check_mail(tls: bool, peer: &PeerCert, from: &ReversePath, trust: &TrustIndex) -> Verdict {
+pub(crate) fn check_mail(tls: bool, peer: &PeerCert, from: &ReversePath, trust: &TrustIndex) -> Result<(), Refusal> {
     if !tls {
         return refuse("TLS is required from trust-space operators".into());
     }
@@ -149,7 +148,7 @@ pub(crate) fn check_mail(tls: bool, peer: &PeerCert, from: &ReversePath, trust: 
     };
     let Some(mailbox) = from.mailbox() else {
         return if trust.dn_listed(dn) {
-            Verdict::Accept
+            Ok(())
         } else {
             refuse(format!("client certificate DN {dn} is not in the trust list"))
         };
@@ -163,24 +162,26 @@ pub(crate) fn check_mail(tls: bool, peer: &PeerCert, from: &ReversePath, trust: 
             "client certificate DN {dn} is not listed for sender domain {domain}"
         ));
     }
-    Verdict::Accept
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use proto::EnhancedCode;
+
     use super::*;
 
     fn dn(s: &str) -> Dn {
         Dn::parse(s).unwrap()
     }
 
-    fn reason(v: Verdict) -> String {
-        match v {
-            Verdict::Reject(r) => {
+    fn reason(v: Result<(), Refusal>) -> String {
+        match v.map_err(|r| r.reply()) {
+            Err(r) => {
                 assert_eq!((r.code, r.enhanced), (550, Some(EnhancedCode::new(5, 7, 1))));
                 r.to_string()
             }
-            Verdict::Accept => panic!("accepted"),
+            Ok(()) => panic!("accepted"),
         }
     }
 
@@ -199,12 +200,12 @@ mod tests {
         assert!(reason(check_mail(true, &valid, &outside, &trust)).contains("sender domain c.test is not in"));
         let other = ReversePath::parse("<x@B.test>").unwrap();
         assert!(reason(check_mail(true, &valid, &other, &trust)).contains("not listed for sender domain B.test"));
-        assert_eq!(check_mail(true, &valid, &from, &trust), Verdict::Accept);
+        assert_eq!(check_mail(true, &valid, &from, &trust), Ok(()));
         // Attribute order, case and spacing do not matter.
         let same = PeerCert::Valid(dn("c=FR,o=operator a,cn=MX.A.TEST"));
-        assert_eq!(check_mail(true, &same, &from, &trust), Verdict::Accept);
+        assert_eq!(check_mail(true, &same, &from, &trust), Ok(()));
         // Null sender: any listed operator.
-        assert_eq!(check_mail(true, &valid, &ReversePath::Null, &trust), Verdict::Accept);
+        assert_eq!(check_mail(true, &valid, &ReversePath::Null, &trust), Ok(()));
         let stranger = PeerCert::Valid(dn("CN=mx.c.test, O=C"));
         assert!(reason(check_mail(true, &stranger, &ReversePath::Null, &trust)).contains("not in the trust list"));
     }

@@ -10,13 +10,12 @@
 
 use std::sync::Arc;
 
-use proto::address::{ForwardPath, ReversePath};
+use proto::address::{ForwardPath, Mailbox, ReversePath};
 use proto::server::Verdict;
 use proto::{EnhancedCode, Reply};
 
-use super::identity::Identities;
-use super::session::{Identity, Session};
-use crate::ops::config::RouteConfig;
+use super::identity::{Identities, Identity};
+use crate::config::RouteConfig;
 use crate::trust::TrustStore;
 
 /// The trust-space rules of a node.
@@ -38,12 +37,81 @@ pub(crate) enum Side {
     Outside,
 }
 
-fn refuse(code: u16, enhanced: (u8, u16, u16), text: String) -> Verdict {
-    Verdict::Reject(Reply::new(
-        code,
-        EnhancedCode::new(enhanced.0, enhanced.1, enhanced.2),
-        text,
-    ))
+/// Why a sender or a recipient is refused: one variant per rule, each with
+/// its reply ([`Refusal::reply`]) and a short reason for logs and metrics
+/// ([`Refusal::reason`]). The text names what failed, never echoes a parser.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// MAIL FROM an address the client's identity does not own.
+    #[error("sender {sender} not allowed for identity {identity}")]
+    SenderNotAllowed {
+        /// The MAIL FROM address.
+        sender: String,
+        /// The AUTH account or certificate subject.
+        identity: String,
+    },
+    /// No route covers the recipient's domain (no trust space).
+    #[error("relay access denied for domain {0}")]
+    RelayDenied(String),
+    /// The recipient's domain is not in the trust list (nor an allowed outside route).
+    #[error("recipient domain {0} is not in the MSSanté trust space")]
+    NotInTrustSpace(String),
+    /// The recipient is on the other side of the trust space from the earlier ones.
+    #[error(
+        "recipient {rcpt} is {side} the trust space but earlier recipients are {other}: \
+         send them in separate messages"
+    )]
+    MixedSides {
+        /// The recipient refused.
+        rcpt: String,
+        /// `inside` or `outside`.
+        side: &'static str,
+        /// The side of the earlier recipients.
+        other: &'static str,
+    },
+    /// Operator listener: a domain this node does not serve.
+    #[error("domain {0} is not served by this operator")]
+    NotServed(String),
+    /// `RCPT TO:<postmaster>` without `node.postmaster`.
+    #[error("no postmaster address configured on this relay")]
+    NoPostmaster,
+    /// Operator listener: a check of the peer's TLS or certificate failed
+    /// (see `super::operator::check_mail`); the text names it.
+    #[error("{0}")]
+    Operator(String),
+}
+
+impl Refusal {
+    /// The SMTP reply: `550 5.1.1` for an unknown postmaster, `550 5.7.1`
+    /// (delivery not authorized) for every other rule.
+    pub fn reply(&self) -> Reply {
+        let enhanced = match self {
+            Self::NoPostmaster => EnhancedCode::new(5, 1, 1),
+            _ => EnhancedCode::new(5, 7, 1),
+        };
+        Reply::new(550, enhanced, self.to_string())
+    }
+
+    /// A short, fixed label (for metrics and log fields).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::SenderNotAllowed { .. } => "sender_not_allowed",
+            Self::RelayDenied(_) => "relay_denied",
+            Self::NotInTrustSpace(_) => "not_in_trust_space",
+            Self::MixedSides { .. } => "mixed_trust_sides",
+            Self::NotServed(_) => "domain_not_served",
+            Self::NoPostmaster => "no_postmaster",
+            Self::Operator(_) => "operator_certificate",
+        }
+    }
+
+    /// As the proto server's decision token.
+    pub fn verdict(result: Result<(), Self>) -> Verdict {
+        match result {
+            Ok(()) => Verdict::Accept,
+            Err(r) => Verdict::Reject(r.reply()),
+        }
+    }
 }
 
 /// A domain pattern from a route.
@@ -70,6 +138,29 @@ pub struct Policy {
     relay_for: Vec<Pattern>,
     identities: Identities,
     trust: Option<TrustPolicy>,
+    postmaster: Option<Postmaster>,
+}
+
+/// Where the reserved mailbox `postmaster` of this node goes (RFC 5321 §4.5.1).
+#[derive(Clone, Debug)]
+pub struct Postmaster {
+    /// This node's host name: `postmaster@` it is the postmaster too.
+    pub hostname: String,
+    /// The operator's address that receives the postmaster's mail.
+    pub address: Mailbox,
+}
+
+impl Postmaster {
+    /// Whether `to` names this node's postmaster: `<postmaster>` in any case,
+    /// or `postmaster@` the node's host name (local part and domain in any case).
+    pub fn is_postmaster(hostname: &str, to: &ForwardPath) -> bool {
+        match to {
+            ForwardPath::Postmaster => true,
+            ForwardPath::Path(m) => {
+                m.local.eq_ignore_ascii_case("postmaster") && m.domain.eq_ignore_ascii_case(hostname)
+            }
+        }
+    }
 }
 
 impl Policy {
@@ -93,7 +184,34 @@ impl Policy {
             relay_for,
             identities,
             trust,
+            postmaster: None,
         }
+    }
+
+    /// Accepts mail for the reserved mailbox `postmaster` and sends it to
+    /// `postmaster.address`.
+    #[must_use]
+    pub fn with_postmaster(mut self, postmaster: Option<Postmaster>) -> Self {
+        self.postmaster = postmaster;
+        self
+    }
+
+    /// The postmaster's delivery address, when `to` is this node's postmaster
+    /// and one is configured.
+    pub(crate) fn postmaster_for(&self, to: &ForwardPath) -> Option<&Mailbox> {
+        let p = self.postmaster.as_ref()?;
+        Postmaster::is_postmaster(&p.hostname, to).then_some(&p.address)
+    }
+
+    /// `RCPT TO:<postmaster>`: accepted when an address is configured (it
+    /// does not count for the trust-space side of the transaction), else
+    /// `550 5.1.1`. `None` when `to` is not the postmaster.
+    fn check_postmaster(&self, to: &ForwardPath) -> Option<Result<(), Refusal>> {
+        if self.postmaster_for(to).is_some() {
+            return Some(Ok(()));
+        }
+        let hostname = self.postmaster.as_ref().map(|p| p.hostname.as_str()).unwrap_or("");
+        (to.mailbox().is_none() || Postmaster::is_postmaster(hostname, to)).then_some(Err(Refusal::NoPostmaster))
     }
 
     /// The trust space, if any.
@@ -110,12 +228,12 @@ impl Policy {
     /// may use only its own addresses and domains (`550 5.7.1` otherwise). An
     /// anonymous client is judged by the listener (`require_auth`), and the
     /// null sender (bounces) is always allowed.
-    pub(crate) fn check_mail(&self, from: &ReversePath, session: &Session) -> Verdict {
+    pub(crate) fn check_mail(&self, from: &ReversePath, identity: Option<&Identity>) -> Result<(), Refusal> {
         let Some(mailbox) = from.mailbox() else {
-            return Verdict::Accept;
+            return Ok(());
         };
-        let (who, senders) = match &session.identity {
-            None => return Verdict::Accept,
+        let (who, senders) = match identity {
+            None => return Ok(()),
             Some(Identity::Account(name)) => (name.clone(), self.identities.account_senders(name)),
             Some(Identity::Certificate(dn)) => (dn.to_string(), self.identities.certificate_senders(dn)),
         };
@@ -123,13 +241,12 @@ impl Policy {
         if let Some(s) = senders.filter(|s| s.allows(&address)) {
             let kind = s.kind(&address).map_or("-", |k| k.code());
             tracing::debug!(identity = %who, sender = %address, kind, "sender allowed");
-            Verdict::Accept
+            Ok(())
         } else {
-            Verdict::Reject(Reply::new(
-                550,
-                EnhancedCode::new(5, 7, 1),
-                format!("sender {mailbox} not allowed for identity {who}"),
-            ))
+            Err(Refusal::SenderNotAllowed {
+                sender: address,
+                identity: who,
+            })
         }
     }
 
@@ -141,17 +258,20 @@ impl Policy {
     /// - trust space: the domain must be listed, or outside and routed when
     ///   `outside` is allowed (`550 5.7.1`), and on the same side as the
     ///   recipients before it (`550 5.7.1`; those stay accepted).
-    pub(crate) fn check_rcpt(&self, to: &ForwardPath, side: &mut Option<Side>) -> Verdict {
+    pub(crate) fn check_rcpt(&self, to: &ForwardPath, side: &mut Option<Side>) -> Result<(), Refusal> {
+        if let Some(v) = self.check_postmaster(to) {
+            return v;
+        }
         let Some(mailbox) = to.mailbox() else {
-            return refuse(550, (5, 1, 1), "no local postmaster here: this node only relays".into());
+            return Err(Refusal::NoPostmaster);
         };
         let domain = mailbox.domain.to_lowercase();
         let routed = self.relay_for.iter().any(|p| p.matches(&domain));
         let Some(trust) = &self.trust else {
             return if routed {
-                Verdict::Accept
+                Ok(())
             } else {
-                refuse(550, (5, 7, 1), format!("relay access denied for domain {domain}"))
+                Err(Refusal::RelayDenied(domain))
             };
         };
         let this = if trust.store.current().is_listed(&domain) {
@@ -159,49 +279,41 @@ impl Policy {
         } else if trust.outside && routed {
             Side::Outside
         } else {
-            return refuse(
-                550,
-                (5, 7, 1),
-                format!("recipient domain {domain} is not in the MSSanté trust space"),
-            );
+            return Err(Refusal::NotInTrustSpace(domain));
         };
         match *side {
             Some(before) if before != this => {
-                let (now, then) = match this {
-                    Side::Inside => ("inside", "outside"),
-                    Side::Outside => ("outside", "inside"),
+                let name = |s: Side| match s {
+                    Side::Inside => "inside",
+                    Side::Outside => "outside",
                 };
-                refuse(
-                    550,
-                    (5, 7, 1),
-                    format!(
-                        "recipient {to} is {now} the trust space but earlier recipients are {then}: \
-                         send them in separate messages"
-                    ),
-                )
+                Err(Refusal::MixedSides {
+                    rcpt: to.to_string(),
+                    side: name(this),
+                    other: name(before),
+                })
             }
             _ => {
                 *side = Some(this);
-                Verdict::Accept
+                Ok(())
             }
         }
     }
 
     /// RCPT TO on an operator listener: only the domains this node routes
     /// (its own mailboxes), never a relay onward.
-    pub(crate) fn check_operator_rcpt(&self, to: &ForwardPath) -> Verdict {
+    pub(crate) fn check_operator_rcpt(&self, to: &ForwardPath) -> Result<(), Refusal> {
+        if let Some(v) = self.check_postmaster(to) {
+            return v;
+        }
         let Some(mailbox) = to.mailbox() else {
-            return refuse(550, (5, 1, 1), "no local postmaster here: this node only relays".into());
+            return Err(Refusal::NoPostmaster);
         };
         let domain = mailbox.domain.to_lowercase();
         if self.relay_for.iter().any(|p| p.matches(&domain)) {
-            Verdict::Accept
+            Ok(())
         } else {
-            refuse(
-                550,
-                (5, 7, 1),
-                format!("domain {domain} is not served by this operator"),
-            )
+            Err(Refusal::NotServed(domain))
         }
     }
 }
@@ -214,7 +326,7 @@ mod tests {
         RouteConfig {
             domain: d.into(),
             host: None,
-            tls: crate::ops::config::RouteTls::default(),
+            tls: crate::config::RouteTls::default(),
             internal: false,
         }
     }
@@ -223,7 +335,7 @@ mod tests {
         ForwardPath::parse(s).unwrap()
     }
 
-    fn check(p: &Policy, to: &str) -> Verdict {
+    fn check(p: &Policy, to: &str) -> Result<(), Refusal> {
         p.check_rcpt(&rcpt(to), &mut None)
     }
 
@@ -234,20 +346,53 @@ mod tests {
             Identities::default(),
             None,
         );
-        assert_eq!(check(&p, "<a@example.ORG>"), Verdict::Accept);
-        assert_eq!(check(&p, "<a@ch-x.mssante.fr>"), Verdict::Accept);
+        assert_eq!(check(&p, "<a@example.ORG>"), Ok(()));
+        assert_eq!(check(&p, "<a@ch-x.mssante.fr>"), Ok(()));
         for refused in ["<a@mssante.fr>", "<a@sub.example.org>", "<a@evil.test>"] {
-            let Verdict::Reject(r) = check(&p, refused) else {
+            let Err(r) = check(&p, refused).map_err(|r| r.reply()) else {
                 panic!("{refused} accepted")
             };
             assert_eq!((r.code, r.enhanced), (550, Some(EnhancedCode::new(5, 7, 1))));
         }
-        assert!(matches!(
+        assert_eq!(
             p.check_rcpt(&ForwardPath::Postmaster, &mut None),
-            Verdict::Reject(_)
-        ));
+            Err(Refusal::NoPostmaster)
+        );
         let any = Policy::new(&[route("*")], Identities::default(), None);
-        assert_eq!(check(&any, "<a@anything.test>"), Verdict::Accept);
+        assert_eq!(check(&any, "<a@anything.test>"), Ok(()));
+    }
+
+    #[test]
+    fn postmaster_is_accepted_in_any_case_when_configured() {
+        let pm = Postmaster {
+            hostname: "relay.test".into(),
+            address: Mailbox::parse("ops@operator.test").unwrap(),
+        };
+        let p = trust_policy(false).with_postmaster(Some(pm));
+        let mut side = None;
+        for to in [
+            "<postmaster>",
+            "<PostMaster>",
+            "<postmaster@relay.test>",
+            "<POSTMASTER@Relay.Test>",
+        ] {
+            assert_eq!(p.check_rcpt(&rcpt(to), &mut side), Ok(()), "{to}");
+            assert_eq!(p.check_operator_rcpt(&rcpt(to)), Ok(()), "{to}");
+            assert_eq!(
+                p.postmaster_for(&rcpt(to)).map(ToString::to_string).as_deref(),
+                Some("ops@operator.test")
+            );
+        }
+        assert_eq!(side, None, "the postmaster takes no side of the trust space");
+        // postmaster of another domain is an ordinary recipient.
+        assert!(p.postmaster_for(&rcpt("<postmaster@a.test>")).is_none());
+        assert_eq!(p.check_rcpt(&rcpt("<postmaster@a.test>"), &mut None), Ok(()));
+        // Not configured: 550 5.1.1.
+        let Err(r) = trust_policy(false).check_rcpt(&ForwardPath::Postmaster, &mut None) else {
+            panic!("accepted without a postmaster address");
+        };
+        let r = r.reply();
+        assert_eq!((r.code, r.enhanced), (550, Some(EnhancedCode::new(5, 1, 1))));
     }
 
     fn trust_policy(outside: bool) -> Policy {
@@ -260,13 +405,14 @@ mod tests {
         Policy::new(&[route("partner.test")], Identities::default(), Some(trust))
     }
 
-    fn reason(v: Verdict) -> String {
+    fn reason(v: Result<(), Refusal>) -> String {
         match v {
-            Verdict::Reject(r) => {
+            Err(r) => {
+                let r = r.reply();
                 assert_eq!((r.code, r.enhanced), (550, Some(EnhancedCode::new(5, 7, 1))), "{r}");
                 r.to_string()
             }
-            Verdict::Accept => panic!("accepted"),
+            Ok(()) => panic!("accepted"),
         }
     }
 
@@ -274,23 +420,23 @@ mod tests {
     fn trust_space_recipients_never_mix_with_outside_ones() {
         let p = trust_policy(true);
         let mut side = None;
-        assert_eq!(p.check_rcpt(&rcpt("<dr@A.test>"), &mut side), Verdict::Accept);
-        assert_eq!(p.check_rcpt(&rcpt("<dr@b.test>"), &mut side), Verdict::Accept);
+        assert_eq!(p.check_rcpt(&rcpt("<dr@A.test>"), &mut side), Ok(()));
+        assert_eq!(p.check_rcpt(&rcpt("<dr@b.test>"), &mut side), Ok(()));
         let e = reason(p.check_rcpt(&rcpt("<x@partner.test>"), &mut side));
         assert!(e.contains("inside") || e.contains("outside"), "{e}");
         assert_eq!(side, Some(Side::Inside), "earlier recipients stay valid");
         // The other way round.
         let mut side = None;
-        assert_eq!(p.check_rcpt(&rcpt("<x@partner.test>"), &mut side), Verdict::Accept);
+        assert_eq!(p.check_rcpt(&rcpt("<x@partner.test>"), &mut side), Ok(()));
         assert!(reason(p.check_rcpt(&rcpt("<dr@a.test>"), &mut side)).contains("separate messages"));
         // Unlisted and unrouted: refused either way.
         assert!(reason(p.check_rcpt(&rcpt("<x@else.test>"), &mut None)).contains("not in the MSSanté trust space"));
         // Without `outside`, a routed outside domain is refused too.
         let strict = trust_policy(false);
         assert!(reason(strict.check_rcpt(&rcpt("<x@partner.test>"), &mut None)).contains("trust space"));
-        assert_eq!(strict.check_rcpt(&rcpt("<dr@a.test>"), &mut None), Verdict::Accept);
+        assert_eq!(strict.check_rcpt(&rcpt("<dr@a.test>"), &mut None), Ok(()));
         // Operators may only send to this node's own (routed) domains.
-        assert_eq!(strict.check_operator_rcpt(&rcpt("<x@partner.test>")), Verdict::Accept);
+        assert_eq!(strict.check_operator_rcpt(&rcpt("<x@partner.test>")), Ok(()));
         assert!(reason(strict.check_operator_rcpt(&rcpt("<dr@a.test>"))).contains("not served"));
     }
 }

@@ -10,15 +10,16 @@ use bytes::{Buf, BytesMut};
 use proto::server::{PeerInfo, Server, ServerEvent, TlsInfo, Verdict};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use super::accept;
-use super::listener::ListenerCtx;
+use super::identity::{self, Identity};
 use super::operator::{self, PeerCert};
-use super::policy::Side;
+use super::policy::{Refusal, Side};
 use super::tls;
-use crate::ops::config::TlsMode;
+use super::ListenerCtx;
+use crate::config::TlsMode;
+use crate::lifecycle::{Phase, PhaseWatch};
 
 /// Largest read per syscall.
 const READ_CHUNK: usize = 64 * 1024;
@@ -27,15 +28,6 @@ const READ_CHUNK: usize = 64 * 1024;
 enum Next {
     Closed,
     StartTls,
-}
-
-/// Who the client proved to be.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Identity {
-    /// An AUTH account.
-    Account(String),
-    /// A verified client certificate whose subject is listed in the identities.
-    Certificate(proto::dn::Dn),
 }
 
 /// Per-session facts the policy needs besides the proto server's own.
@@ -75,12 +67,7 @@ impl Session {
 
 /// Serves one accepted connection to its end. Errors are logged, not returned:
 /// a broken client must never disturb the listener.
-pub(crate) async fn serve(
-    tcp: TcpStream,
-    peer: SocketAddr,
-    ctx: Arc<ListenerCtx>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerCtx>, mut shutdown: PhaseWatch) {
     let _ = tcp.set_nodelay(true);
     let mut session = Session {
         peer,
@@ -134,7 +121,7 @@ async fn serve_implicit(
     tcp: TcpStream,
     session: &mut Session,
     ctx: &ListenerCtx,
-    shutdown: &mut watch::Receiver<bool>,
+    shutdown: &mut PhaseWatch,
 ) -> std::io::Result<()> {
     let (mut stream, info, subject) = handshake(tcp, session, ctx).await?;
     let peer = PeerInfo {
@@ -151,7 +138,7 @@ async fn serve_plain(
     mut tcp: TcpStream,
     session: &mut Session,
     ctx: &ListenerCtx,
-    shutdown: &mut watch::Receiver<bool>,
+    shutdown: &mut PhaseWatch,
 ) -> std::io::Result<()> {
     let peer = PeerInfo {
         remote: session.peer.to_string(),
@@ -172,7 +159,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     server: &mut Server,
     session: &mut Session,
     ctx: &ListenerCtx,
-    shutdown: &mut watch::Receiver<bool>,
+    shutdown: &mut PhaseWatch,
 ) -> std::io::Result<Next> {
     let mut input = BytesMut::with_capacity(READ_CHUNK);
     let mut out = Vec::with_capacity(4096);
@@ -218,7 +205,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
             () = timer => server.handle_timeout(Instant::now()),
-            _ = shutdown.changed() => server.close(),
+            () = shutdown.reached(Phase::Draining) => server.close(),
         }
     }
 }
@@ -230,35 +217,43 @@ async fn on_event(event: ServerEvent, server: &mut Server, session: &mut Session
         ServerEvent::Reset => session.side = None,
         ServerEvent::Mail(req) => {
             session.side = None;
-            let verdict = match (ctx.peer_check.is_some(), ctx.policy.trust()) {
-                (true, Some(trust)) => {
-                    operator::check_mail(session.tls, &session.peer_cert, &req.from, &trust.store.current())
+            // A full or failing spool refuses before the client sends a body.
+            let verdict = match ctx.queue.health() {
+                Err(reply) => Verdict::Reject(reply),
+                Ok(()) => {
+                    let checked = match (ctx.peer_check.is_some(), ctx.policy.trust()) {
+                        (true, Some(trust)) => {
+                            operator::check_mail(session.tls, &session.peer_cert, &req.from, &trust.store.current())
+                        }
+                        _ => ctx.policy.check_mail(&req.from, session.identity.as_ref()),
+                    };
+                    if let Err(r) = &checked {
+                        info!(peer = %session.peer, from = %req.from, reason = r.reason(), refusal = %r, "sender refused");
+                    }
+                    Refusal::verdict(checked)
                 }
-                _ => ctx.policy.check_mail(&req.from, session),
             };
-            if let Verdict::Reject(r) = &verdict {
-                info!(peer = %session.peer, from = %req.from, reply = %r, "sender refused");
-            }
             server.answer_mail(req, verdict);
         }
         ServerEvent::Rcpt(req) => {
-            let verdict = if ctx.peer_check.is_some() {
+            let checked = if ctx.peer_check.is_some() {
                 ctx.policy.check_operator_rcpt(&req.to)
             } else {
                 ctx.policy.check_rcpt(&req.to, &mut session.side)
             };
-            if let Verdict::Reject(r) = &verdict {
-                debug!(peer = %session.peer, rcpt = %req.to, reply = %r, "recipient refused");
+            if let Err(r) = &checked {
+                debug!(peer = %session.peer, rcpt = %req.to, reason = r.reason(), refusal = %r, "recipient refused");
             }
-            server.answer_rcpt(req, verdict);
+            server.answer_rcpt(req, Refusal::verdict(checked));
         }
         ServerEvent::Auth(req) => {
             let policy = ctx.policy.clone();
             let (account, password) = (req.authcid.clone(), req.password.clone());
-            // argon2 is slow on purpose: keep it off the async workers.
-            let ok = tokio::task::spawn_blocking(move || policy.identities().verify_password(&account, &password))
-                .await
-                .unwrap_or(false);
+            // argon2 is slow on purpose: off the async workers, a bounded number at once.
+            let ok = identity::bounded_check(&ctx.auth_checks, move || {
+                policy.identities().verify_password(&account, &password)
+            })
+            .await;
             if ok && (req.authzid.is_empty() || req.authzid == req.authcid) {
                 info!(peer = %session.peer, account = %req.authcid, "authenticated");
                 session.identity = Some(Identity::Account(req.authcid.clone()));
@@ -286,7 +281,7 @@ async fn on_event(event: ServerEvent, server: &mut Server, session: &mut Session
                 Ok(id) => {
                     session.messages += 1;
                     info!(id = %id, peer = %session.peer, from = %done.from, rcpts = done.recipients.len(), "accepted");
-                    server.message_stored(done, Ok(&id));
+                    server.message_stored(done, Ok(&id.to_string()));
                 }
                 Err(reply) => {
                     warn!(peer = %session.peer, reply = %reply, "message not accepted");

@@ -1,90 +1,25 @@
-//! Server-side TLS: rustls with the ring provider, TLS 1.2 minimum, TLS 1.2
-//! suites limited to ECDHE-RSA with AES-GCM (the MSSanté rule), client certificates
-//! verified against the configured CA when a listener asks for them.
+//! Server-side TLS: rustls with the SMTP provider ([`crate::tls`]), TLS 1.2
+//! minimum, TLS 1.2 suites limited to ECDHE-RSA with AES-GCM (the MSSanté
+//! rule), client certificates verified against the configured CA when a
+//! listener asks for them, the certificate reloaded when renewed.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use rustls::{RootCertStore, ServerConfig};
+use rustls::ServerConfig;
 
-use crate::ops::config::{ClientCertMode, TlsFiles};
+use crate::config::{ClientCertMode, TlsFiles};
 
-/// Why TLS could not be set up. Names the file at fault.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    /// A PEM file could not be read or holds nothing usable.
-    #[error("{what} {path}: {reason}")]
-    File {
-        /// Which file it is (certificate, key, CA).
-        what: &'static str,
-        /// Its path.
-        path: String,
-        /// What went wrong.
-        reason: String,
-    },
-    /// rustls refused the combination (key does not match certificate, …).
-    #[error("TLS configuration: {0}")]
-    Rustls(#[from] rustls::Error),
-    /// The client-certificate verifier could not be built.
-    #[error("client certificate verifier: {0}")]
-    Verifier(String),
-}
+pub use crate::tls::{load_certs, load_key, load_roots, TlsError};
 
-fn file_err(what: &'static str, path: &Path, reason: impl ToString) -> TlsError {
-    TlsError::File {
-        what,
-        path: path.display().to_string(),
-        reason: reason.to_string(),
-    }
-}
-
-/// The ring provider with TLS 1.2 suites cut down to ECDHE-RSA with AES-GCM
-/// (the MSSanté rule; certificates are RSA 2048). TLS 1.3 suites are all
-/// AEAD with ephemeral key exchange and stay.
+/// The SMTP provider ([`crate::tls::smtp_provider`]).
 pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(crate::outbound::tls::provider())
-}
-
-/// Reads a PEM certificate chain.
-///
-/// # Errors
-/// The file is unreadable or holds no certificate.
-pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| file_err("certificate", path, e))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| file_err("certificate", path, e))?;
-    if certs.is_empty() {
-        return Err(file_err("certificate", path, "no CERTIFICATE block"));
-    }
-    Ok(certs)
-}
-
-/// Reads a PEM private key.
-///
-/// # Errors
-/// The file is unreadable or holds no key.
-pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| file_err("private key", path, e))
-}
-
-/// Reads CA certificates into a root store.
-///
-/// # Errors
-/// The file is unreadable or holds no valid CA certificate.
-pub fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
-    let mut roots = RootCertStore::empty();
-    for cert in load_certs(path)? {
-        roots.add(cert).map_err(|e| file_err("CA certificate", path, e))?;
-    }
-    Ok(roots)
+    crate::tls::smtp_provider()
 }
 
 /// The server certificate, re-read from its files when they change
@@ -181,7 +116,7 @@ pub fn server_config(
 /// `verifier` (operator listeners defer the chain check to the session).
 ///
 /// # Errors
-/// rustls refuses the protocol versions (does not happen with ring).
+/// rustls refuses the protocol versions (does not happen with aws-lc-rs).
 pub fn server_config_with_verifier(
     cert: Arc<ReloadingCert>,
     verifier: Arc<dyn ClientCertVerifier>,

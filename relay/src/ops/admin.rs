@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `GET /healthz` | `200 ok` while the process serves HTTP | no |
 //! | `GET /readyz` | `200 ready`, or `503 not ready: <reasons>` | no |
-//! | `GET /metrics` | Prometheus exposition ([`super::metrics`]); OpenMetrics when `Accept` asks for it | yes |
+//! | `GET /metrics` | Prometheus exposition ([`crate::metrics`]); OpenMetrics when `Accept` asks for it | yes |
 //! | `GET /api/queue?limit=N` | JSON: counts, and the first N (default 100, at most 1000) messages of the due index, earliest first | yes |
 //! | `GET /api/trace/{id}` | JSON: the message's trace events, oldest first (404 if none) | yes |
 //! | `GET /api/trustlist` | JSON: the trust list in force, its age, refresh failures, last error (404 without `[trust]`) | yes |
@@ -30,11 +30,11 @@ use chrono::SecondsFormat;
 use ring::hmac;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::config::AdminConfig;
-use super::metrics::{Format, Metrics, QueueCount, Snapshot};
+use crate::config::AdminConfig;
+use crate::lifecycle::{Phase, PhaseWatch};
+use crate::metrics::{Format, Metrics, QueueCount, Snapshot, TrustSnapshot};
 use crate::queue::Queue;
 use crate::trust::TrustStore;
 
@@ -68,7 +68,7 @@ impl Admin {
     ///
     /// # Errors
     /// The token file cannot be read or the address cannot be bound.
-    pub async fn bind(config: &AdminConfig, sources: Sources, shutdown: watch::Receiver<bool>) -> anyhow::Result<Self> {
+    pub async fn bind(config: &AdminConfig, sources: Sources, shutdown: PhaseWatch) -> anyhow::Result<Self> {
         let token = match config.load_token()? {
             Some(t) => Some(Token::new(&t).map_err(|_| anyhow::anyhow!("admin token: no random key available"))?),
             None => None,
@@ -95,10 +95,10 @@ impl Admin {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` turns true (or its sender is dropped); then
+    /// Serves until the node is [`Phase::Stopping`] (or its lifecycle is gone); then
     /// stops accepting, closes idle connections and waits up to 5 s for the
     /// requests in progress.
-    pub async fn serve(self, shutdown: watch::Receiver<bool>) {
+    pub async fn serve(self, shutdown: PhaseWatch) {
         let address = self
             .listener
             .local_addr()
@@ -128,15 +128,14 @@ impl Admin {
     }
 }
 
-async fn stopped(mut shutdown: watch::Receiver<bool>) {
-    // Err: the sender is gone, which also means stop.
-    let _ = shutdown.wait_for(|stop| *stop).await;
+async fn stopped(mut shutdown: PhaseWatch) {
+    shutdown.reached(Phase::Stopping).await;
 }
 
 struct AdminState {
     sources: Sources,
     token: Option<Token>,
-    shutdown: watch::Receiver<bool>,
+    shutdown: PhaseWatch,
 }
 
 /// The configured bearer token, kept as an HMAC tag under a random key:
@@ -208,8 +207,8 @@ async fn healthz() -> &'static str {
 /// bound before the admin listener starts, so they need no check here.
 async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
     let mut problems = Vec::new();
-    if *state.shutdown.borrow() {
-        problems.push("shutting down".to_owned());
+    if state.shutdown.reached_now(Phase::Draining) {
+        problems.push("draining or shutting down".to_owned());
     }
     if let Err(e) = state.sources.spool.health() {
         problems.push(format!("spool: {e}"));
@@ -236,7 +235,7 @@ async fn metrics(_: Authorized, State(state): State<Arc<AdminState>>, headers: H
     // The due-index count is a RocksDB scan: off the async threads.
     let snapshot = tokio::task::spawn_blocking(move || {
         let s = &reader.sources;
-        Snapshot::collect(&s.queue, &s.spool, s.trust.as_deref())
+        collect_snapshot(&s.queue, &s.spool, s.trust.as_deref())
     })
     .await;
     let Ok(snapshot) = snapshot else {
@@ -256,7 +255,7 @@ struct QueueQuery {
 /// `/api/queue`.
 #[derive(Serialize)]
 struct QueueView {
-    /// Messages in the due index (counted up to [`super::metrics::QUEUE_COUNT_CAP`]).
+    /// Messages in the due index (counted up to [`crate::metrics::QUEUE_COUNT_CAP`]).
     waiting: u64,
     /// Of which due now.
     due_now: u64,
@@ -413,7 +412,7 @@ async fn trustlist(_: Authorized, State(state): State<Arc<AdminState>>) -> Respo
         return json_error(StatusCode::NOT_FOUND, "this node has no [trust] section");
     };
     let index = store.current();
-    let snapshot = super::metrics::TrustSnapshot::of(store);
+    let snapshot = trust_snapshot(store);
     Json(TrustView {
         source: store.config().map(|c| c.source.clone()),
         refresh_secs: store.config().map(|c| c.refresh_secs),
@@ -448,4 +447,36 @@ fn system_time(t: std::time::SystemTime) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     timestamp(ms)
+}
+/// Reads the queue and the trust list for `/metrics`, as plain values.
+/// Scans the due index: call it off the async threads. A due-index read
+/// error is logged and leaves the queue counts out of the exposition.
+fn collect_snapshot(queue: &Queue, spool: &storage::Spool, trust: Option<&TrustStore>) -> Snapshot {
+    let count = match QueueCount::read(spool) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: reading the due index failed");
+            None
+        }
+    };
+    Snapshot {
+        in_flight: queue.in_flight(),
+        queue: count,
+        trust: trust.map(trust_snapshot),
+    }
+}
+
+/// The trust list's state now.
+fn trust_snapshot(store: &TrustStore) -> TrustSnapshot {
+    let index = store.current();
+    let age = store.age();
+    TrustSnapshot {
+        entries: index.entries(),
+        domains: index.domains(),
+        age,
+        failures: store.failures(),
+        last_success: std::time::SystemTime::now()
+            .checked_sub(age)
+            .unwrap_or(std::time::UNIX_EPOCH),
+    }
 }

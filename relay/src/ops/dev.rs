@@ -48,6 +48,7 @@ pub fn prepare(data_dir: &Path) -> anyhow::Result<PathBuf> {
 hostname = "localhost"
 node_id = 0
 spool = "../spool"
+postmaster = "postmaster@cabinet-dev.test"
 
 [tls]
 cert = "server.pem"
@@ -138,7 +139,7 @@ mod tests {
     fn dev_config_loads_with_its_trust_list() {
         let dir = tempfile::tempdir().unwrap();
         let path = prepare(dir.path()).unwrap();
-        let config = crate::ops::config::Config::load(&path).unwrap();
+        let config = crate::config::Config::load(&path).unwrap();
         assert!(config.trust.is_some());
         assert!(config.listeners.iter().any(|l| l.operators));
         let xml = std::fs::read(dir.path().join("dev/trustlist.xml")).unwrap();

@@ -1,9 +1,16 @@
-//! Operating the node: configuration, dev mode, start and stop.
+//! The composition root: what builds a node from its configuration and runs
+//! it. Nothing else in the relay depends on `ops`.
+//!
+//! # Layout
+//! - [`node`]: [`crate::Node`]: opens the spool, builds the queue, the
+//!   listeners and the admin listener, runs the node's phases.
+//! - [`admin`]: the admin HTTP listener (metrics, probes, queue, trace and
+//!   trust-list API).
+//! - [`dev`]: `estafette serve --dev` (generated PKI, config, demo trust list).
+//! - [`pki`]: the IGC-Santé-shaped test PKI.
+//! - [`sink`]: the dev mode's local sink (writes each message to a file).
 pub mod admin;
-pub mod config;
 pub mod dev;
-pub mod indicators;
-pub mod metrics;
 pub mod node;
 pub mod pki;
 pub mod sink;

@@ -6,23 +6,23 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use super::admin::{self, Admin};
-use super::config::{Config, ResolverSetting, RouteTls, TlsMode};
-use super::metrics::Metrics;
+use crate::config::{Config, ResolverSetting, RouteTls, TlsMode};
 use crate::inbound::identity::Identities;
-use crate::inbound::listener::{self, ListenerCtx};
+use crate::inbound::listener;
 use crate::inbound::operator::PeerCheck;
-use crate::inbound::policy::{Policy, TrustPolicy};
+use crate::inbound::policy::{Policy, Postmaster, TrustPolicy};
 use crate::inbound::tls;
+use crate::inbound::ListenerCtx;
+use crate::lifecycle::{Lifecycle, Phase, PhaseWatch};
+use crate::metrics::Metrics;
 use crate::outbound::{
-    ClientTls, ConnectSettings, MxResolver, Nameservers, Pool, PoolConfig, RetryPolicy, Router, Security, StaticRoutes,
-    Target,
+    ClientTls, ConnectSettings, MxResolver, Nameservers, Pool, PoolConfig, Router, Security, StaticRoutes, Target,
 };
-use crate::queue::Queue;
+use crate::queue::{Queue, RetryPolicy};
 use crate::trust::TrustStore;
 
 /// A running node. Dropping it without [`Node::shutdown`] aborts its tasks.
@@ -34,7 +34,9 @@ pub struct Node {
     queue: Arc<Queue>,
     metrics: Arc<Metrics>,
     admin_addr: Option<SocketAddr>,
-    shutdown: watch::Sender<bool>,
+    lifecycle: Lifecycle,
+    /// Listener tasks (each waits for its sessions): done once drained.
+    listeners: JoinSet<()>,
     tasks: JoinSet<()>,
     _spool_guard: storage::SpoolDropGuard,
 }
@@ -57,8 +59,10 @@ impl Node {
             None => Identities::default(),
         };
         let offer_auth = identities.has_accounts();
-        let (shutdown, rx) = watch::channel(false);
+        let lifecycle = Lifecycle::new();
+        let rx = lifecycle.watch();
         let mut tasks = JoinSet::new();
+        let mut listeners = JoinSet::new();
         let metrics = Arc::new(Metrics::new(config.listeners.iter().map(|l| l.name.clone())));
         let trust = match &config.trust {
             Some(t) => {
@@ -76,9 +80,24 @@ impl Node {
         };
         let trust_store = trust.as_ref().map(|t| (t.store.clone(), t.outside));
         let admin_trust = trust.as_ref().map(|t| t.store.clone());
-        let policy = Arc::new(Policy::new(&config.routes, identities, trust));
+        let postmaster = match &config.node.postmaster {
+            Some(address) => Some(Postmaster {
+                hostname: config.node.hostname.clone(),
+                address: proto::address::Mailbox::parse(address)
+                    .map_err(|e| anyhow::anyhow!("node.postmaster {address:?}: {e}"))?,
+            }),
+            None => None,
+        };
+        let policy = Arc::new(Policy::new(&config.routes, identities, trust).with_postmaster(postmaster));
         let queue = Arc::new(build_queue(&config, spool.clone(), trust_store)?.with_metrics(metrics.clone()));
         tasks.spawn(queue.clone().run(rx.clone()));
+        tasks.spawn(sweep_traces(
+            spool.clone(),
+            Duration::from_secs(u64::from(config.node.trace_retention_days) * 86_400),
+            Duration::from_secs(config.node.trace_sweep_secs),
+            rx.clone(),
+        ));
+        let auth_checks = Arc::new(tokio::sync::Semaphore::new(config.node.max_auth_checks));
         let mut addrs = Vec::new();
         let cert = match &config.tls {
             Some(files) => {
@@ -147,11 +166,12 @@ impl Node {
                 accept_timeout: config.accept_timeout(),
                 hostname: config.node.hostname.clone(),
                 policy: policy.clone(),
-                spool: spool.clone(),
                 queue: queue.clone(),
+                metrics: metrics.clone(),
+                auth_checks: auth_checks.clone(),
                 peer_check,
             });
-            tasks.spawn(listener::run(socket, ctx, rx.clone()));
+            listeners.spawn(listener::run(socket, ctx, rx.clone()));
         }
         // Last, once every listener is bound: /readyz needs no "bound yet" state.
         let admin_addr = match &config.admin {
@@ -176,7 +196,8 @@ impl Node {
             metrics,
             admin_addr,
             spool,
-            shutdown,
+            lifecycle,
+            listeners,
             tasks,
             _spool_guard: guard,
         })
@@ -202,21 +223,56 @@ impl Node {
         &self.metrics
     }
 
-    /// Stops accepting, tells every session to close (`421 4.3.2`), waits for
-    /// them, then closes the spool. Messages already acknowledged are on disk.
+    /// The node's phase.
+    pub fn phase(&self) -> Phase {
+        self.lifecycle.phase()
+    }
+
+    /// [`Phase::Draining`]: stops accepting connections, tells every session
+    /// to finish (`421 4.3.2` after its current command) and waits for them;
+    /// `/readyz` answers 503. The queue keeps delivering.
+    pub async fn drain_listeners(&mut self) {
+        self.lifecycle.advance(Phase::Draining);
+        while self.listeners.join_next().await.is_some() {}
+    }
+
+    /// Drains the listeners, then [`Phase::Stopping`]: the attempts in
+    /// progress finish, idle outbound connections say QUIT, background tasks
+    /// end and the spool closes. Messages already acknowledged are on disk.
     pub async fn shutdown(mut self) {
-        let _ = self.shutdown.send(true);
+        self.drain_listeners().await;
+        self.lifecycle.advance(Phase::Stopping);
         while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Deletes trace events older than `retention`, at start and then every
+/// `every` (DESIGN §4: `event_by_time` exists for this). The sweep reads and
+/// writes RocksDB: it runs on the blocking pool.
+async fn sweep_traces(spool: storage::Spool, retention: Duration, every: Duration, mut shutdown: PhaseWatch) {
+    loop {
+        let cutoff = storage::now_ms().saturating_sub(u64::try_from(retention.as_millis()).unwrap_or(u64::MAX));
+        let s = spool.clone();
+        match tokio::task::spawn_blocking(move || s.sweep_events(cutoff)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => info!(deleted = n, "expired trace events swept"),
+            Ok(Err(e)) => warn!(error = %e, "sweeping expired trace events failed"),
+            Err(e) => warn!(error = %e, "trace sweep task failed"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = shutdown.reached(Phase::Stopping) => return,
+        }
     }
 }
 
 /// Checks the certificate files every `every`; a renewed pair is served to
 /// new handshakes at once, a bad one is logged and the old one kept.
-async fn reload_certificate(cert: Arc<tls::ReloadingCert>, every: Duration, mut shutdown: watch::Receiver<bool>) {
+async fn reload_certificate(cert: Arc<tls::ReloadingCert>, every: Duration, mut shutdown: PhaseWatch) {
     loop {
         tokio::select! {
             () = tokio::time::sleep(every) => {}
-            _ = shutdown.changed() => return,
+            () = shutdown.reached(Phase::Stopping) => return,
         }
         match cert.refresh() {
             Ok(true) => info!("server certificate reloaded"),
@@ -288,13 +344,15 @@ fn build_queue(
     let pool_config = PoolConfig {
         max_connections: o.max_connections,
         max_messages_per_connection: o.max_messages_per_connection,
+        idle_timeout: Duration::from_secs(o.idle_timeout_secs),
         circuit: crate::outbound::CircuitConfig {
             threshold: o.circuit_threshold,
             ..crate::outbound::CircuitConfig::default()
         },
-        ..PoolConfig::default()
     };
     let pool = Pool::new(pool_config, ConnectSettings::new(client, tls));
+    // Ends when the queue (the pool's last owner) is dropped.
+    pool.spawn_reaper();
     let retry = RetryPolicy {
         first: Duration::from_secs(o.retry_first_secs),
         cap: Duration::from_secs(o.retry_cap_secs),

@@ -10,22 +10,23 @@
 //!   driven over a socket ([`Connection`]).
 //! - [`pool`]: per-destination bounded pools with connection reuse ([`Pool`]).
 //! - [`circuit`]: the per-destination circuit breaker, sans-io ([`Circuit`]).
-//! - [`retry`]: the backoff schedule, a pure function ([`RetryPolicy`]).
 //! - [`dsn`]: RFC 3464 delivery status notifications ([`dsn::build`]).
+//! - [`envelope`]: the spool's envelope and the protocol's parameters, both
+//!   ways (RFC 3461 parameters kept), and the DSN an envelope owes.
 //! - [`error`]: [`DeliveryError`], connection-level failures with the peer.
 //!
 //! Per recipient, the caller reads [`proto::client::MessageOutcome::recipient_reply`]:
-//! 2yz delivered, 4yz deferred with [`RetryPolicy`], 5yz bounced with a DSN. A
+//! 2yz delivered, 4yz deferred (`crate::queue::RetryPolicy`), 5yz bounced with a DSN. A
 //! [`DeliveryError`] applies to every recipient of the message (transient:
 //! defer; permanent: bounce).
 
 pub mod circuit;
 pub mod connection;
 pub mod dsn;
+pub mod envelope;
 pub mod error;
 pub mod mx;
 pub mod pool;
-pub mod retry;
 pub mod route;
 pub mod router;
 pub mod tls;
@@ -35,8 +36,6 @@ pub use connection::{ConnectSettings, Connection};
 pub use error::{DeliveryError, Unroutable};
 pub use mx::{MxResolver, Nameservers};
 pub use pool::{Pool, PoolConfig};
-
-pub use retry::{Retry, RetryPolicy};
 pub use route::{Destination, PeerDns, Route, Security, StaticRoutes, Target};
 pub use router::Router;
 pub use tls::{ClientTls, TlsConfigError};

@@ -10,17 +10,21 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
-use proto::address::{ForwardPath, Mailbox, ReversePath};
-use proto::client::{MessageOutcome, Outgoing};
-use proto::params::{Body, MailParams, Notify, Orcpt, RcptParams, Ret};
+use chrono::Utc;
+use proto::client::MessageOutcome;
 use proto::{EnhancedCode, Reply, Severity};
 use storage::{Durability, Envelope, Event, EventKind, MessageId, RecipientStatus};
 use tracing::{info, warn};
 
-use super::Queue;
-use crate::outbound::dsn::{self, Action, RecipientReport};
-use crate::outbound::{DeliveryError, Retry};
+use super::retry::Retry;
+use super::{CommitError, Prepared, Queue};
+use crate::outbound::dsn::Action;
+use crate::outbound::{envelope, DeliveryError};
+use crate::trust::indicators;
+
+/// How long a DSN's commit may wait for the spool (and peers) before the
+/// attempt is given up and retried later; the DSN is then built again.
+const DSN_COMMIT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Queue {
     /// Tries the due recipients of `id` once. Never panics; errors are logged
@@ -65,7 +69,7 @@ impl Queue {
             // permanent and fails these recipients, anything else defers them.
             let result = match self.router.route(&hop).await {
                 Ok(dest) => {
-                    let msg = outgoing(&env, &indexes, &body);
+                    let msg = envelope::outgoing(&env, &indexes, &body);
                     self.pool.send(&dest, msg, &id.to_string()).await
                 }
                 Err(e) => Err(e),
@@ -82,7 +86,7 @@ impl Queue {
     }
 
     /// Sends one delay warning for the deferred recipients that have waited
-    /// longer than [`crate::outbound::RetryPolicy::warn_after`] and want one
+    /// longer than [`super::RetryPolicy::warn_after`] and want one
     /// (NOTIFY=DELAY or no NOTIFY), then marks them so that it is sent once.
     /// The warning is accepted (synced) before the mark is written: a crash
     /// in between repeats the warning, never loses it.
@@ -106,11 +110,10 @@ impl Queue {
             return Ok(());
         }
         let pick = |r: &storage::Recipient| due(r).then_some(Action::Delayed);
-        if let Some(dsn) = self.build_dsn(env, body, pick) {
-            let dsn_id = self.spool.accept(dsn.0, dsn.1).await?;
+        if let Some(dsn) = self.build_dsn(id, env, body, pick) {
+            let dsn_id = self.commit_dsn(dsn).await?;
             info!(%id, dsn = %dsn_id, "delay warning queued");
             self.event(id, EventKind::DsnQueued, format!("delay warning {dsn_id}"));
-            self.submit(dsn_id);
         }
         for r in env.recipients.iter_mut().filter(|r| due(r)) {
             r.notify = storage::Notify(r.notify.0 | storage::Notify::DELAY_REPORTED);
@@ -181,7 +184,7 @@ impl Queue {
             }
         }
         if !finals.is_empty() {
-            crate::ops::indicators::add(&self.spool, &crate::ops::indicators::month_of(now), &finals);
+            indicators::add(&self.spool, &indicators::month_of(now), &finals);
         }
         for (kind, detail) in events {
             self.event(id, kind, detail);
@@ -195,11 +198,10 @@ impl Queue {
             RecipientStatus::Delivered => Some(Action::Delivered),
             _ => None,
         };
-        if let Some(dsn) = self.build_dsn(env, body, pick) {
-            let dsn_id = self.spool.accept(dsn.0, dsn.1).await?;
+        if let Some(dsn) = self.build_dsn(id, env, body, pick) {
+            let dsn_id = self.commit_dsn(dsn).await?;
             info!(%id, dsn = %dsn_id, "delivery status notification queued");
             self.event(id, EventKind::DsnQueued, dsn_id.to_string());
-            self.submit(dsn_id);
         }
         self.spool.remove(id, Durability::Buffered).await?;
         self.event(id, EventKind::Removed, "all recipients final".into());
@@ -221,135 +223,36 @@ impl Queue {
         }
     }
 
-    /// The DSN owed for `env`: one report per recipient for which `pick`
-    /// gives an action that its NOTIFY wants; as a spool envelope and body.
+    /// Commits a DSN through the node's one commit path (synced, and
+    /// replicated where the cluster requires it) before the caller marks the
+    /// original as reported.
+    async fn commit_dsn(&self, dsn: Prepared) -> Result<MessageId, storage::Error> {
+        self.commit(dsn, DSN_COMMIT_DEADLINE)
+            .await
+            .map_err(CommitError::into_spool_error)
+    }
+
+    /// The DSN owed for `env` (message `id`), ready to commit: see
+    /// [`envelope::owed_dsn`].
     fn build_dsn(
         &self,
+        id: MessageId,
         env: &Envelope,
         body: &[u8],
         pick: impl Fn(&storage::Recipient) -> Option<Action>,
-    ) -> Option<(Envelope, Vec<u8>)> {
-        let sender = match Mailbox::parse(&env.sender) {
-            Ok(m) => ReversePath::Path(m),
-            Err(_) => return None, // null sender: never bounce a bounce
-        };
-        let reports: Vec<RecipientReport> = env
-            .recipients
-            .iter()
-            .filter_map(|r| {
-                let action = pick(r)?;
-                let params = rcpt_params(r);
-                if !action.is_wanted(params.notify) {
-                    return None;
-                }
-                let diagnostic = r
-                    .last_reply
-                    .as_deref()
-                    .and_then(|t| Reply::parse(format!("{t}\r\n").as_bytes()).ok().flatten())
-                    .map(|(r, _)| r);
-                Some(RecipientReport {
-                    recipient: ForwardPath::Path(Mailbox::parse(&r.address).ok()?),
-                    params,
-                    action,
-                    status: diagnostic.as_ref().map_or(
-                        match action {
-                            Action::Delayed => EnhancedCode::new(4, 0, 0),
-                            _ => EnhancedCode::new(5, 0, 0),
-                        },
-                        dsn::status_of,
-                    ),
-                    remote_mta: None,
-                    diagnostic,
-                    last_attempt: Some(Utc::now()),
-                })
-            })
-            .collect();
-        if reports.is_empty() {
-            return None;
-        }
-        let params = mail_params(env);
-        let report = dsn::Report {
-            reporting_mta: &self.hostname,
-            sender: &sender,
-            params: &params,
-            arrival: DateTime::from_timestamp_millis(env.received_at_ms as i64).unwrap_or_default(),
-            recipients: &reports,
-            original: body,
-        };
-        let dsn = dsn::build(&report, Utc::now(), &mut rand::rng())?;
+    ) -> Option<Prepared> {
         let now = storage::now_ms();
-        let envelope = Envelope {
-            sender: String::new(),
-            recipients: vec![storage::Recipient {
-                address: dsn.to.to_string(),
-                next_hop: dsn.to.domain_lowercase(),
-                notify: storage::Notify(storage::Notify::NEVER),
-                next_attempt_ms: self.first_due(now),
-                ..storage::Recipient::default()
-            }],
-            helo: self.hostname.clone(),
-            received_at_ms: now,
-            body_size: dsn.message.len() as u64,
-            ..Envelope::default()
-        };
-        Some((envelope, dsn.message))
-    }
-}
-
-fn notify_of(n: storage::Notify) -> Option<Notify> {
-    let n = n.keywords();
-    if n.0 == 0 {
-        return None;
-    }
-    Some(Notify {
-        success: n.contains(storage::Notify::SUCCESS),
-        failure: n.contains(storage::Notify::FAILURE),
-        delay: n.contains(storage::Notify::DELAY),
-    })
-}
-
-fn rcpt_params(r: &storage::Recipient) -> RcptParams {
-    RcptParams {
-        notify: notify_of(r.notify),
-        orcpt: r.orcpt.as_deref().and_then(|o| o.split_once(';')).map(|(t, a)| Orcpt {
-            addr_type: t.to_owned(),
-            address: a.to_owned(),
-        }),
-    }
-}
-
-fn mail_params(env: &Envelope) -> MailParams {
-    MailParams {
-        body: match env.body_type {
-            storage::BodyType::EightBitMime => Some(Body::EightBitMime),
-            _ => None,
-        },
-        smtputf8: env.smtputf8,
-        ret: env.dsn_ret.map(|r| match r {
-            storage::DsnRet::Full => Ret::Full,
-            storage::DsnRet::Headers => Ret::Headers,
-        }),
-        envid: env.envid.clone(),
-        ..MailParams::default()
-    }
-}
-
-/// The message for recipients `indexes` of `env`, with its DSN parameters
-/// passed on (RFC 3461 §4: a relay keeps NOTIFY, ORCPT, RET and ENVID).
-fn outgoing(env: &Envelope, indexes: &[usize], body: &[u8]) -> Outgoing {
-    let from = Mailbox::parse(&env.sender).map_or(ReversePath::Null, ReversePath::Path);
-    let recipients = indexes
-        .iter()
-        .filter_map(|&i| env.recipients.get(i))
-        .map(|r| {
-            let to = Mailbox::parse(&r.address).map_or(ForwardPath::Postmaster, ForwardPath::Path);
-            (to, rcpt_params(r))
+        let owed = envelope::owed_dsn(&self.hostname, env, body, pick, self.first_due(now), Utc::now())?;
+        Some(Prepared {
+            id: self.next_id(),
+            event: Some(Event {
+                at_ms: now,
+                kind: EventKind::Accepted,
+                detail: format!("delivery status notification for {id} to <{}>", owed.to),
+            }),
+            envelope: owed.envelope,
+            body: owed.body.into(),
+            counters: Vec::new(),
         })
-        .collect();
-    Outgoing {
-        from,
-        params: mail_params(env),
-        recipients,
-        body: body.to_vec(),
     }
 }

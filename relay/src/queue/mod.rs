@@ -1,12 +1,24 @@
-//! The delivery queue: which message is tried when.
+//! The delivery queue: how a message becomes the node's responsibility, and
+//! which message is tried when.
+//!
+//! # Layout
+//! - `commit`: the one commit path ([`Queue::commit`]) every accepted message
+//!   takes, client mail and DSNs alike ([`Prepared`], [`CommitError`]).
+//! - this module: the scheduler ([`Queue::run`]), the in-memory hand-off of
+//!   new messages ([`Queue::submit`]) and the due index.
+//! - `attempt`: one delivery attempt of one message, recipient states, the
+//!   DSN owed, removal.
+//! - [`retry`]: the backoff schedule, a pure function ([`RetryPolicy`]).
+//!
+//! Depends on `outbound` (routes, pool, DSN building) and the layers below.
 //!
 //! The queue index is the spool's `sched` column family (due time || id),
 //! which RocksDB keeps ordered and durable: accepting a message writes its
 //! entry in the same synced batch, every state change moves it, and a restart
-//! needs no rebuild — the scheduler simply asks for what is due. (DESIGN §5
-//! sketches in-memory ready queues rebuilt by a scan; the spool's index gives
-//! the same order without a second copy, and `Spool::recover` remains for
-//! reports.) One task owns a message while it is being tried; `in_flight`
+//! needs no rebuild — the scheduler simply asks for what is due. (DESIGN §4
+//! has the deferred index rebuilt into memory on start; the spool's index
+//! gives the same order without a second copy, and `Spool::recover` remains
+//! for reports.) One task owns a message while it is being tried; `in_flight`
 //! keeps the scheduler from starting a second one.
 //!
 //! A message just accepted does not go through that index: the listener hands
@@ -20,18 +32,24 @@
 //! look `handoff_grace` ahead, so such a message waits for no timer.
 
 mod attempt;
+mod commit;
+pub mod retry;
+
+pub use commit::{spool_reply, CommitError, Prepared};
+pub use retry::{Retry, RetryPolicy};
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use storage::MessageId;
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore};
 use tracing::{error, warn};
 
-use crate::ops::metrics::Metrics;
-use crate::outbound::{Pool, RetryPolicy, Router};
+use crate::lifecycle::{Phase, PhaseWatch};
+use crate::metrics::Metrics;
+use crate::outbound::{Pool, Router};
 
 /// Shared state of the delivery side of a node.
 pub struct Queue {
@@ -51,6 +69,7 @@ pub struct Queue {
     /// Set when an id was not kept in `ready`: the next scan looks ahead.
     look_ahead: AtomicBool,
     handoff_grace: Duration,
+    started: AtomicU64,
 }
 
 /// When and how much the scheduler starts.
@@ -104,6 +123,7 @@ impl Queue {
             // A fresh start: what the last run accepted is dated ahead.
             look_ahead: AtomicBool::new(true),
             handoff_grace: schedule.handoff_grace,
+            started: AtomicU64::new(0),
         }
     }
 
@@ -112,11 +132,6 @@ impl Queue {
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.metrics = metrics;
         self
-    }
-
-    /// The node's counters (the listeners count accepted messages here too).
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
     }
 
     /// Tells the scheduler that something became due now.
@@ -166,18 +181,19 @@ impl Queue {
         }
     }
 
-    /// Runs the scheduler until `shutdown` turns true; attempts in progress
+    /// Runs the scheduler until the node is [`Phase::Stopping`] (it keeps
+    /// delivering while the node drains); attempts in progress
     /// finish (their outcome is recorded) before it returns.
     ///
     /// Ids from [`Queue::submit`] start first; the due index is scanned every
     /// `poll`, and again as soon as a slot frees when the last scan filled
     /// every slot (more may be due).
-    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self: Arc<Self>, mut shutdown: PhaseWatch) {
         let total = self.limit.available_permits() as u32;
         let mut next_scan = tokio::time::Instant::now();
         let mut backlog = false;
         loop {
-            if *shutdown.borrow() {
+            if shutdown.reached_now(Phase::Stopping) {
                 break;
             }
             while let Some(id) = self.next_ready() {
@@ -195,8 +211,13 @@ impl Queue {
                 match self.spool.due(until, free + self.in_flight()) {
                     Ok(due) => {
                         let mut started = 0;
-                        for (_, id) in due {
+                        for (due_ms, id) in due {
                             if self.in_flight_has(id) {
+                                continue;
+                            }
+                            // A look-ahead scan also meets deferred messages
+                            // that are not due yet: only never-tried ones start.
+                            if due_ms > now && !self.never_tried(id) {
                                 continue;
                             }
                             if !self.start(id).await {
@@ -220,12 +241,14 @@ impl Queue {
             tokio::select! {
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep_until(next_scan) => {}
-                _ = shutdown.changed() => {}
+                () = shutdown.reached(Phase::Stopping) => {}
             }
         }
         if self.limit.acquire_many(total).await.is_err() {
             warn!("delivery tasks did not finish cleanly");
         }
+        // Idle connections say QUIT rather than vanish with the process.
+        self.pool.close_idle(true).await;
     }
 
     /// Starts one attempt of `id` unless it is already being tried; waits for
@@ -237,6 +260,7 @@ impl Queue {
         if !self.claim(id) {
             return true;
         }
+        self.started.fetch_add(1, Ordering::Relaxed);
         let queue = self.clone();
         tokio::spawn(async move {
             queue.attempt(id).await;
@@ -246,6 +270,26 @@ impl Queue {
             queue.wake.notify_one();
         });
         true
+    }
+
+    /// Whether `id` has a recipient never tried (`Queued`): such a message
+    /// is dated ahead only because of the in-memory hand-off.
+    fn never_tried(&self, id: MessageId) -> bool {
+        match self.spool.envelope(id) {
+            Ok(Some(env)) => env
+                .recipients
+                .iter()
+                .any(|r| r.status == storage::RecipientStatus::Queued),
+            Ok(None) => false,
+            // Let the attempt report (and reschedule) a damaged record.
+            Err(_) => true,
+        }
+    }
+
+    /// Delivery attempts started since the node started (one per message
+    /// tried, whatever the number of recipients).
+    pub fn attempts_started(&self) -> u64 {
+        self.started.load(Ordering::Relaxed)
     }
 
     fn in_flight_has(&self, id: MessageId) -> bool {

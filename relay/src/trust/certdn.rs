@@ -112,6 +112,28 @@ mod tests {
         );
     }
 
+    /// ANS lists `O=CRLCC "PAUL STRAUSS"` with bare quotes (the Strasbourg
+    /// cancer centre): the list entry is read leniently and must match the
+    /// certificate whose organisation carries those quotes.
+    #[test]
+    fn bare_quotes_in_the_list_match_the_certificate() {
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CountryName, DnValue::PrintableString("FR".try_into().unwrap()));
+        dn.push(
+            DnType::OrganizationName,
+            DnValue::Utf8String("CRLCC \"PAUL STRAUSS\"".into()),
+        );
+        dn.push(DnType::OrganizationalUnitName, "1670000025");
+        dn.push(DnType::CommonName, "mss.strasbourg.unicancer.fr");
+        let got = subject_dn(&cert(dn)).unwrap();
+        let (listed, leniencies) =
+            Dn::parse_lenient("CN=mss.strasbourg.unicancer.fr,OU=1670000025,O=CRLCC \"PAUL STRAUSS\",C=FR").unwrap();
+        assert!(!leniencies.is_empty(), "the bare quotes are reported");
+        assert_eq!(got, listed);
+        let index = crate::trust::TrustIndex::from_entries([("strasbourg.unicancer.mssante.fr", listed)]).unwrap();
+        assert!(index.dn_allowed("strasbourg.unicancer.mssante.fr", &got));
+    }
+
     #[test]
     fn string_types_and_unknown_oids() {
         let mut dn = DistinguishedName::new();

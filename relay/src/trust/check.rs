@@ -58,6 +58,7 @@ pub fn check(name: &str, bytes: &[u8], expected_sha256: Option<&str>) -> CheckRe
     let spellings: HashSet<&str> = list.entries.iter().map(|e| e.dn_text.as_str()).collect();
     let spellings = spellings.len();
     let problems = list.problems.clone();
+    let warnings: Vec<String> = list.warnings.iter().map(ToString::to_string).collect();
     let root_end_missing = list.root_end_missing;
     let started = Instant::now();
     let index = TrustIndex::from_list(list);
@@ -100,6 +101,14 @@ pub fn check(name: &str, bytes: &[u8], expected_sha256: Option<&str>) -> CheckRe
         let _ = writeln!(text, "skipped entries ({}):", kinds.join(", "));
         for p in &problems {
             let _ = writeln!(text, "  {p}");
+        }
+    }
+    // Entries kept, but read leniently (a bare quote inside a DN value, as
+    // ANS publishes some): the operator should know and may ask ANS to fix them.
+    if !warnings.is_empty() {
+        let _ = writeln!(text, "read leniently ({}):", warnings.len());
+        for w in &warnings {
+            let _ = writeln!(text, "  {w}");
         }
     }
     // A domain whose every entry is skipped drops out of the trust space.
@@ -151,6 +160,17 @@ mod tests {
         assert!(r.text.contains("entries: 1 usable, 1 skipped"), "{}", r.text);
         assert!(r.text.contains("line 1: b.fr: invalid certificate DN"), "{}", r.text);
         assert!(r.text.contains("no usable entry): b.fr"), "{}", r.text);
+
+        // A bare quote inside a value is read as a literal and reported.
+        let lenient = LIST.replace("CN=a</DN", "CN=a,O=CRLCC \"PAUL STRAUSS\"</DN");
+        let r = check("l.xml", lenient.as_bytes(), None);
+        assert!(
+            r.text.contains("entries: 2 usable") || r.text.contains("entries: 1 usable"),
+            "{}",
+            r.text
+        );
+        assert!(r.text.contains("read leniently (1):"), "{}", r.text);
+        assert!(r.text.contains("a.fr"), "{}", r.text);
 
         let r = check("l.xml", &LIST.as_bytes()[..LIST.len() - 3], None);
         assert!(!r.loadable);

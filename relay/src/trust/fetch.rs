@@ -3,45 +3,14 @@
 //! with a size cap and a timeout; and ANS's SHA-256 checksum file.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 
+pub use crate::config::Location;
+
 /// The checksum file is one digest (and maybe a file name): a few bytes.
 const CHECKSUM_MAX_BYTES: u64 = 4096;
-
-/// Where a list (or its checksum) comes from, read from a config string:
-/// `https://…` is downloaded, anything else is a file path.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Location {
-    /// A local file.
-    File(PathBuf),
-    /// An `https://` URL.
-    Https(String),
-}
-
-impl Location {
-    /// `https://` → [`Location::Https`]; `http://` → `None` (refused: anyone on
-    /// the path could change the list); anything else → [`Location::File`].
-    pub fn parse(s: &str) -> Option<Self> {
-        let lower = s.get(..8).map(str::to_ascii_lowercase);
-        match lower.as_deref() {
-            Some("https://") => Some(Self::Https(s.to_owned())),
-            _ if s.get(..7).is_some_and(|p| p.eq_ignore_ascii_case("http://")) => None,
-            _ => Some(Self::File(PathBuf::from(s))),
-        }
-    }
-}
-
-impl std::fmt::Display for Location {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::File(p) => write!(f, "{}", p.display()),
-            Self::Https(u) => f.write_str(u),
-        }
-    }
-}
 
 /// Why the bytes could not be had. Every variant names the file or URL.
 #[derive(Debug, thiserror::Error)]
@@ -181,10 +150,10 @@ impl Fetcher {
             path: path.clone(),
             reason,
         };
-        let roots = crate::inbound::tls::load_roots(path).map_err(|e| ca_err(e.to_string()))?;
+        let roots = crate::tls::load_roots(path).map_err(|e| ca_err(e.to_string()))?;
         // ring explicitly: never the process default, which may be unset or
         // ambiguous (notes/toolchain.md).
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        let tls = rustls::ClientConfig::builder_with_provider(crate::tls::https_provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| ca_err(e.to_string()))?
             .with_root_certificates(roots)

@@ -13,7 +13,6 @@
 //! growing: that is the alarm.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -21,115 +20,16 @@ use std::time::{Duration, Instant, SystemTime};
 use arc_swap::ArcSwap;
 use proto::dn::Dn;
 use proto::trustlist::{self, domain_key, DomainError, ParseError, Problem, TrustList};
-use serde::Deserialize;
-use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::fetch::{sha256_hex, FetchError, Fetcher, Location};
-use crate::ops::config::ConfigError;
+use crate::config::ConfigError;
+pub use crate::config::TrustListConfig;
+use crate::lifecycle::{Phase, PhaseWatch};
 
 /// After a failed refresh, the next try comes after this long (or after
 /// `refresh_secs` if shorter), not a whole refresh period later.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(300);
-
-/// `[trust]`: where the list comes from and how it is kept fresh.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct TrustListConfig {
-    /// A file path, or an `https://` URL (ANS publishes the list over HTTPS).
-    pub source: String,
-    /// PEM CA certificate(s): the only roots trusted for `https://` sources
-    /// and checksums (no system store). Required for HTTPS.
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    /// ANS's SHA-256 checksum file (path or `https://` URL): the hex digest,
-    /// optionally followed by a file name. When set, a list whose digest
-    /// differs is refused.
-    #[serde(default)]
-    pub checksum: Option<String>,
-    /// Seconds between refreshes. Default 3600 (ANS publishes daily at most).
-    #[serde(default = "default_refresh_secs")]
-    pub refresh_secs: u64,
-    /// A refreshed list with this many percent fewer domains or entries than the
-    /// current one is refused. Default 10; 100 disables the check.
-    #[serde(default = "default_max_shrink_percent")]
-    pub max_shrink_percent: u8,
-    /// Largest accepted list, in bytes. Default 64 MiB (the real list is 3.7 MB).
-    #[serde(default = "default_max_bytes")]
-    pub max_bytes: u64,
-    /// Timeout of one HTTPS request, in seconds. Default 60.
-    #[serde(default = "default_timeout_secs")]
-    pub timeout_secs: u64,
-}
-
-fn default_refresh_secs() -> u64 {
-    3600
-}
-fn default_max_shrink_percent() -> u8 {
-    10
-}
-fn default_max_bytes() -> u64 {
-    64 << 20
-}
-fn default_timeout_secs() -> u64 {
-    60
-}
-
-impl TrustListConfig {
-    /// A file or URL source with every other field at its default.
-    pub fn new(source: impl Into<String>) -> Self {
-        Self {
-            source: source.into(),
-            ca_file: None,
-            checksum: None,
-            refresh_secs: default_refresh_secs(),
-            max_shrink_percent: default_max_shrink_percent(),
-            max_bytes: default_max_bytes(),
-            timeout_secs: default_timeout_secs(),
-        }
-    }
-
-    /// Checks what can be checked without I/O. Fields are named `trust.…`.
-    ///
-    /// # Errors
-    /// [`ConfigError::Invalid`] naming the field.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |field: &str, reason: &str| ConfigError::Invalid {
-            field: format!("trust.{field}"),
-            reason: reason.to_owned(),
-        };
-        let https_reason = "plain http:// is refused (the list decides who is trusted); use https:// or a file";
-        for (field, value) in [("source", Some(&self.source)), ("checksum", self.checksum.as_ref())] {
-            let Some(value) = value else { continue };
-            match Location::parse(value) {
-                None => return Err(invalid(field, https_reason)),
-                Some(Location::Https(_)) if self.ca_file.is_none() => {
-                    return Err(invalid("ca_file", "an https:// source or checksum needs a CA file"))
-                }
-                Some(Location::File(p)) if p.as_os_str().is_empty() => return Err(invalid(field, "empty")),
-                Some(_) => {}
-            }
-        }
-        if self.refresh_secs == 0 {
-            return Err(invalid("refresh_secs", "must be at least 1"));
-        }
-        if self.max_shrink_percent > 100 {
-            return Err(invalid("max_shrink_percent", "a percentage, 0 to 100"));
-        }
-        if self.max_bytes == 0 || self.timeout_secs == 0 {
-            return Err(invalid("max_bytes/timeout_secs", "must be at least 1"));
-        }
-        Ok(())
-    }
-
-    fn fetcher(&self) -> Fetcher {
-        Fetcher {
-            max_bytes: self.max_bytes,
-            timeout: Duration::from_secs(self.timeout_secs),
-            ca_file: self.ca_file.clone(),
-        }
-    }
-}
 
 /// Why a list was not loaded. Each names the list's source.
 #[derive(Debug, thiserror::Error)]
@@ -453,7 +353,7 @@ impl TrustStore {
     /// Refreshes every `refresh_secs` (after a failure, within 5 minutes) until
     /// `shutdown` changes or its sender is dropped. Does nothing for a store
     /// without a source.
-    pub fn spawn_refresher(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_refresher(self: Arc<Self>, mut shutdown: PhaseWatch) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let Some(every) = self.config.as_ref().map(|c| Duration::from_secs(c.refresh_secs)) else {
                 return;
@@ -462,7 +362,7 @@ impl TrustStore {
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
-                    _ = shutdown.changed() => return,
+                    () = shutdown.reached(Phase::Stopping) => return,
                 }
                 // refresh() logs and counts its failures.
                 wait = match self.refresh().await {
@@ -498,7 +398,7 @@ impl TrustStore {
 
 /// Fetches the list and, when configured, its checksum; verifies it.
 async fn fetch_verified(config: &TrustListConfig) -> Result<(Vec<u8>, String), TrustError> {
-    let fetcher = config.fetcher();
+    let fetcher = fetcher(config);
     let source = Location::parse(&config.source).ok_or_else(|| ConfigError::Invalid {
         field: "trust.source".into(),
         reason: "plain http:// is refused".into(),
@@ -559,6 +459,15 @@ fn log_loaded(config: &TrustListConfig, index: &TrustIndex, what: &str) {
     );
     for p in index.problems() {
         warn!(source = %config.source, "trust list entry skipped: {p}");
+    }
+}
+
+/// The downloader for `config`'s limits and CA.
+fn fetcher(config: &TrustListConfig) -> Fetcher {
+    Fetcher {
+        max_bytes: config.max_bytes,
+        timeout: Duration::from_secs(config.timeout_secs),
+        ca_file: config.ca_file.clone(),
     }
 }
 

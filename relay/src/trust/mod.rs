@@ -9,6 +9,8 @@
 //! - [`fetch`]: reading the list from a file or over HTTPS (verified against a
 //!   configured CA), size-capped, with ANS's SHA-256 checksum file.
 //! - [`check`]: the report of `estafette trustlist check FILE`.
+//! - [`indicators`]: the operator's monthly MSSanté indicators (X-MSS-NIL,
+//!   X-MSS-CODECDA, X-MSS-INS, domains, sizes, outcomes) in the spool.
 //! - [`certdn`]: the subject DN of an X.509 certificate, in the same canonical
 //!   form as the list's DNs ([`proto::dn::Dn`]).
 //!
@@ -17,6 +19,7 @@
 pub mod certdn;
 pub mod check;
 pub mod fetch;
+pub mod indicators;
 pub mod list;
 
 pub use certdn::subject_dn;

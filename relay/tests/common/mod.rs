@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use relay::ops::config::Config;
+use relay::config::Config;
 use relay::Node;
 
 pub struct TestNode {

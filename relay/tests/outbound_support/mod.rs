@@ -124,6 +124,11 @@ class Handler:
             f.write(envelope.original_content)
         os.rename(path + '.tmp', path)
         return '250 2.0.0 OK queued'
+    async def handle_QUIT(self, server, session, envelope):
+        # One empty file per QUIT: tests see that a client closed politely.
+        Handler.n += 1
+        open(os.path.join(outdir, 'quit-%03d' % Handler.n), 'wb').close()
+        return '221 Bye'
 
 ctx = None
 if cert != '-':
@@ -224,6 +229,15 @@ impl Peer {
             last = sizes;
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// How many QUIT commands an aiosmtpd peer has answered so far.
+    pub fn quits(&self) -> usize {
+        std::fs::read_dir(self.dir.path().join("mail")).map_or(0, |d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("quit-"))
+                .count()
+        })
     }
 
     /// Messages received so far.

@@ -259,8 +259,8 @@ async fn refresher_task_follows_the_file_and_stops() {
     let mut config = f.config.clone();
     config.refresh_secs = 1;
     let store = Arc::new(TrustStore::load(config).await.unwrap());
-    let (stop, rx) = watch::channel(false);
-    let task = store.clone().spawn_refresher(rx);
+    let life = crate::lifecycle::Lifecycle::new();
+    let task = store.clone().spawn_refresher(life.watch());
     f.replace(&xml(&[("a.mssante.fr", DN_A), ("b.mssante.fr", DN_A)]));
     let deadline = Instant::now() + Duration::from_secs(10);
     while !store.current().is_listed("b.mssante.fr") {
@@ -268,7 +268,7 @@ async fn refresher_task_follows_the_file_and_stops() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(store.age() < Duration::from_secs(5));
-    stop.send(true).unwrap();
+    life.advance(Phase::Stopping);
     tokio::time::timeout(Duration::from_secs(5), task)
         .await
         .unwrap()

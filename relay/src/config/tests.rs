@@ -1,0 +1,158 @@
+//! Tests of the configuration: the example files load, bad values are named.
+
+use super::*;
+
+fn example() -> PathBuf {
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+        .join("estafette.example.toml")
+}
+
+#[test]
+fn example_file_loads_and_validates() {
+    let c = Config::load(&example()).unwrap();
+    assert_eq!(c.node.hostname, "relay.example.org");
+    assert!(c.listeners.iter().any(|l| l.tls == TlsMode::Implicit));
+    assert!(c.node.spool.is_absolute(), "relative paths resolve next to the file");
+    assert_eq!(c.outbound.resolver, ResolverSetting::default());
+    assert_eq!(c.outbound.mx_port, 25);
+    assert_eq!((c.outbound.handoff_grace_secs, c.outbound.max_ready), (300, 100_000));
+    assert!(c.routes.iter().any(|r| r.host.is_none()), "an MX route is shown");
+}
+
+#[test]
+fn mssante_example_loads_and_validates() {
+    let path = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+        .join("estafette.mssante.example.toml");
+    let c = Config::load(&path).unwrap();
+    let trust = c.trust.as_ref().expect("[trust]");
+    assert!(!trust.outside);
+    assert!(trust.list.source.starts_with("https://"));
+    assert!(c.listeners.iter().any(|l| l.operators));
+    assert!(c.routes.iter().all(|r| r.internal));
+    let admin = c.admin.as_ref().expect("[admin]");
+    assert!(!admin.address.ip().is_loopback() && admin.token_file.is_some());
+    // An operator listener without [trust] is refused, naming the field.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let cut = text.split("[trust]").next().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c.toml");
+    std::fs::write(&p, cut).unwrap();
+    let e = Config::load(&p).unwrap_err().to_string();
+    assert!(e.contains("operators") && e.contains("[trust]"), "{e}");
+}
+
+#[test]
+fn admin_section() {
+    let c = Config::load(&example()).unwrap();
+    let admin = c.admin.as_ref().expect("the example shows [admin]");
+    assert_eq!(admin.address, DEFAULT_ADMIN_ADDRESS);
+    assert_eq!(
+        admin.token_file.as_deref(),
+        Some(Path::new("/etc/estafette/admin.token"))
+    );
+    let base = std::fs::read_to_string(example()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let load = |from: &str, to: &str| {
+        assert!(base.contains(from), "example lacks {from}");
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, base.replacen(from, to, 1)).unwrap();
+        Config::load(&p)
+    };
+    // An empty section means the defaults; no section, no admin listener.
+    let c = load("[admin]\naddress = \"127.0.0.1:9025\"", "[admin]").unwrap();
+    assert_eq!(c.admin.as_ref().unwrap().address, DEFAULT_ADMIN_ADDRESS);
+    let section = base.find("[admin]").map(|at| &base[at..]).unwrap();
+    let section = &section[..section.find("\n\n").unwrap()];
+    let p = dir.path().join("none.toml");
+    std::fs::write(&p, base.replacen(section, "", 1)).unwrap();
+    assert!(Config::load(&p).unwrap().admin.is_none());
+    // A relative token file is next to the config file.
+    let c = load("/etc/estafette/admin.token", "admin.token").unwrap();
+    assert_eq!(c.admin.unwrap().token_file.unwrap(), dir.path().join("admin.token"));
+    // Refused, naming the field.
+    let e = load("127.0.0.1:9025", "0.0.0.0:9025");
+    assert!(e.is_ok(), "a token file is set: any address");
+    let e = load(
+        "token_file = \"/etc/estafette/admin.token\"",
+        "token_file = \"/etc/estafette/admin.token\"\ntoken = \"t\"",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("admin.token") && e.contains("not both"), "{e}");
+    let e = load(
+        "address = \"127.0.0.1:9025\"     # a non-loopback address needs a token\ntoken_file = \"/etc/estafette/admin.token\"",
+        "address = \"0.0.0.0:9025\"",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("admin.address") && e.contains("token"), "{e}");
+    let e = load("token_file = \"/etc/estafette/admin.token\"", "token = \"\"")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("admin.token"), "{e}");
+    // The token file: trimmed; empty or missing is an error naming it.
+    let t = dir.path().join("admin.token");
+    std::fs::write(&t, "s3cret\n").unwrap();
+    let c = load("/etc/estafette/admin.token", "admin.token").unwrap();
+    assert_eq!(
+        c.admin.as_ref().unwrap().load_token().unwrap().as_deref(),
+        Some("s3cret")
+    );
+    std::fs::write(&t, " \n").unwrap();
+    let e = c.admin.as_ref().unwrap().load_token().unwrap_err().to_string();
+    assert!(e.contains("admin.token_file") && e.contains("empty"), "{e}");
+    std::fs::remove_file(&t).unwrap();
+    let e = c.admin.as_ref().unwrap().load_token().unwrap_err().to_string();
+    assert!(e.contains("admin.token"), "{e}");
+}
+
+#[test]
+fn resolver_is_system_or_a_server_list() {
+    let base = std::fs::read_to_string(example()).unwrap();
+    let load = |line: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, base.replacen("resolver = \"system\"", line, 1)).unwrap();
+        Config::load(&p)
+    };
+    let c = load("resolver = [\"127.0.0.1:5353\", \"[::1]:53\"]").unwrap();
+    assert_eq!(
+        c.outbound.resolver,
+        ResolverSetting::Servers(vec!["127.0.0.1:5353".parse().unwrap(), "[::1]:53".parse().unwrap()])
+    );
+    for bad in ["resolver = \"google\"", "resolver = [\"127.0.0.1\"]", "resolver = []"] {
+        let e = load(bad).unwrap_err().to_string();
+        assert!(e.contains("resolver") || e.contains("system"), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn errors_name_the_field() {
+    let base = std::fs::read_to_string(example()).unwrap();
+    let cases = [
+        (
+            "hostname = \"relay.example.org\"",
+            "hostname = \"not a host\"",
+            "node.hostname",
+        ),
+        (
+            "max_line_length = 1000",
+            "max_line_length = 10",
+            "limits.max_line_length",
+        ),
+        ("max_sessions = 1000", "max_sessions = 0", "max_sessions"),
+    ];
+    for (from, to, field) in cases {
+        assert!(base.contains(from), "example lacks {from}");
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, base.replacen(from, to, 1)).unwrap();
+        let e = Config::load(&p).unwrap_err().to_string();
+        assert!(e.contains(field), "{e}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c.toml");
+    std::fs::write(&p, format!("{base}\nunknown_key = 1\n")).unwrap();
+    let e = Config::load(&p).unwrap_err().to_string();
+    assert!(e.contains("unknown"), "{e}");
+}

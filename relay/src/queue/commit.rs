@@ -1,0 +1,177 @@
+//! The one commit path: how a message becomes this node's responsibility.
+//!
+//! Every message the node takes on goes through [`Queue::commit`]: mail from a
+//! client at the end of DATA/BDAT, and every message the node creates itself
+//! (delay warnings, failure and success DSNs). Its id is allocated first
+//! ([`Queue::next_id`]) so that it can be written into the `Received:` header
+//! and, in a cluster, sent to the shadow peers in parallel with the local
+//! write; this is the one place where replication hooks in.
+//!
+//! # Contract
+//! `Ok(id)` means the envelope, body and due-index entry are on stable storage
+//! (the spool's synced group commit returned), the message is handed to
+//! delivery, and only then may the caller answer `250` (or, for a DSN, mark
+//! the original as reported). `Err` means the caller MUST NOT acknowledge it;
+//! [`CommitError::reply`] is the SMTP reply to give instead. A commit that
+//! timed out may still reach the disk later: the client was told to retry, so
+//! the worst case is a duplicate, never a loss.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use proto::{EnhancedCode, Reply};
+use storage::{Envelope, Event, MessageId};
+use tracing::warn;
+
+use super::Queue;
+use crate::trust::indicators;
+
+/// A message ready to be made durable: everything [`Queue::commit`] writes,
+/// built without I/O (see `inbound::accept::prepare` and the DSN builder).
+#[derive(Debug)]
+pub struct Prepared {
+    /// Allocated by [`Queue::next_id`] before the body was finalised.
+    pub id: MessageId,
+    /// Sender, recipients with their first due time, DSN parameters, client.
+    pub envelope: Envelope,
+    /// The message as it will be delivered (trace headers included).
+    pub body: Bytes,
+    /// Monthly indicator counters to add once stored (buffered).
+    pub counters: Vec<(String, u64)>,
+    /// The trace event that records the acceptance (buffered).
+    pub event: Option<Event>,
+}
+
+/// Why a message was not committed. Carries the message id for the logs.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// The spool refused or failed the write.
+    #[error("message {id} not stored: {source}")]
+    Spool {
+        /// The id the message would have had.
+        id: MessageId,
+        /// The spool's error; its class decides the reply.
+        #[source]
+        source: storage::Error,
+    },
+    /// The spool did not confirm within the accept deadline.
+    #[error("message {id} not confirmed by the spool within {after:?}")]
+    Timeout {
+        /// The id the message would have had.
+        id: MessageId,
+        /// The deadline that passed.
+        after: Duration,
+    },
+}
+
+impl CommitError {
+    /// The reply to give instead of `250`: the spool error's class
+    /// ([`storage::Error::reply_code`]; a full disk is `452 4.3.1`, a closed
+    /// spool `421 4.3.2`), `451 4.3.0` for a timeout.
+    pub fn reply(&self) -> Reply {
+        match self {
+            Self::Spool { source, .. } => spool_reply(source),
+            Self::Timeout { .. } => Reply::new(
+                451,
+                EnhancedCode::new(4, 3, 0),
+                "spool did not confirm in time, try again later",
+            ),
+        }
+    }
+}
+
+impl CommitError {
+    /// The error as the spool's own kind, for callers inside the queue whose
+    /// errors are spool errors (a timeout is [`storage::Error::DeadlineExceeded`]).
+    pub fn into_spool_error(self) -> storage::Error {
+        match self {
+            Self::Spool { source, .. } => source,
+            Self::Timeout { after, .. } => storage::Error::DeadlineExceeded { waited: after },
+        }
+    }
+}
+
+/// The SMTP reply for a spool error, from its class.
+pub fn spool_reply(e: &storage::Error) -> Reply {
+    let (code, enhanced) = e.reply_code();
+    let mut parts = enhanced.split('.').map(|p| p.parse::<u16>().unwrap_or(0));
+    let class = u8::try_from(code / 100).unwrap_or(4);
+    let _ = parts.next();
+    let enhanced = EnhancedCode::new(class, parts.next().unwrap_or(3), parts.next().unwrap_or(0));
+    let text = match e {
+        storage::Error::NoSpace { .. } => "insufficient system storage",
+        storage::Error::Closed => "service shutting down, try again later",
+        storage::Error::DeadlineExceeded { .. } => "spool did not confirm in time, try again later",
+        _ => "local error in processing, try again later",
+    };
+    Reply::new(code, enhanced, text)
+}
+
+impl Queue {
+    /// A new message id, to build a message with before [`Queue::commit`].
+    pub fn next_id(&self) -> MessageId {
+        self.spool.next_id()
+    }
+
+    /// Makes `message` durable and hands it to delivery; see the module doc
+    /// for the contract. `deadline` bounds the wait for the spool.
+    ///
+    /// # Errors
+    /// [`CommitError`]: nothing may be acknowledged.
+    pub async fn commit(&self, message: Prepared, deadline: Duration) -> Result<MessageId, CommitError> {
+        let Prepared {
+            id,
+            envelope,
+            body,
+            counters,
+            event,
+        } = message;
+        let received_ms = envelope.received_at_ms;
+        match tokio::time::timeout(deadline, self.spool.accept_as(id, envelope, body)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(source)) => return Err(CommitError::Spool { id, source }),
+            Err(_) => return Err(CommitError::Timeout { id, after: deadline }),
+        }
+        self.submit(id);
+        if !counters.is_empty() {
+            indicators::add(&self.spool, &indicators::month_of(received_ms), &counters);
+        }
+        if let Some(event) = event {
+            self.metrics.trace_event(event.kind);
+            if let Err(e) = self.spool.record_event(id, &event) {
+                warn!(%id, error = %e, "trace event not recorded");
+            }
+        }
+        Ok(id)
+    }
+
+    /// Whether the spool can take new mail now; the reply to give at MAIL
+    /// FROM when it cannot (a full disk answers `452 4.3.1` before the client
+    /// sends a body).
+    pub fn health(&self) -> Result<(), Reply> {
+        self.spool.health().map_err(|e| spool_reply(&e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_follow_the_spool_error_class() {
+        let full = storage::Error::NoSpace {
+            path: "/spool".into(),
+            detail: "No space left on device".into(),
+        };
+        assert_eq!(spool_reply(&full).to_string(), "452 4.3.1 insufficient system storage");
+        let closed = spool_reply(&storage::Error::Closed);
+        assert_eq!((closed.code, closed.enhanced), (421, Some(EnhancedCode::new(4, 3, 2))));
+        let sick = spool_reply(&storage::Error::Unhealthy { reason: "io".into() });
+        assert_eq!((sick.code, sick.enhanced), (451, Some(EnhancedCode::new(4, 3, 0))));
+        let timeout = CommitError::Timeout {
+            id: MessageId::from_slice(&[0; 16]).expect("16 bytes"),
+            after: Duration::from_secs(1),
+        };
+        assert_eq!(timeout.reply().code, 451);
+    }
+}
