@@ -174,10 +174,20 @@ async fn one_delay_warning_while_still_deferred_and_a_trace() {
     let dsn = String::from_utf8_lossy(&got[0]);
     assert!(dsn.contains("Action: delayed"), "{dsn}");
     assert!(dsn.contains("Status: 4.3.0"), "{dsn}");
-    // Still retrying, but warned once only.
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    assert_eq!(peer.files().len(), 1, "one warning, not one per attempt");
+    // Still retrying, but warned once only: counted once two more attempts
+    // (each one that could queue another warning) have run.
     let id = common::queued_id(&transcript).expect("id");
+    let attempts = || {
+        let env = t.node.spool.envelope(id.parse().expect("id")).expect("read");
+        env.expect("queued").recipients[0].attempts
+    };
+    let want = (attempts() + 2).max(3);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while attempts() < want {
+        assert!(Instant::now() < deadline, "no retry after the warning");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(peer.files().len(), 1, "one warning, not one per attempt");
     let env = t
         .node
         .spool

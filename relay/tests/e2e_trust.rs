@@ -151,6 +151,9 @@ retry_first_secs = 1
 retry_cap_secs = 1
 retry_jitter = 0.0
 poll_ms = 100
+
+[admin]
+address = "127.0.0.1:0"
 "#,
         sink = sink.addr
     );
@@ -159,6 +162,21 @@ poll_ms = 100
     let config = Config::load(&path).expect("config loads");
     let node = Node::start(config).await.expect("node starts");
     Operator { node, sink, ops_port }
+}
+
+/// Failed trust-list refreshes of `op` since it started, from its admin API.
+async fn refresh_failures(op: &Operator) -> u64 {
+    let addr = op.node.admin_addr().expect("admin listener");
+    let resp = reqwest::Client::new()
+        .get(format!("http://{addr}/api/trustlist"))
+        .send()
+        .await
+        .expect("admin answers");
+    let body = resp.text().await.expect("body");
+    let view: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    view["refresh_failures"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no refresh_failures in {body}"))
 }
 
 async fn swaks(port: u16, from: &str, to: &str, data: &str) -> (bool, String) {
@@ -420,9 +438,15 @@ async fn operators_exchange_mail_and_strangers_are_refused() {
         "delivered to A"
     );
 
-    // A corrupt list keeps the previous one: new-a.test still goes.
+    // A corrupt list keeps the previous one: new-a.test still goes. Asked
+    // once B has read the corrupt file (and counted the failed refresh).
+    let failures = refresh_failures(&b).await;
     std::fs::write(dir.join("list-b.xml"), &grown[..grown.len() / 2]).expect("corrupt list");
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while refresh_failures(&b).await == failures {
+        assert!(Instant::now() < deadline, "the corrupt list was never read");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let (ok, out) = send_new().await;
     assert!(ok && out.contains("queued as"), "previous list kept: {out}");
 

@@ -3,9 +3,10 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::start_node;
+use common::{start_node, TestNode};
+use relay::metrics::{Format, Snapshot};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -214,6 +215,20 @@ async fn slow_client_times_out() {
     t.node.shutdown().await;
 }
 
+/// `estafette_sessions_active` of `listener`, from the node's counters.
+fn sessions_active(t: &TestNode, listener: &str) -> u64 {
+    let text = t
+        .node
+        .metrics()
+        .encode(&Snapshot::default(), Format::PrometheusText)
+        .expect("encode");
+    let key = format!("estafette_sessions_active{{listener=\"{listener}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&key))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in:\n{text}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_limit_answers_421() {
     let t = start_node("", "max_sessions = 2").await;
@@ -228,7 +243,12 @@ async fn session_limit_answers_421() {
     assert!(c.is_closed().await);
     assert!(a.cmd("QUIT").await.starts_with("221"));
     drop(a);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The node ended a's session (its slot is free before it stops counting).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sessions_active(&t, "plain") != 1 {
+        assert!(Instant::now() < deadline, "a's session never ended");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     still_serving(port).await;
     drop(b);
     t.node.shutdown().await;

@@ -3,8 +3,9 @@
 
 mod common;
 
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{run, start_node};
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -23,6 +24,39 @@ async fn leaf(port: u16, roots: rustls::RootCertStore) -> CertificateDer<'static
     conn.peer_certificates().expect("certificate")[0].clone().into_owned()
 }
 
+/// Replaces `to` with a copy of `from` whose access time lies before its
+/// modification time, in one rename: the node's next read of `to` moves the
+/// access time forward (relatime, the default mount option, and strictatime
+/// both update it when it is older than the modification time).
+fn replace_unread(from: &Path, to: &Path) {
+    let tmp = to.with_extension("new");
+    std::fs::copy(from, &tmp).expect("copy");
+    let written = std::fs::metadata(&tmp).and_then(|m| m.modified()).expect("mtime");
+    let f = std::fs::File::options().write(true).open(&tmp).expect("open");
+    f.set_times(std::fs::FileTimes::new().set_accessed(written - Duration::from_secs(60)))
+        .expect("set atime");
+    drop(f);
+    std::fs::rename(&tmp, to).expect("rename");
+}
+
+/// Waits (up to 20 s; the node checks its files every second) until `file`,
+/// written by [`replace_unread`], has been read since.
+async fn read_by_node(file: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = std::fs::metadata(file).expect("stat");
+        if m.accessed().expect("atime") >= m.modified().expect("mtime") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the node never read {} (access time unchanged: a noatime mount?)",
+            file.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renewed_certificate_is_served_without_restart() {
     let t = start_node("", "").await;
@@ -36,9 +70,11 @@ async fn renewed_certificate_is_served_without_restart() {
     }
     let port = t.port("smtps");
     let before = leaf(port, roots.clone()).await;
-    // A broken renewal (key of another certificate) is refused: the old one stays.
-    std::fs::copy(renewed.join("server.pem"), pki.join("server.pem")).expect("copy");
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // A broken renewal (key of another certificate) is refused: the old one
+    // stays. Asked only once the node has read the new file.
+    let cert = pki.join("server.pem");
+    replace_unread(&renewed.join("server.pem"), &cert);
+    read_by_node(&cert).await;
     assert_eq!(
         leaf(port, roots.clone()).await,
         before,

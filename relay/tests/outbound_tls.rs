@@ -57,7 +57,8 @@ async fn untrusted_certificate_fails_and_nothing_is_sent() {
         .err()
         .expect("must fail");
     assert!(matches!(err, DeliveryError::Tls { .. }), "{err}");
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    // Both sessions over at the peer: whatever they carried is on disk.
+    server.wait_sessions(2);
     assert!(server.files().is_empty());
 }
 
@@ -150,7 +151,8 @@ async fn per_recipient_replies_decide_transient_and_permanent() {
     assert!(conn.is_usable());
     conn.quit().await;
     assert_eq!(server.received(1), vec![b]);
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    // The session is over at the peer: a second body would be on disk.
+    server.wait_sessions(1);
     assert_eq!(server.files().len(), 1);
 }
 

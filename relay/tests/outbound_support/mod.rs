@@ -138,13 +138,25 @@ if cert != '-':
         ctx.verify_mode = ssl.CERT_REQUIRED
         ctx.load_verify_locations(os.path.join(os.path.dirname(cert), 'ca.pem'))
 
+class Session(SMTP):
+    async def _handle_client(self):
+        try:
+            await super()._handle_client()
+        finally:
+            # One empty file per session that got to EHLO or HELO, once it is
+            # over (QUIT, a failed TLS handshake, a dropped connection): what
+            # it carried is on disk. Readiness probes say no EHLO.
+            if self.session.host_name:
+                Handler.n += 1
+                open(os.path.join(outdir, 'end-%03d' % Handler.n), 'wb').close()
+
 # No aiosmtpd Controller: its start-up self-check has a 1 s timeout that a
 # loaded machine misses. A plain asyncio server has no such race.
 def factory():
     if mode == 'implicit':
-        return SMTP(Handler(), hostname='mx.clinique.test')
-    return SMTP(Handler(), hostname='mx.clinique.test',
-                require_starttls=ctx is not None, tls_context=ctx)
+        return Session(Handler(), hostname='mx.clinique.test')
+    return Session(Handler(), hostname='mx.clinique.test',
+                   require_starttls=ctx is not None, tls_context=ctx)
 
 loop = asyncio.new_event_loop()
 server = loop.run_until_complete(loop.create_server(
@@ -238,6 +250,31 @@ impl Peer {
                 .filter(|e| e.file_name().to_string_lossy().starts_with("quit-"))
                 .count()
         })
+    }
+
+    /// How many sessions that got to EHLO or HELO an aiosmtpd peer has
+    /// finished so far (whatever the way they ended); once a session is
+    /// counted, every message it carried is in [`Peer::files`].
+    pub fn sessions(&self) -> usize {
+        std::fs::read_dir(self.dir.path().join("mail")).map_or(0, |d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("end-"))
+                .count()
+        })
+    }
+
+    /// Waits (up to 10 s) until an aiosmtpd peer has finished `n` sessions;
+    /// panics if it has not.
+    pub fn wait_sessions(&self, n: usize) {
+        let start = Instant::now();
+        while self.sessions() < n {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the peer finished {} sessions, not {n}",
+                self.sessions()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Messages received so far.
