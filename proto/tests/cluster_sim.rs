@@ -113,6 +113,15 @@ fn regressions() {
         // Fixes (either is enough here): a stored copy and a link coming up count as
         // hearing from the peer; takers learnt during an accept are kept.
         96880,
+        // Found in a long run (1 M seeds). The origin came back on a new volume; a
+        // reconcile answer ("absent") from it overtook its Hello, so the holder judged
+        // it against the old volume, read "final" and dropped the only copy left: a
+        // 250'd message lost. Fix: Reconcile frames carry the sender's epoch and volume.
+        693445,
+        // Found in the same run. A repeated copy landed after the holder had promoted
+        // the message (drain handoff): the new shadow record outlived the message.
+        // Fix: a copy stored for an id already in the queue is dropped at once.
+        835106,
     ];
     for seed in seeds {
         if let Err(e) = run_seed(seed, false) {

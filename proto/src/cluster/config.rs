@@ -53,8 +53,8 @@ pub struct Config {
     /// Longest a release waits for its batch to fill. Default 100 ms.
     pub release_interval: Duration,
     /// Period of the reconcile that repairs lost releases and takeover notices: each
-    /// standby copy older than this is checked with the node that delivers it.
-    /// Default 30 s.
+    /// standby copy older than this (and than twice `accept_deadline`) is checked with
+    /// the node that delivers it. Default 30 s.
     pub reconcile_interval: Duration,
     /// Most ids per peer in one reconcile round (and per `Reconcile` frame); a larger
     /// backlog is checked over several rounds. Default 4096 (68 KiB frames).

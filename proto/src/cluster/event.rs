@@ -197,7 +197,9 @@ pub enum Action {
         /// The messages.
         ids: Vec<MessageId>,
     },
-    /// Delete these shadows: final, or never accepted.
+    /// Delete these shadow records (the shadow column family only: a copy of the same
+    /// id in the queue stays): final, never accepted, or a late repeat of a copy
+    /// already promoted.
     DropShadows {
         /// Their origin (the shadow key prefix).
         origin: NodeId,

@@ -131,8 +131,16 @@ pub enum NackReason {
 
 /// A reconcile query (`reply == false`) or its answer. Each item gives the sender's
 /// own status for the id; an answer has one item per queried id.
+///
+/// It names the sender's epoch and volume itself: an `Absent` means "final" only from
+/// the volume recorded in the placement, and the receiver must not judge that from a
+/// Hello it may not have read yet.
 #[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct Reconcile {
+    /// The sender's epoch.
+    pub epoch: u64,
+    /// The sender's volume id.
+    pub volume: u64,
     /// This answers a query.
     pub reply: bool,
     /// The ids and the sender's status for each.

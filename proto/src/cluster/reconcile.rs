@@ -15,6 +15,7 @@ use super::copy::{Copy, State};
 use super::event::Boot;
 use super::frame::{CopyStatus, Frame, Item, Reconcile};
 use super::ids::{MessageId, NodeId};
+use super::membership::Change;
 use super::node::Node;
 
 impl Node {
@@ -123,13 +124,8 @@ impl Node {
         let batch = self.config.reconcile_batch.max(1);
         for (peer, items) in per_peer {
             for chunk in items.chunks(batch) {
-                self.send(
-                    peer,
-                    Frame::Reconcile(Reconcile {
-                        reply: false,
-                        items: chunk.to_vec(),
-                    }),
-                );
+                let frame = self.reconcile_frame(false, chunk.to_vec());
+                self.send(peer, frame);
             }
         }
     }
@@ -167,9 +163,27 @@ impl Node {
         }
     }
 
+    fn reconcile_frame(&self, reply: bool, items: Vec<Item>) -> Frame {
+        Frame::Reconcile(Reconcile {
+            epoch: self.epoch,
+            volume: self.volume,
+            reply,
+            items,
+        })
+    }
+
     pub(super) fn on_reconcile(&mut self, now: Instant, from: NodeId, r: Reconcile) {
+        // The frame names its sender's volume: learn it before reading the items.
+        match self.view.announce(from, r.epoch, r.volume) {
+            None => {
+                self.counters.frames_ignored += 1;
+                return;
+            }
+            Some(Change::Peer) => self.peer_changed(now, from),
+            Some(Change::None) => {}
+        }
         for item in &r.items {
-            self.learn(now, from, *item, r.reply);
+            self.learn(now, from, *item, r.reply, r.volume);
         }
         if !r.reply {
             let items: Vec<Item> = r
@@ -180,18 +194,19 @@ impl Node {
                     status: self.copies.get(&i.id).map_or(CopyStatus::Absent, Copy::status),
                 })
                 .collect();
-            self.send(from, Frame::Reconcile(Reconcile { reply: true, items }));
+            let frame = self.reconcile_frame(true, items);
+            self.send(from, frame);
         }
         self.check_restart_done();
     }
 
-    /// What `from` said of one id.
-    fn learn(&mut self, now: Instant, from: NodeId, item: Item, reply: bool) {
+    /// What `from`, on volume `volume`, said of one id.
+    fn learn(&mut self, now: Instant, from: NodeId, item: Item, reply: bool, volume: u64) {
         let Some(copy) = self.copies.get_mut(&item.id) else {
             return;
         };
-        let known_volume = self.view.volume(from);
-        let intact = known_volume.is_some() && copy.placement.volume_of(from) == known_volume;
+        // Only the volume the copy was placed on can vouch for "final".
+        let intact = copy.placement.volume_of(from) == Some(volume);
         let mut changed = false;
         match item.status {
             CopyStatus::Active => changed = copy.add_taker(from),
@@ -205,7 +220,7 @@ impl Node {
                 }
             }
         }
-        if reply && known_volume.is_some() {
+        if reply {
             if let State::Recovering { waiting } = &mut copy.state {
                 waiting.retain(|&n| n != from);
                 if waiting.is_empty() {
@@ -225,7 +240,10 @@ impl Node {
     pub(super) fn reconcile_round(&mut self, now: Instant) {
         let me = self.config.node;
         let batch = self.config.reconcile_batch.max(1);
-        let old = |c: &Copy| now.saturating_duration_since(c.since) >= self.config.reconcile_interval;
+        // Older than an accept can last, too: a holder asked about a copy still on its
+        // way could answer "absent" before it stores it.
+        let min_age = self.config.reconcile_interval.max(self.config.accept_deadline * 2);
+        let old = |c: &Copy| now.saturating_duration_since(c.since) >= min_age;
         let start = self.reconcile_cursor.map_or(Bound::Unbounded, Bound::Excluded);
         let wrapped = self
             .reconcile_cursor

@@ -60,9 +60,17 @@ impl Node {
             self.send(origin, Frame::Ack(id));
             return;
         }
-        if let Entry::Vacant(e) = self.copies.entry(id) {
-            e.insert(Copy::new(placement, State::Shadow, now));
-            self.evaluate(now, id);
+        match self.copies.entry(id) {
+            Entry::Vacant(e) => {
+                e.insert(Copy::new(placement, State::Shadow, now));
+                self.evaluate(now, id);
+            }
+            // A late repeat of a copy already promoted into the queue: the queue has it,
+            // the new shadow record must go.
+            Entry::Occupied(e) if matches!(e.get().state, State::Queued { .. } | State::Recovering { .. }) => {
+                self.out.drop_shadows.entry(origin).or_default().push(id);
+            }
+            Entry::Occupied(_) => {}
         }
         // Acked again if the copy came twice: the first ack may have been lost.
         self.send(origin, Frame::Ack(id));

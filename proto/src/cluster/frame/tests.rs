@@ -64,6 +64,8 @@ fn samples() -> Vec<Frame> {
             ids: vec![id(6)],
         }),
         Frame::Reconcile(Reconcile {
+            epoch: 3,
+            volume: 1,
             reply: true,
             items: vec![
                 Item {
