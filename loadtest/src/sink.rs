@@ -11,19 +11,20 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
 use hdrhistogram::Histogram;
+use net::server::{Handler, ServerTls};
 use proto::data::DataLimits;
-use proto::server::{PeerInfo, Server, ServerConfig, ServerEvent, TlsInfo, Verdict};
+use proto::server::{PeerInfo, Server, ServerConfig, ServerEvent, Verdict};
 use proto::{EnhancedCode, Reply};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -33,8 +34,6 @@ use crate::mix::{Outcome, ReplyMix};
 use crate::send::{new_histogram, unix_ns};
 use crate::seqlog::{find_stamp, LogWriter};
 
-/// Largest read per syscall.
-const READ_CHUNK: usize = 64 * 1024;
 /// TLS handshake limit.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -319,36 +318,10 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut shutdown: w
     sessions.abort_all();
 }
 
-fn tls_info(conn: &rustls::ServerConnection) -> TlsInfo {
-    TlsInfo {
-        version: conn.protocol_version().map_or("?".into(), |v| format!("{v:?}")),
-        cipher: conn
-            .negotiated_cipher_suite()
-            .map_or("?".into(), |s| format!("{:?}", s.suite())),
-    }
-}
-
-async fn handshake(
-    tcp: TcpStream,
-    shared: &Shared,
-) -> std::io::Result<(tokio_rustls::server::TlsStream<TcpStream>, TlsInfo)> {
-    let Some(acceptor) = shared.acceptor.as_ref() else {
-        return Err(std::io::Error::other("no TLS"));
-    };
-    let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
-    let info = tls_info(stream.get_ref().1);
-    Ok((stream, info))
-}
-
-struct Session {
+/// One session's answers to proto's events (net's drive loop calls them).
+struct Session<'a> {
     rng: SmallRng,
-}
-
-enum Next {
-    Closed,
-    StartTls,
+    shared: &'a Shared,
 }
 
 async fn serve(
@@ -358,11 +331,6 @@ async fn serve(
     mut shutdown: watch::Receiver<bool>,
     admitted: bool,
 ) {
-    let _ = tcp.set_nodelay(true);
-    let seed = shared.sessions_seed.fetch_add(1, Ordering::Relaxed);
-    let mut session = Session {
-        rng: SmallRng::seed_from_u64(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
-    };
     let remote = peer.to_string();
     if !admitted {
         let r = Reply::new(421, EnhancedCode::new(4, 7, 0), "too many sessions");
@@ -372,158 +340,85 @@ async fn serve(
         let _ = tcp.write_all(&out).await;
         return;
     }
-    let _ = match shared.config.security {
-        Security::Implicit => {
-            let Ok((mut tls, info)) = handshake(tcp, &shared).await else {
-                return;
-            };
-            let p = PeerInfo {
-                remote,
-                tls: Some(info),
-            };
-            let mut server = Server::new(shared.server.clone(), p, Instant::now());
-            drive(&mut tls, &mut server, &mut session, &shared, &mut shutdown).await
-        }
-        Security::None | Security::Starttls => {
-            let p = PeerInfo { remote, tls: None };
-            let mut server = Server::new(shared.server.clone(), p, Instant::now());
-            match drive(&mut tcp, &mut server, &mut session, &shared, &mut shutdown).await {
-                Ok(Next::StartTls) => {
-                    let Ok((mut tls, info)) = handshake(tcp, &shared).await else {
-                        return;
-                    };
-                    server.tls_established(Instant::now(), info);
-                    drive(&mut tls, &mut server, &mut session, &shared, &mut shutdown).await
-                }
-                other => other,
-            }
-        }
+    let seed = shared.sessions_seed.fetch_add(1, Ordering::Relaxed);
+    let mut session = Session {
+        rng: SmallRng::seed_from_u64(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+        shared: &shared,
     };
+    let tls = ServerTls {
+        acceptor: shared.acceptor.as_ref(),
+        implicit: shared.config.security == Security::Implicit,
+        handshake_timeout: HANDSHAKE_TIMEOUT,
+    };
+    let stop = async move {
+        let _ = shutdown.changed().await;
+    };
+    let _ = net::server::serve(tcp, shared.server.clone(), remote, tls, &mut session, stop).await;
 }
 
-async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
-    io: &mut S,
-    server: &mut Server,
-    session: &mut Session,
-    shared: &Shared,
-    shutdown: &mut watch::Receiver<bool>,
-) -> std::io::Result<Next> {
-    let mut input = BytesMut::with_capacity(READ_CHUNK);
-    let mut out = Vec::with_capacity(4096);
-    loop {
-        let mut starttls = false;
-        loop {
-            let used = server.handle_input(Instant::now(), &input);
-            input.advance(used);
-            let mut any = false;
-            while let Some(event) = server.poll_event() {
-                any = true;
-                match on_event(event, server, session, shared).await {
-                    Action::Continue => {}
-                    Action::StartTls => starttls = true,
-                    // Drop the connection without the final reply.
-                    Action::Disconnect => return Ok(Next::Closed),
-                }
+impl Handler for Session<'_> {
+    async fn on_event(&mut self, event: ServerEvent, server: &mut Server) -> ControlFlow<()> {
+        let shared = self.shared;
+        match event {
+            ServerEvent::Hello { .. }
+            | ServerEvent::Reset
+            | ServerEvent::Refused(_)
+            | ServerEvent::Closed(_)
+            | ServerEvent::StartTls { .. } => {}
+            ServerEvent::Mail(req) => server.answer_mail(req, Verdict::Accept),
+            ServerEvent::Rcpt(req) => server.answer_rcpt(req, Verdict::Accept),
+            ServerEvent::Auth(req) => {
+                let ok = shared
+                    .config
+                    .auth
+                    .as_ref()
+                    .is_some_and(|(u, p)| *u == req.authcid && *p == req.password);
+                let verdict = if ok {
+                    Verdict::Accept
+                } else {
+                    Verdict::Reject(Reply::new(
+                        535,
+                        EnhancedCode::new(5, 7, 8),
+                        "authentication credentials invalid",
+                    ))
+                };
+                server.answer_auth(req, verdict);
             }
-            if used == 0 && !any {
-                break;
-            }
-        }
-        server.poll_transmit(&mut out);
-        if !out.is_empty() {
-            io.write_all(&out).await?;
-            io.flush().await?;
-            out.clear();
-        }
-        if starttls {
-            return Ok(Next::StartTls);
-        }
-        if server.is_closed() {
-            let _ = io.shutdown().await;
-            return Ok(Next::Closed);
-        }
-        let deadline = server.poll_timeout();
-        let timer = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d.into()).await,
-                None => std::future::pending().await,
-            }
-        };
-        input.reserve(READ_CHUNK);
-        tokio::select! {
-            read = io.read_buf(&mut input) => {
-                if read? == 0 {
-                    return Ok(Next::Closed);
-                }
-            }
-            () = timer => server.handle_timeout(Instant::now()),
-            _ = shutdown.changed() => server.close(),
-        }
-    }
-}
-
-enum Action {
-    Continue,
-    StartTls,
-    Disconnect,
-}
-
-async fn on_event(event: ServerEvent, server: &mut Server, session: &mut Session, shared: &Shared) -> Action {
-    match event {
-        ServerEvent::Hello { .. } | ServerEvent::Reset | ServerEvent::Refused(_) | ServerEvent::Closed(_) => {}
-        ServerEvent::Mail(req) => server.answer_mail(req, Verdict::Accept),
-        ServerEvent::Rcpt(req) => server.answer_rcpt(req, Verdict::Accept),
-        ServerEvent::Auth(req) => {
-            let ok = shared
-                .config
-                .auth
-                .as_ref()
-                .is_some_and(|(u, p)| *u == req.authcid && *p == req.password);
-            let verdict = if ok {
-                Verdict::Accept
-            } else {
-                Verdict::Reject(Reply::new(
-                    535,
-                    EnhancedCode::new(5, 7, 8),
-                    "authentication credentials invalid",
-                ))
-            };
-            server.answer_auth(req, verdict);
-        }
-        ServerEvent::StartTls { .. } => return Action::StartTls,
-        ServerEvent::Message(mut done) => {
-            let body = std::mem::take(&mut done.body);
-            let rcpts = done.recipients.len() as u32;
-            let outcome = shared.config.reply_mix.sample(&mut session.rng);
-            let (code, reply) = match outcome {
-                Outcome::Accept => (250, None),
-                Outcome::Delay(d) => {
-                    tokio::time::sleep(d).await;
-                    (250, None)
-                }
-                Outcome::Reply(c) => {
-                    let (class, text) = if c >= 500 {
-                        (5, "rejected by the sink's reply mix")
-                    } else {
-                        (4, "deferred by the sink's reply mix")
-                    };
-                    (c, Some(Reply::new(c, EnhancedCode::new(class, 0, 0), text)))
-                }
-                Outcome::Disconnect => (0, Some(Reply::new(421, EnhancedCode::new(4, 4, 2), "dropped"))),
-            };
-            record(shared, &body, code, rcpts);
-            match reply {
-                None => server.message_stored(done, Ok("sink")),
-                Some(r) => {
-                    server.message_stored(done, Err(r));
-                    if code == 0 {
-                        return Action::Disconnect;
+            ServerEvent::Message(mut done) => {
+                let body = std::mem::take(&mut done.body);
+                let rcpts = done.recipients.len() as u32;
+                let outcome = shared.config.reply_mix.sample(&mut self.rng);
+                let (code, reply) = match outcome {
+                    Outcome::Accept => (250, None),
+                    Outcome::Delay(d) => {
+                        tokio::time::sleep(d).await;
+                        (250, None)
+                    }
+                    Outcome::Reply(c) => {
+                        let (class, text) = if c >= 500 {
+                            (5, "rejected by the sink's reply mix")
+                        } else {
+                            (4, "deferred by the sink's reply mix")
+                        };
+                        (c, Some(Reply::new(c, EnhancedCode::new(class, 0, 0), text)))
+                    }
+                    Outcome::Disconnect => (0, Some(Reply::new(421, EnhancedCode::new(4, 4, 2), "dropped"))),
+                };
+                record(shared, &body, code, rcpts);
+                match reply {
+                    None => server.message_stored(done, Ok("sink")),
+                    Some(r) => {
+                        server.message_stored(done, Err(r));
+                        if code == 0 {
+                            // Drop the connection without the final reply.
+                            return ControlFlow::Break(());
+                        }
                     }
                 }
             }
         }
+        ControlFlow::Continue(())
     }
-    Action::Continue
 }
 
 /// Counts one finished transaction and logs it.

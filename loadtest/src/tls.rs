@@ -1,4 +1,5 @@
-//! TLS settings for both sides, on rustls with the ring provider only.
+//! TLS settings for both sides, on rustls with the aws-lc-rs provider
+//! ([`provider`]); PEM files are read by `net::tls`.
 //!
 //! Sender: verifies the target against a CA file (`--tls-ca`), or accepts any
 //! certificate with `--insecure` (benchmarks against a self-signed relay; the
@@ -7,26 +8,20 @@
 //! or a self-signed one made at start with rcgen; optionally requires client
 //! certificates signed by a CA file.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use net::tls::{load_certs, load_key, load_roots, AcceptAnyServerCert, PemError};
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// Why TLS settings could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// A PEM file is unreadable or holds nothing usable.
-    #[error("{path}: {reason}")]
-    Pem {
-        /// The file.
-        path: String,
-        /// What was wrong.
-        reason: String,
-    },
+    #[error(transparent)]
+    Pem(#[from] PemError),
     /// rustls refused the settings.
     #[error(transparent)]
     Rustls(#[from] rustls::Error),
@@ -46,44 +41,6 @@ pub enum TlsError {
 /// costs less CPU than ring's (AVX-512 code paths for RSA and X25519).
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
-}
-
-fn pem_error(path: &Path, e: impl std::fmt::Display) -> TlsError {
-    TlsError::Pem {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    }
-}
-
-/// Reads every certificate of a PEM file (at least one).
-///
-/// # Errors
-/// Unreadable file, bad PEM, or no certificate.
-pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| pem_error(path, e))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| pem_error(path, e))?;
-    if certs.is_empty() {
-        return Err(pem_error(path, "no certificate"));
-    }
-    Ok(certs)
-}
-
-/// Reads the first private key of a PEM file.
-///
-/// # Errors
-/// Unreadable file or no key.
-pub fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| pem_error(path, e))
-}
-
-fn roots(ca: &Path) -> Result<RootCertStore, TlsError> {
-    let mut roots = RootCertStore::empty();
-    for cert in read_certs(ca)? {
-        roots.add(cert).map_err(|e| pem_error(ca, e))?;
-    }
-    Ok(roots)
 }
 
 /// How the sender trusts the target and identifies itself.
@@ -106,57 +63,18 @@ pub fn client_config(opts: &ClientTlsOptions) -> Result<Arc<rustls::ClientConfig
     let builder = match (&opts.ca, opts.insecure) {
         (_, true) => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAny(provider()))),
-        (Some(ca), false) => builder.with_root_certificates(roots(ca)?),
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyServerCert::new(provider()))),
+        (Some(ca), false) => builder.with_root_certificates(load_roots(ca)?),
         (None, false) => return Err(TlsError::NoTrust),
     };
     let mut config = match &opts.client_cert {
-        Some((chain, key)) => builder.with_client_auth_cert(read_certs(chain)?, read_key(key)?)?,
+        Some((chain, key)) => builder.with_client_auth_cert(load_certs(chain)?, load_key(key)?)?,
         None => builder.with_no_client_auth(),
     };
     // Resumption would hide the handshake cost that one-connection-per-message
     // benchmarks measure; relays rarely resume either.
     config.resumption = rustls::client::Resumption::disabled();
     Ok(Arc::new(config))
-}
-
-/// Accepts any certificate; still checks the handshake signatures.
-#[derive(Debug)]
-struct AcceptAny(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAny {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 /// The sink's certificate and client-certificate policy.
@@ -197,7 +115,7 @@ pub fn self_signed(names: &[&str]) -> Result<SelfSigned, TlsError> {
 /// Unreadable files, a bad key, or a bad client CA.
 pub fn server_config(opts: &ServerTlsOptions) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let (chain, key) = match &opts.cert {
-        Some((c, k)) => (read_certs(c)?, read_key(k)?),
+        Some((c, k)) => (load_certs(c)?, load_key(k)?),
         None => {
             let ss = self_signed(&["localhost", "127.0.0.1"])?;
             let chain = vec![CertificateDer::from_pem_slice(ss.cert_pem.as_bytes())
@@ -211,7 +129,7 @@ pub fn server_config(opts: &ServerTlsOptions) -> Result<Arc<rustls::ServerConfig
     let builder = match &opts.client_ca {
         Some(ca) => {
             let verifier =
-                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider())
+                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(load_roots(ca)?), provider())
                     .build()
                     .map_err(|e| TlsError::Verifier(e.to_string()))?;
             builder.with_client_cert_verifier(verifier)

@@ -1,14 +1,15 @@
-//! Drives proto's [`Server`] over a socket: read → `handle_input` → answer
-//! events (policy, spool) → `poll_transmit` → one write, with a `select!` on
-//! read, the protocol timer and shutdown (mini-redis, quinn's `ConnectionDriver`).
+//! One inbound SMTP session. `net`'s server loop drives proto's [`Server`]
+//! over the socket (read → `handle_input` → events → `poll_transmit` → one
+//! write, with a `select!` on read, the protocol timer and the node's drain;
+//! the STARTTLS hand-off); this file answers the events (policy, spool) and
+//! judges the client certificate once TLS is up.
 
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::time::Instant;
 
-use bytes::{Buf, BytesMut};
-use proto::server::{PeerInfo, Server, ServerEvent, TlsInfo, Verdict};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use net::server::{Handler, ServerTls};
+use proto::server::{Server, ServerEvent, Verdict};
 use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
 
@@ -20,15 +21,6 @@ use super::tls;
 use super::ListenerCtx;
 use crate::config::TlsMode;
 use crate::lifecycle::{Phase, PhaseWatch};
-
-/// Largest read per syscall.
-const READ_CHUNK: usize = 64 * 1024;
-
-/// What one `drive` pass ended with.
-enum Next {
-    Closed,
-    StartTls,
-}
 
 /// Per-session facts the policy needs besides the proto server's own.
 pub(crate) struct Session {
@@ -68,7 +60,6 @@ impl Session {
 /// Serves one accepted connection to its end. Errors are logged, not returned:
 /// a broken client must never disturb the listener.
 pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerCtx>, mut shutdown: PhaseWatch) {
-    let _ = tcp.set_nodelay(true);
     let mut session = Session {
         peer,
         client_cert: None,
@@ -78,135 +69,54 @@ pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerCtx
         peer_cert: PeerCert::Missing,
         side: None,
     };
-    let result = match ctx.listener.tls {
-        TlsMode::Implicit => serve_implicit(tcp, &mut session, &ctx, &mut shutdown).await,
-        TlsMode::None | TlsMode::Starttls => serve_plain(tcp, &mut session, &ctx, &mut shutdown).await,
+    let tls = ServerTls {
+        acceptor: ctx.tls.as_ref(),
+        implicit: matches!(ctx.listener.tls, TlsMode::Implicit),
+        handshake_timeout: ctx.handshake_timeout,
     };
+    let mut answers = Answers {
+        session: &mut session,
+        ctx: &ctx,
+    };
+    let draining = shutdown.reached(Phase::Draining);
+    let config = ctx.server_config.clone();
+    let result = net::server::serve(tcp, config, peer.to_string(), tls, &mut answers, draining).await;
     match result {
         Ok(()) => debug!(%peer, listener = %ctx.listener.name, messages = session.messages, "session closed"),
         Err(e) => info!(%peer, listener = %ctx.listener.name, messages = session.messages, error = %e, "session ended"),
     }
 }
 
-async fn handshake(
-    tcp: TcpStream,
-    session: &mut Session,
-    ctx: &ListenerCtx,
-) -> std::io::Result<(
-    tokio_rustls::server::TlsStream<TcpStream>,
-    TlsInfo,
-    Option<proto::dn::Dn>,
-)> {
-    let Some(acceptor) = ctx.tls.as_ref() else {
-        return Err(std::io::Error::other("TLS is not configured on this listener"));
-    };
-    let stream = tokio::time::timeout(ctx.handshake_timeout, acceptor.accept(tcp))
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
-    let (_, conn) = stream.get_ref();
-    let info = tls::describe(conn);
-    let subject = tls::peer_subject(conn);
-    if let Some(check) = &ctx.peer_check {
-        session.peer_cert = check.verify(conn.peer_certificates());
-        match &session.peer_cert {
-            PeerCert::Valid(dn) => info!(peer = %session.peer, dn = %dn, "operator certificate chains to the anchors"),
-            PeerCert::Invalid(why) => warn!(peer = %session.peer, reason = %why, "operator certificate refused"),
-            PeerCert::Missing => info!(peer = %session.peer, "no client certificate on an operator listener"),
-        }
+/// The session's side of `net`'s loop: [`on_event`] answers proto's events;
+/// once TLS is up, the client certificate is judged.
+struct Answers<'a> {
+    session: &'a mut Session,
+    ctx: &'a ListenerCtx,
+}
+
+impl Handler for Answers<'_> {
+    async fn on_event(&mut self, event: ServerEvent, server: &mut Server) -> ControlFlow<()> {
+        // The STARTTLS hand-off is net's; `on_event`'s flag for it is not needed.
+        on_event(event, server, self.session, self.ctx).await;
+        ControlFlow::Continue(())
     }
-    Ok((stream, info, subject))
-}
 
-async fn serve_implicit(
-    tcp: TcpStream,
-    session: &mut Session,
-    ctx: &ListenerCtx,
-    shutdown: &mut PhaseWatch,
-) -> std::io::Result<()> {
-    let (mut stream, info, subject) = handshake(tcp, session, ctx).await?;
-    let peer = PeerInfo {
-        remote: session.peer.to_string(),
-        tls: Some(info),
-    };
-    let mut server = Server::new(ctx.server_config.clone(), peer, Instant::now());
-    session.set_certificate(subject, &mut server, ctx);
-    drive(&mut stream, &mut server, session, ctx, shutdown).await?;
-    Ok(())
-}
-
-async fn serve_plain(
-    mut tcp: TcpStream,
-    session: &mut Session,
-    ctx: &ListenerCtx,
-    shutdown: &mut PhaseWatch,
-) -> std::io::Result<()> {
-    let peer = PeerInfo {
-        remote: session.peer.to_string(),
-        tls: None,
-    };
-    let mut server = Server::new(ctx.server_config.clone(), peer, Instant::now());
-    if let Next::StartTls = drive(&mut tcp, &mut server, session, ctx, shutdown).await? {
-        let (mut stream, info, subject) = handshake(tcp, session, ctx).await?;
-        server.tls_established(Instant::now(), info);
-        session.set_certificate(subject, &mut server, ctx);
-        drive(&mut stream, &mut server, session, ctx, shutdown).await?;
-    }
-    Ok(())
-}
-
-async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
-    io: &mut S,
-    server: &mut Server,
-    session: &mut Session,
-    ctx: &ListenerCtx,
-    shutdown: &mut PhaseWatch,
-) -> std::io::Result<Next> {
-    let mut input = BytesMut::with_capacity(READ_CHUNK);
-    let mut out = Vec::with_capacity(4096);
-    loop {
-        let mut starttls = false;
-        loop {
-            let used = server.handle_input(Instant::now(), &input);
-            input.advance(used);
-            let mut any = false;
-            while let Some(event) = server.poll_event() {
-                any = true;
-                starttls |= on_event(event, server, session, ctx).await;
-            }
-            if used == 0 && !any {
-                break;
-            }
-        }
-        server.poll_transmit(&mut out);
-        if !out.is_empty() {
-            io.write_all(&out).await?;
-            out.clear();
-        }
-        if starttls {
-            io.flush().await?;
-            return Ok(Next::StartTls);
-        }
-        if server.is_closed() {
-            let _ = io.shutdown().await;
-            return Ok(Next::Closed);
-        }
-        let deadline = server.poll_timeout();
-        let timer = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d.into()).await,
-                None => std::future::pending().await,
-            }
+    fn on_tls(&mut self, stream: &net::Stream, server: &mut Server) {
+        let Some(conn) = stream.server_connection() else {
+            return;
         };
-        input.reserve(READ_CHUNK);
-        tokio::select! {
-            read = io.read_buf(&mut input) => {
-                if read? == 0 {
-                    return Ok(Next::Closed);
+        let session = &mut *self.session;
+        if let Some(check) = &self.ctx.peer_check {
+            session.peer_cert = check.verify(conn.peer_certificates());
+            match &session.peer_cert {
+                PeerCert::Valid(dn) => {
+                    info!(peer = %session.peer, dn = %dn, "operator certificate chains to the anchors")
                 }
+                PeerCert::Invalid(why) => warn!(peer = %session.peer, reason = %why, "operator certificate refused"),
+                PeerCert::Missing => info!(peer = %session.peer, "no client certificate on an operator listener"),
             }
-            () = timer => server.handle_timeout(Instant::now()),
-            () = shutdown.reached(Phase::Draining) => server.close(),
         }
+        session.set_certificate(tls::peer_subject(conn), server, self.ctx);
     }
 }
 

@@ -4,14 +4,14 @@
 //! no TLS, no limits beyond proto's defaults.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
-use proto::server::{PeerInfo, Server, ServerConfig, ServerEvent, Verdict};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use net::server::{Handler, ServerTls};
+use proto::server::{Server, ServerConfig, ServerEvent, Verdict};
+use tokio::net::TcpListener;
 
 /// Binds `addr` and serves until the runtime ends; returns the bound address.
 ///
@@ -32,67 +32,43 @@ pub async fn spawn(addr: SocketAddr, dir: PathBuf) -> std::io::Result<SocketAddr
         while let Ok((tcp, peer)) = listener.accept().await {
             let (config, counter, dir) = (config.clone(), counter.clone(), dir.clone());
             tokio::spawn(async move {
-                let _ = serve(tcp, peer, config, &counter, &dir).await;
+                let mut sink = Sink {
+                    counter: &counter,
+                    dir: &dir,
+                };
+                let forever = std::future::pending();
+                let _ = net::server::serve(tcp, config, peer.to_string(), ServerTls::NONE, &mut sink, forever).await;
             });
         }
     });
     Ok(local)
 }
 
-async fn serve(
-    mut tcp: TcpStream,
-    peer: SocketAddr,
-    config: Arc<ServerConfig>,
-    counter: &AtomicU64,
-    dir: &std::path::Path,
-) -> std::io::Result<()> {
-    let info = PeerInfo {
-        remote: peer.to_string(),
-        tls: None,
-    };
-    let mut server = Server::new(config, info, Instant::now());
-    let mut input = Vec::with_capacity(64 * 1024);
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        loop {
-            let used = server.handle_input(Instant::now(), &input);
-            input.drain(..used);
-            let mut any = false;
-            while let Some(event) = server.poll_event() {
-                any = true;
-                match event {
-                    ServerEvent::Mail(r) => server.answer_mail(r, Verdict::Accept),
-                    ServerEvent::Rcpt(r) => server.answer_rcpt(r, Verdict::Accept),
-                    ServerEvent::Auth(r) => server.answer_auth(r, Verdict::Accept),
-                    ServerEvent::Message(done) => {
-                        let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
-                        let path = dir.join(format!("{n:06}.eml"));
-                        match tokio::fs::write(&path, &done.body).await {
-                            Ok(()) => server.message_stored(done, Ok(&format!("sink-{n}"))),
-                            Err(e) => server.message_stored(
-                                done,
-                                Err(proto::Reply::new(451, proto::EnhancedCode::new(4, 3, 0), e.to_string())),
-                            ),
-                        }
-                    }
-                    _ => {}
+/// One session: accepts everything, writes each message to `DIR/NNNNNN.eml`.
+struct Sink<'a> {
+    counter: &'a AtomicU64,
+    dir: &'a Path,
+}
+
+impl Handler for Sink<'_> {
+    async fn on_event(&mut self, event: ServerEvent, server: &mut Server) -> ControlFlow<()> {
+        match event {
+            ServerEvent::Mail(r) => server.answer_mail(r, Verdict::Accept),
+            ServerEvent::Rcpt(r) => server.answer_rcpt(r, Verdict::Accept),
+            ServerEvent::Auth(r) => server.answer_auth(r, Verdict::Accept),
+            ServerEvent::Message(done) => {
+                let n = self.counter.fetch_add(1, Ordering::Relaxed) + 1;
+                let path = self.dir.join(format!("{n:06}.eml"));
+                match tokio::fs::write(&path, &done.body).await {
+                    Ok(()) => server.message_stored(done, Ok(&format!("sink-{n}"))),
+                    Err(e) => server.message_stored(
+                        done,
+                        Err(proto::Reply::new(451, proto::EnhancedCode::new(4, 3, 0), e.to_string())),
+                    ),
                 }
             }
-            if used == 0 && !any {
-                break;
-            }
+            _ => {}
         }
-        server.poll_transmit(&mut out);
-        tcp.write_all(&out).await?;
-        out.clear();
-        if server.is_closed() {
-            return Ok(());
-        }
-        let n = tcp.read(&mut buf).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        input.extend_from_slice(&buf[..n]);
+        ControlFlow::Continue(())
     }
 }
