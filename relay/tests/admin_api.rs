@@ -6,7 +6,7 @@
 //! failure counter when the list file is corrupted, and the queue, trace and
 //! trust-list JSON API.
 
-mod common;
+mod support;
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -14,9 +14,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{queued_id, run, start_node_full, start_node_with, Extra, TestNode};
 use reqwest::header::{ACCEPT, CONTENT_TYPE, WWW_AUTHENTICATE};
 use reqwest::StatusCode;
+use support::node::{queued_id, run, start_node_full, start_node_with, Extra, TestNode};
 
 const TOKEN: &str = "admin-test-token-0123456789";
 

@@ -3,14 +3,12 @@
 //! the `Received:` header; and `estafette config check` naming a bad key once
 //! with exit code 2.
 
-mod common;
-#[path = "outbound_support/mod.rs"]
-mod outbound_support;
+mod support;
 
 use std::process::Command;
 
-use common::{queued_id, run, start_node_full, Extra};
-use outbound_support::{aiosmtpd, PyTls};
+use support::node::{queued_id, run, start_node_full, Extra};
+use support::peers::{aiosmtpd, PyTls};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postmaster_is_accepted_and_delivered_to_the_configured_address() {

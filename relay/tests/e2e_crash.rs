@@ -2,8 +2,7 @@
 //! after a restart every message that got `250` reaches the downstream server.
 //! Duplicates are allowed only for messages in flight at the kill; counted.
 
-#[path = "outbound_support/mod.rs"]
-mod outbound_support;
+mod support;
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
@@ -12,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use outbound_support::{aiosmtpd, free_port, PyTls};
+use support::peers::{aiosmtpd, free_port, PyTls};
 
 struct Node(Child);
 

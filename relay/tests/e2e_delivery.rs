@@ -2,15 +2,13 @@
 //! spool, the queue, delivery to a real downstream server; retries after 4yz,
 //! a DSN after 5yz. Retry delays are compressed to one second.
 
-mod common;
-#[path = "outbound_support/mod.rs"]
-mod outbound_support;
+mod support;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{run, start_node_with, TestNode};
-use outbound_support::{aiosmtpd, smtp_sink, Peer, PyTls};
+use support::node::{run, start_node_with, TestNode};
+use support::peers::{aiosmtpd, smtp_sink, Peer, PyTls};
 
 /// A node whose `clinique.test` and `ch.mssante.test` mail goes to `peer`
 /// in clear, with retries after 1 s (no jitter).
@@ -176,7 +174,7 @@ async fn one_delay_warning_while_still_deferred_and_a_trace() {
     assert!(dsn.contains("Status: 4.3.0"), "{dsn}");
     // Still retrying, but warned once only: counted once two more attempts
     // (each one that could queue another warning) have run.
-    let id = common::queued_id(&transcript).expect("id");
+    let id = support::node::queued_id(&transcript).expect("id");
     let attempts = || {
         let env = t.node.spool.envelope(id.parse().expect("id")).expect("read");
         env.expect("queued").recipients[0].attempts

@@ -2,15 +2,14 @@
 //! limit: the node answers `552 5.3.4`, keeps serving, and its peak resident
 //! memory (VmHWM, read from /proc) stays bounded.
 
-#[path = "outbound_support/mod.rs"]
-mod outbound_support;
+mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use outbound_support::free_port;
+use support::peers::free_port;
 
 struct Node(Child);
 

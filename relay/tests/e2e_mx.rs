@@ -3,17 +3,14 @@
 //! (127.0.0.1, at the peer's port through `[outbound] mx_port`) → aiosmtpd.
 //! A null MX domain bounces with a DSN that itself travels by MX.
 
-mod common;
-mod dns_support;
-#[path = "outbound_support/mod.rs"]
-mod outbound_support;
+mod support;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{run, start_node_with};
-use dns_support::dnsmasq;
-use outbound_support::{aiosmtpd, PyTls};
+use support::dns::dnsmasq;
+use support::node::{run, start_node_with};
+use support::peers::{aiosmtpd, PyTls};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_by_mx_and_null_mx_bounce() {

@@ -6,16 +6,14 @@
 //! directory, on 127.0.0.1 ephemeral ports, stopped when the test ends. Needs
 //! root (Postfix daemons switch to the `postfix` user), as in CI.
 
-mod common;
-#[path = "outbound_support/mod.rs"]
-mod outbound_support;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{run, start_node_with};
-use outbound_support::free_port;
+use support::node::{run, start_node_with};
+use support::peers::free_port;
 
 const MASTER_CF: &str = "\
 PORT      inet  n       -       n       -       -       smtpd
@@ -303,7 +301,7 @@ print('sent')
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dsn_is_accepted_by_postfix_and_parses_as_a_delivery_report() {
     let (down, base) = downstream();
-    let refusing = outbound_support::aiosmtpd(outbound_support::PyTls::None);
+    let refusing = support::peers::aiosmtpd(support::peers::PyTls::None);
     let tail = format!(
         "[[route]]\ndomain = \"clinique.test\"\nhost = \"127.0.0.1:{}\"\ntls = \"none\"\n\n\
          [[route]]\ndomain = \"refusing.test\"\nhost = \"{}\"\ntls = \"none\"\n\n\

@@ -6,19 +6,17 @@
 //! restart, a corrupt list keeps the previous one, no mixed recipients, and
 //! X-MSS-* headers and attachments relayed byte for byte.
 
-mod common;
-#[path = "outbound_support/mod.rs"]
-mod outbound_support;
+mod support;
 
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{queued_id, run};
-use outbound_support::{aiosmtpd, free_port, Peer, PyTls};
 use relay::config::Config;
 use relay::ops::pki::{trust_list_xml, ListEntry, Subject, TestPki, Usage};
 use relay::Node;
+use support::node::{queued_id, run};
+use support::peers::{aiosmtpd, free_port, Peer, PyTls};
 
 struct Operator {
     node: Node,

@@ -4,17 +4,15 @@
 //! the phased shutdown (listeners drain while the queue delivers), the full
 //! spool refused at MAIL FROM, and `estafette spool repair`.
 
-mod common;
-#[path = "outbound_support/mod.rs"]
-mod outbound_support;
+mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{run, start_node_full, start_node_with, Extra, TestNode};
-use outbound_support::{aiosmtpd, Peer, PyTls};
+use support::node::{run, start_node_full, start_node_with, Extra, TestNode};
+use support::peers::{aiosmtpd, Peer, PyTls};
 
 /// A node routing `clinique.test` to `peer` in clear, retrying after 1 s.
 async fn node_to(peer: &Peer, retry_secs: u64, outbound: &str, node: &str) -> TestNode {
@@ -61,7 +59,7 @@ s.quit()
     cmd.args(["-c", script, &t.port("plain").to_string(), to]);
     let (ok, out) = run(cmd).await;
     assert!(ok, "{out}");
-    common::queued_id(&out).unwrap_or_else(|| panic!("no queue id in {out}"))
+    support::node::queued_id(&out).unwrap_or_else(|| panic!("no queue id in {out}"))
 }
 
 async fn wait_until(what: &str, secs: u64, mut check: impl FnMut() -> bool) {
@@ -213,7 +211,7 @@ fn greeting(port: u16) -> std::io::Result<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn draining_stops_the_listeners_while_the_queue_keeps_delivering() {
     // The destination is down at first: the message waits deferred.
-    let port = outbound_support::free_port();
+    let port = support::peers::free_port();
     let down = format!("127.0.0.1:{port}");
     let tail = format!(
         "[[route]]\ndomain = \"clinique.test\"\nhost = \"{down}\"\ntls = \"none\"\n\n[outbound]\nretry_first_secs = 1\nretry_cap_secs = 1\nretry_jitter = 0.0\npoll_ms = 100\n"
@@ -235,7 +233,7 @@ async fn draining_stops_the_listeners_while_the_queue_keeps_delivering() {
     assert_eq!(t.node.phase(), relay::lifecycle::Phase::Draining);
     assert!(greeting(smtp).is_err(), "a draining node still accepts connections");
     // The destination comes back: the draining node still delivers.
-    let peer = outbound_support::aiosmtpd_on(PyTls::None, port);
+    let peer = support::peers::aiosmtpd_on(PyTls::None, port);
     let got = tokio::task::block_in_place(|| peer.received(1));
     assert_eq!(got.len(), 1, "queued mail delivered while draining");
     wait_until("the spool to empty", 15, || {

@@ -2,11 +2,11 @@
 //! against an argon2-hashed account; the account may send only from its own
 //! addresses; AUTH is not offered in clear.
 
-mod common;
+mod support;
 
 use std::process::Command;
 
-use common::{file, run, start_node_full, Extra};
+use support::node::{file, run, start_node_full, Extra};
 
 fn swaks(port: u16, ca: &str, from: &str, password: &str) -> Command {
     let mut cmd = Command::new("swaks");

@@ -1,12 +1,12 @@
 //! Bad input over real sockets: each gets its code or a timeout, the node
 //! stays up and keeps serving.
 
-mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use common::{start_node, TestNode};
 use relay::metrics::{Format, Snapshot};
+use support::node::{start_node, TestNode};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 

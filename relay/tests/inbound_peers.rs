@@ -2,11 +2,11 @@
 //! implicit TLS with a client certificate; the spool holds what was accepted,
 //! byte for byte apart from the prepended trace headers.
 
-mod common;
+mod support;
 
 use std::process::Command;
 
-use common::{file, queued_id, run, start_node};
+use support::node::{file, queued_id, run, start_node};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swaks_starttls_message_is_queued_byte_for_byte() {

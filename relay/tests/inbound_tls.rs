@@ -1,14 +1,14 @@
 //! Server-side TLS over real sockets: certificate renewal without restart, TLS
 //! 1.2 limited to ECDHE-RSA + AES-GCM, TLS 1.1 and older refused.
 
-mod common;
+mod support;
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{run, start_node};
 use rustls::pki_types::{CertificateDer, ServerName};
+use support::node::{run, start_node};
 use tokio::net::TcpStream;
 
 /// Handshakes on the implicit-TLS listener; returns the server's leaf certificate.

@@ -1,14 +1,14 @@
 //! MX lookup against a real DNS server (dnsmasq on 127.0.0.1, ephemeral port):
 //! preference order, implicit MX, null MX, NXDOMAIN, DNS failures, caching.
 
-mod dns_support;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use dns_support::{dnsmasq, Dnsmasq};
 use proto::client::TlsPolicy;
 use proto::EnhancedCode;
 use relay::outbound::{DeliveryError, MxResolver, Nameservers, Security, Unroutable};
+use support::dns::{dnsmasq, Dnsmasq};
 
 const RECORDS: &[&str] = &[
     "--mx-host=clinique.test,mx2.clinique.test,20",

@@ -1,11 +1,11 @@
 //! The pool under concurrency and the circuit breaker against a closed port.
 
-mod outbound_support;
+mod support;
 
 use std::time::Duration;
 
-use outbound_support::{aiosmtpd, body, free_port, message, pki, settings, PyTls, SERVER_NAME};
 use relay::outbound::{CircuitConfig, DeliveryError, Destination, Pool, PoolConfig, Security, Target};
+use support::peers::{aiosmtpd, body, free_port, message, pki, settings, PyTls, SERVER_NAME};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_sends_stay_within_max_connections() {
@@ -118,7 +118,7 @@ async fn stale_idle_connection_is_replaced() {
     // The server restarts: the idle connection is dead.
     let addr = server.addr;
     drop(server);
-    let server2 = outbound_support::aiosmtpd_on(PyTls::StartTls(&pki), addr.port());
+    let server2 = support::peers::aiosmtpd_on(PyTls::StartTls(&pki), addr.port());
     let outcome = pool
         .send(&dest, message(&["lab@clinique.test"], &body(2)), "S2")
         .await

@@ -1,11 +1,11 @@
 //! Delivery to Postfix's smtp-sink over plain SMTP: connection reuse, pipelining
 //! (smtp-sink offers PIPELINING), bodies arriving byte for byte.
 
-mod outbound_support;
+mod support;
 
-use outbound_support::{body, message, settings, smtp_sink};
 use proto::client::TlsPolicy;
 use relay::outbound::{Connection, Destination, Pool, PoolConfig, Security, Target};
+use support::peers::{body, message, settings, smtp_sink};
 
 /// smtp-sink's dump: its own headers end with the 3-line Received header; the
 /// message follows with LF line ends, then an empty line.
@@ -28,14 +28,14 @@ fn as_dump(body: &[u8]) -> Vec<u8> {
     s.into_bytes()
 }
 
-fn target(peer: &outbound_support::Peer) -> Target {
+fn target(peer: &support::peers::Peer) -> Target {
     Target::pinned("localhost", peer.addr, Security::StartTls(TlsPolicy::Never))
 }
 
 #[tokio::test]
 async fn three_messages_over_one_connection_arrive_intact() {
     let sink = smtp_sink(&[]);
-    let s = settings(&outbound_support::pki().ca);
+    let s = settings(&support::peers::pki().ca);
     let mut conn = Connection::open(&target(&sink), &s, "T1").await.expect("connect");
     let bodies: Vec<Vec<u8>> = (0..3).map(body).collect();
     for (i, b) in bodies.iter().enumerate() {
@@ -65,7 +65,7 @@ async fn three_messages_over_one_connection_arrive_intact() {
 #[tokio::test]
 async fn pool_reuses_its_connection() {
     let sink = smtp_sink(&[]);
-    let pool = Pool::new(PoolConfig::default(), settings(&outbound_support::pki().ca));
+    let pool = Pool::new(PoolConfig::default(), settings(&support::peers::pki().ca));
     let dest = Destination::new("clinique.test", vec![target(&sink)]);
     for i in 0..3 {
         let outcome = pool
@@ -88,7 +88,7 @@ async fn messages_per_connection_limit_opens_new_connections() {
         max_messages_per_connection: 2,
         ..PoolConfig::default()
     };
-    let pool = Pool::new(config, settings(&outbound_support::pki().ca));
+    let pool = Pool::new(config, settings(&support::peers::pki().ca));
     let dest = Destination::new("clinique.test", vec![target(&sink)]);
     for i in 0..5 {
         pool.send(&dest, message(&["lab@clinique.test"], &body(i)), "L")
@@ -103,7 +103,7 @@ async fn messages_per_connection_limit_opens_new_connections() {
 async fn soft_rejected_rcpt_is_transient() {
     // smtp-sink -r RCPT: every RCPT gets "450 4.3.0 Error: command failed".
     let sink = smtp_sink(&["-r", "RCPT"]);
-    let s = settings(&outbound_support::pki().ca);
+    let s = settings(&support::peers::pki().ca);
     let mut conn = Connection::open(&target(&sink), &s, "T4").await.expect("connect");
     let outcome = conn
         .send(message(&["lab@clinique.test"], &body(0)), "T4")

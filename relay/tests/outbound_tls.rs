@@ -2,13 +2,13 @@
 //! a test CA: verified delivery, untrusted certificate, no STARTTLS offered,
 //! per-recipient 4xx/5xx replies over TLS.
 
-mod outbound_support;
+mod support;
 
-use outbound_support::{aiosmtpd, body, message, pki, settings, PyTls, SERVER_NAME};
 use proto::client::TlsPolicy;
 use relay::outbound::{Connection, DeliveryError, Security, Target};
+use support::peers::{aiosmtpd, body, message, pki, settings, PyTls, SERVER_NAME};
 
-fn starttls(peer: &outbound_support::Peer, policy: TlsPolicy) -> Target {
+fn starttls(peer: &support::peers::Peer, policy: TlsPolicy) -> Target {
     Target::pinned(SERVER_NAME, peer.addr, Security::StartTls(policy))
 }
 
@@ -172,7 +172,7 @@ async fn client_certificate_is_presented_when_configured() {
     };
     assert!(result.is_err(), "a server requiring a client certificate must refuse");
     // With one, delivery works.
-    let s = outbound_support::settings_with(&pki.ca, Some((&pki.client_cert, &pki.client_key)));
+    let s = support::peers::settings_with(&pki.ca, Some((&pki.client_cert, &pki.client_key)));
     let mut conn = Connection::open(&target, &s, "M2")
         .await
         .expect("connect with client cert");

@@ -2,14 +2,16 @@
 //! 127.0.0.1 with a certificate from a CA generated here, the CA file given to
 //! the loader. And `estafette trustlist check` on the real list.
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use proto::dn::Dn;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use relay::trust::fetch::sha256_hex;
 use relay::trust::{RefreshOutcome, TrustError, TrustListConfig, TrustStore};
+use support::peers::HttpsServer;
 
 /// Read at run time: a test binary built from another clone that shares the
 /// target directory would carry that clone's path.
@@ -53,56 +55,6 @@ fn pki(dir: &Path, ca_name: &str) -> (PathBuf, PathBuf, PathBuf) {
     std::fs::write(&paths.1, cert.pem()).unwrap();
     std::fs::write(&paths.2, key.serialize_pem()).unwrap();
     paths
-}
-
-/// `python3 -m http.server` over TLS, serving `root`; killed on drop.
-struct HttpsServer {
-    child: Child,
-    port: u16,
-}
-
-const SERVER_PY: &str = r#"
-import functools, http.server, ssl, sys
-cert, key, root = sys.argv[1:4]
-class Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *a): pass
-handler = functools.partial(Quiet, directory=root)
-httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-ctx.load_cert_chain(cert, key)
-httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
-print(httpd.server_address[1], flush=True)
-httpd.serve_forever()
-"#;
-
-impl HttpsServer {
-    fn start(cert: &Path, key: &Path, root: &Path) -> Self {
-        let mut child = Command::new("python3")
-            .args(["-c", SERVER_PY])
-            .arg(cert)
-            .arg(key)
-            .arg(root)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line.trim().parse().unwrap_or_else(|_| panic!("server said {line:?}"));
-        Self { child, port }
-    }
-
-    fn url(&self, file: &str) -> String {
-        format!("https://127.0.0.1:{}/{file}", self.port)
-    }
-}
-
-impl Drop for HttpsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 struct Setup {

@@ -1,6 +1,6 @@
-//! Starts real nodes on 127.0.0.1 ephemeral ports with a generated PKI in a
-//! temporary directory; runs real peers (swaks, Python smtplib).
-#![allow(dead_code, unreachable_pub)]
+//! Real nodes on 127.0.0.1 ephemeral ports with a generated PKI in a
+//! temporary directory, and the command-line clients that talk to them
+//! (swaks, Python's smtplib, the `estafette` binary), run off the runtime.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,8 +1,9 @@
-//! Real SMTP peers for the outbound tests, on 127.0.0.1 ephemeral ports:
-//! Postfix's smtp-sink and a Python aiosmtpd server (STARTTLS or implicit TLS
-//! with a certificate from a test CA made with rcgen). Each peer is killed when
-//! its guard drops, also when a test fails.
-#![allow(dead_code, unreachable_pub)]
+//! Real peers on 127.0.0.1: Postfix's smtp-sink and a Python aiosmtpd server
+//! (STARTTLS or implicit TLS with a certificate from a test CA made with
+//! rcgen) for delivery, and Python's http.server over TLS for trust-list
+//! downloads. Also the ports they listen on, and the outbound client's
+//! settings and messages for them. Each peer is killed when its guard drops,
+//! also when a test fails.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -295,6 +296,60 @@ impl Peer {
             .collect();
         files.sort();
         files
+    }
+}
+
+/// Python's http.server over TLS on 127.0.0.1 (a port of its choosing),
+/// serving the files under a directory; killed on drop.
+pub struct HttpsServer {
+    child: Child,
+    /// Where it listens on 127.0.0.1.
+    pub port: u16,
+}
+
+const HTTPS_SERVER: &str = r#"
+import functools, http.server, ssl, sys
+cert, key, root = sys.argv[1:4]
+class Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *a): pass
+handler = functools.partial(Quiet, directory=root)
+httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+print(httpd.server_address[1], flush=True)
+httpd.serve_forever()
+"#;
+
+impl HttpsServer {
+    /// Serves `root` with the certificate chain `cert` and its key `key` (PEM).
+    pub fn start(cert: &Path, key: &Path, root: &Path) -> Self {
+        let mut child = Command::new("python3")
+            .args(["-c", HTTPS_SERVER])
+            .arg(cert)
+            .arg(key)
+            .arg(root)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 http.server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read port");
+        let port = line.trim().parse().unwrap_or_else(|_| panic!("server said {line:?}"));
+        Self { child, port }
+    }
+
+    /// The URL of `file` under the served directory.
+    pub fn url(&self, file: &str) -> String {
+        format!("https://127.0.0.1:{}/{file}", self.port)
+    }
+}
+
+impl Drop for HttpsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -2,7 +2,6 @@
 //! ephemeral port, authoritative for `.test` (unknown names get NXDOMAIN),
 //! serving the records a test gives. Killed when the guard drops, also when
 //! a test fails.
-#![allow(dead_code, unreachable_pub)]
 
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
