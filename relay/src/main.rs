@@ -8,6 +8,10 @@ use relay::config::Config;
 use relay::ops::dev;
 use relay::Node;
 
+/// Longest a drain waits for the hand-off before the node stops anyway
+/// (the Kubernetes termination grace period must be longer).
+const DRAIN_DEADLINE_SECS: u64 = 60;
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -64,6 +68,23 @@ enum Cmd {
         #[arg(long, conflicts_with = "config")]
         spool: Option<PathBuf>,
     },
+    /// The cluster as this node sees it: members, links, epochs, shadows
+    /// held, takeovers (asks the node's admin API).
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCmd,
+    },
+    /// Drain the node (the Kubernetes preStop hook): it stops taking mail,
+    /// hands its queue to peers holding copies, and exits 0. Asks the node's
+    /// admin API; waits until the node has stopped answering.
+    Drain {
+        /// The node's configuration file (its `[admin]` address and token).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Longest wait for the node to exit, in seconds.
+        #[arg(long, default_value_t = 90)]
+        wait: u64,
+    },
     /// Spool maintenance.
     Spool {
         #[command(subcommand)]
@@ -100,6 +121,19 @@ enum StatsFormat {
 }
 
 #[derive(Subcommand)]
+enum ClusterCmd {
+    /// Members, links, epochs, shadows, takeovers, as a table (or JSON).
+    Status {
+        /// The node's configuration file (its `[admin]` address and token).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Print the JSON of `GET /api/cluster`.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum SpoolCmd {
     /// Repair a spool that fails to open (RocksDB's RepairDB): keeps every
     /// record it can read and sets damaged files aside in `lost/`. The node
@@ -119,6 +153,15 @@ enum PkiCmd {
     Dev {
         /// The directory (created; existing files are overwritten).
         dir: PathBuf,
+    },
+    /// Write a cluster CA (separate from every SMTP certificate) and, per
+    /// member NAME, NAME.pem/NAME.key for the replication port.
+    Cluster {
+        /// The directory.
+        dir: PathBuf,
+        /// Member names (`estafette-0 estafette-1 ...`).
+        #[arg(required = true)]
+        names: Vec<String>,
     },
 }
 
@@ -207,6 +250,55 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Cmd::Cluster {
+            command: ClusterCmd::Status { config, json },
+        } => {
+            let body = admin_call(&config, reqwest::Method::GET, "/api/cluster")?;
+            if json {
+                println!("{body}");
+                return Ok(());
+            }
+            let s: serde_json::Value = serde_json::from_str(&body).context("reading /api/cluster")?;
+            println!(
+                "epoch {}  accepting {}  shadows held {}  takeovers {}  taken over {}  duplicates possible {}",
+                s["epoch"],
+                s["accepting"],
+                s["shadows_held"],
+                s["takeovers"],
+                s["taken_over"],
+                s["duplicates_possible"]
+            );
+            println!(
+                "{:<16} {:>5} {:>5} {:>5} {:>12} {:>12} {:>8}",
+                "peer", "id", "link", "live", "silent (s)", "queue", "epoch"
+            );
+            for p in s["peers"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<16} {:>5} {:>5} {:>5} {:>12.1} {:>12} {:>8}",
+                    p["name"].as_str().unwrap_or("?"),
+                    p["id"],
+                    p["link"],
+                    p["live"],
+                    p["silent_secs"].as_f64().unwrap_or(0.0),
+                    p["queue_depth"],
+                    p["epoch"]
+                );
+            }
+            Ok(())
+        }
+        Cmd::Drain { config, wait } => {
+            admin_call(&config, reqwest::Method::POST, "/api/drain")?;
+            println!("draining");
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait);
+            while std::time::Instant::now() < deadline {
+                if admin_call(&config, reqwest::Method::GET, "/healthz").is_err() {
+                    println!("drained: the node has stopped");
+                    return Ok(());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            anyhow::bail!("the node still runs after {wait} s")
+        }
         Cmd::Spool {
             command: SpoolCmd::Repair { dir },
         } => {
@@ -217,6 +309,18 @@ fn main() -> anyhow::Result<()> {
             );
             storage::Spool::repair(&dir).with_context(|| format!("repairing {}", dir.display()))?;
             println!("{}: repaired; start the node to recover its queue", dir.display());
+            Ok(())
+        }
+        Cmd::Pki {
+            command: PkiCmd::Cluster { dir, names },
+        } => {
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            relay::ops::cluster_pki::write_cluster(&dir, &names)?;
+            println!(
+                "{}: ca.pem and NAME.pem/NAME.key for {}",
+                dir.display(),
+                names.join(", ")
+            );
             Ok(())
         }
         Cmd::Pki {
@@ -307,13 +411,44 @@ fn main() -> anyhow::Result<()> {
                         );
                     }
                 }
-                wait_for_signal().await;
+                let mut node = node;
+                tokio::select! {
+                    () = wait_for_signal() => {}
+                    () = node.drain_requested() => {
+                        tracing::info!("drain requested");
+                        let drained = node.drain(std::time::Duration::from_secs(DRAIN_DEADLINE_SECS)).await;
+                        tracing::info!(drained, "drain over");
+                    }
+                }
                 tracing::info!("shutting down");
                 node.shutdown().await;
                 anyhow::Ok(())
             })
         }
     }
+}
+
+/// One request to the admin API of the node configured in `config`; the body.
+fn admin_call(config: &std::path::Path, method: reqwest::Method, path: &str) -> anyhow::Result<String> {
+    let config = Config::load(config)?;
+    let admin = config.admin.as_ref().context("the config has no [admin] section")?;
+    let token = admin.load_token()?;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()?;
+        let mut req = client.request(method, format!("http://{}{path}", admin.address));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        let body = resp.text().await?;
+        anyhow::ensure!(status.is_success(), "{path}: {status} {body}");
+        Ok(body)
+    })
 }
 
 /// The spool directory from `--spool`, or from the config file's `node.spool`.

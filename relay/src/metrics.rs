@@ -1,5 +1,7 @@
 //! The node's Prometheus metrics (DESIGN §8), served by the admin listener
-//! ([`super::admin`]) at `/metrics`.
+//! (`crate::ops::admin`) at `/metrics`. The lowest layer of the relay with
+//! `config`: it holds counters and formats values it is given, and depends on
+//! no other module of the relay.
 //!
 //! Two kinds:
 //! - event counters kept in memory and bumped where things happen: messages
@@ -24,9 +26,6 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 use storage::EventKind;
-
-use crate::queue::Queue;
-use crate::trust::TrustStore;
 
 /// `/metrics` counts the due index up to this many entries per scrape (a
 /// bounded key scan); beyond it `estafette_queue_messages` reads this value
@@ -254,6 +253,37 @@ pub struct Snapshot {
     pub queue: Option<QueueCount>,
     /// The trust list, when the node has one.
     pub trust: Option<TrustSnapshot>,
+    /// The cluster, when the node is in one.
+    pub cluster: Option<ClusterSnapshot>,
+}
+
+/// The cluster's state (read by the admin listener from the cluster driver).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClusterSnapshot {
+    /// Peers configured.
+    pub peers: u64,
+    /// Peers whose connection is up.
+    pub peers_up: u64,
+    /// Whether the node can get the copies `min_copies` needs.
+    pub accepting: bool,
+    /// Shadow copies held for peers.
+    pub shadows_held: u64,
+    /// Releases waiting to be sent.
+    pub releases_pending: u64,
+    /// Takeovers started by this node.
+    pub takeovers: u64,
+    /// Messages taken over by this node.
+    pub taken_over: u64,
+    /// Accepts confirmed with every copy.
+    pub accepts_ok: u64,
+    /// Accepts refused (451) for want of copies.
+    pub accepts_refused: u64,
+    /// Accepts with fewer copies (`allow_degraded`).
+    pub accepts_degraded: u64,
+    /// Deliveries that may have happened twice.
+    pub duplicates_possible: u64,
+    /// Cluster connections refused (certificate, handshake).
+    pub refused: u64,
 }
 
 /// Entries of the spool's due index (one per message with a pending,
@@ -287,7 +317,7 @@ impl QueueCount {
     }
 }
 
-/// The trust list's state, from [`TrustStore`].
+/// The trust list's state (read by the admin listener from the trust store).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrustSnapshot {
     /// Usable entries of the list in force.
@@ -302,40 +332,7 @@ pub struct TrustSnapshot {
     pub last_success: SystemTime,
 }
 
-impl TrustSnapshot {
-    /// Reads `store` now.
-    pub fn of(store: &TrustStore) -> Self {
-        let index = store.current();
-        let age = store.age();
-        Self {
-            entries: index.entries(),
-            domains: index.domains(),
-            age,
-            failures: store.failures(),
-            last_success: SystemTime::now().checked_sub(age).unwrap_or(UNIX_EPOCH),
-        }
-    }
-}
-
 impl Snapshot {
-    /// Reads the queue and the trust list. Scans the due index: call it off
-    /// the async threads. A due-index read error is logged and leaves the
-    /// queue counts out of the exposition.
-    pub fn collect(queue: &Queue, spool: &storage::Spool, trust: Option<&TrustStore>) -> Self {
-        let count = match QueueCount::read(spool) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                tracing::warn!(error = %e, "metrics: reading the due index failed");
-                None
-            }
-        };
-        Self {
-            in_flight: queue.in_flight(),
-            queue: count,
-            trust: trust.map(TrustSnapshot::of),
-        }
-    }
-
     fn registry(&self) -> Registry {
         let mut r = Registry::default();
         r.register(
@@ -354,6 +351,69 @@ impl Snapshot {
                 "Of the waiting messages, those whose next attempt time has passed",
                 ConstGauge::new(i64::try_from(q.due).unwrap_or(i64::MAX)),
             );
+        }
+        if let Some(c) = &self.cluster {
+            let gauge = |v: u64| ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX));
+            r.register("estafette_cluster_peers", "Peers configured", gauge(c.peers));
+            r.register(
+                "estafette_cluster_peers_up",
+                "Peers whose replication link is up",
+                gauge(c.peers_up),
+            );
+            r.register(
+                "estafette_cluster_accepting",
+                "1 when the node can get the copies min_copies needs (else 451 and /readyz 503)",
+                gauge(u64::from(c.accepting)),
+            );
+            r.register(
+                "estafette_cluster_shadows_held",
+                "Shadow copies held for peers",
+                gauge(c.shadows_held),
+            );
+            r.register(
+                "estafette_cluster_releases_pending",
+                "Releases not yet sent",
+                gauge(c.releases_pending),
+            );
+            for (name, help, v) in [
+                (
+                    "estafette_cluster_takeovers",
+                    "Takeovers started by this node",
+                    c.takeovers,
+                ),
+                (
+                    "estafette_cluster_taken_over_messages",
+                    "Messages taken over by this node",
+                    c.taken_over,
+                ),
+                (
+                    "estafette_cluster_accepts_replicated",
+                    "Accepts confirmed with every copy",
+                    c.accepts_ok,
+                ),
+                (
+                    "estafette_cluster_accepts_refused",
+                    "Accepts refused (451) for want of copies",
+                    c.accepts_refused,
+                ),
+                (
+                    "estafette_cluster_accepts_degraded",
+                    "Accepts with fewer copies (allow_degraded)",
+                    c.accepts_degraded,
+                ),
+                (
+                    "estafette_cluster_duplicates_possible",
+                    "Deliveries that may have happened twice",
+                    c.duplicates_possible,
+                ),
+                (
+                    "estafette_cluster_connections_refused",
+                    "Replication connections refused",
+                    c.refused,
+                ),
+            ] {
+                r.register(name, help, ConstCounter::new(v));
+            }
         }
         if let Some(t) = &self.trust {
             r.register(
@@ -457,6 +517,13 @@ mod tests {
                 failures: 2,
                 last_success: UNIX_EPOCH + Duration::from_secs(1_795_444_320),
             }),
+            cluster: Some(ClusterSnapshot {
+                peers: 2,
+                peers_up: 1,
+                accepting: true,
+                takeovers: 1,
+                ..ClusterSnapshot::default()
+            }),
         };
         let om = m.encode(&snapshot, Format::OpenMetrics).unwrap();
         let text = m.encode(&snapshot, Format::PrometheusText).unwrap();
@@ -477,6 +544,10 @@ mod tests {
             "estafette_queue_messages 7",
             "estafette_queue_due_messages 3",
             "estafette_trustlist_entries 6554",
+            "estafette_cluster_peers 2",
+            "estafette_cluster_peers_up 1",
+            "estafette_cluster_accepting 1",
+            "estafette_cluster_takeovers_total 1",
             "estafette_trustlist_domains 5000",
             "estafette_trustlist_age_seconds 1.5",
             "estafette_trustlist_refresh_failures_total 2",

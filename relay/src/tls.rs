@@ -1,5 +1,6 @@
 //! TLS building blocks shared by every TLS user of the node: the crypto
-//! provider choice, PEM loading and one error type. The server side
+//! provider choice, PEM loading (`net::tls`'s, with the relay's one error
+//! type) and that error type. The server side
 //! (`inbound::tls`), the delivery client (`outbound::tls`) and the trust-list
 //! download (`trust::fetch`) build their rustls configs from these.
 //!
@@ -15,7 +16,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{CipherSuite, RootCertStore, SupportedCipherSuite};
 
@@ -40,11 +40,13 @@ pub enum TlsError {
     Verifier(String),
 }
 
-fn file_err(what: &'static str, path: &Path, reason: impl ToString) -> TlsError {
-    TlsError::File {
-        what,
-        path: path.display().to_string(),
-        reason: reason.to_string(),
+impl From<net::tls::PemError> for TlsError {
+    fn from(e: net::tls::PemError) -> Self {
+        Self::File {
+            what: e.what,
+            path: e.path,
+            reason: e.reason,
+        }
     }
 }
 
@@ -75,39 +77,28 @@ pub fn https_provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Reads a PEM certificate chain.
+/// Reads a PEM certificate chain ([`net::tls::load_certs`]).
 ///
 /// # Errors
 /// The file is unreadable or holds no certificate.
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| file_err("certificate", path, e))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| file_err("certificate", path, e))?;
-    if certs.is_empty() {
-        return Err(file_err("certificate", path, "no CERTIFICATE block"));
-    }
-    Ok(certs)
+    Ok(net::tls::load_certs(path)?)
 }
 
-/// Reads a PEM private key.
+/// Reads a PEM private key ([`net::tls::load_key`]).
 ///
 /// # Errors
 /// The file is unreadable or holds no key.
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| file_err("private key", path, e))
+    Ok(net::tls::load_key(path)?)
 }
 
-/// Reads CA certificates into a root store.
+/// Reads CA certificates into a root store ([`net::tls::load_roots`]).
 ///
 /// # Errors
 /// The file is unreadable or holds no valid CA certificate.
 pub fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
-    let mut roots = RootCertStore::empty();
-    for cert in load_certs(path)? {
-        roots.add(cert).map_err(|e| file_err("CA certificate", path, e))?;
-    }
-    Ok(roots)
+    Ok(net::tls::load_roots(path)?)
 }
 
 #[cfg(test)]

@@ -54,6 +54,9 @@ fn cf_options(cf: Cf, config: &SpoolConfig, cache: &Cache) -> Options {
         Cf::Msg => {
             o.set_write_buffer_size(config.write_buffer_bytes);
         }
+        Cf::Cluster => {
+            o.set_write_buffer_size(4 << 20);
+        }
         Cf::Stats => {
             o.set_write_buffer_size(4 << 20);
             o.set_merge_operator_associative("estafette_add_u64", add_u64_merge);

@@ -19,10 +19,14 @@ pub(crate) enum Cf {
     EventByTime,
     /// `month "YYYY-MM" (7) || counter name` → u64 big-endian (merge operator adds).
     Stats,
+    /// The cluster's records, opaque to the spool: `b"epoch"`/`b"volume"` → u64
+    /// big-endian; `b"o" || id (16)` → the placement of an own message;
+    /// `b"s" || origin (2) || id (16)` → the placement of a shadow copy.
+    Cluster,
 }
 
 impl Cf {
-    pub(crate) const ALL: [Self; 7] = [
+    pub(crate) const ALL: [Self; 8] = [
         Self::Msg,
         Self::Body,
         Self::Sched,
@@ -30,6 +34,7 @@ impl Cf {
         Self::Event,
         Self::EventByTime,
         Self::Stats,
+        Self::Cluster,
     ];
 
     pub(crate) const fn name(self) -> &'static str {
@@ -41,6 +46,7 @@ impl Cf {
             Self::Event => "event",
             Self::EventByTime => "event_by_time",
             Self::Stats => "stats",
+            Self::Cluster => "cluster",
         }
     }
 }

@@ -31,6 +31,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod cluster;
 mod config;
 mod db;
 mod error;
@@ -44,6 +45,7 @@ mod spool;
 mod stats;
 mod writer;
 
+pub use cluster::ShadowKey;
 pub use config::{Durability, SpoolConfig};
 pub use error::Error;
 pub use events::{read_events, Event, EventKind};

@@ -253,6 +253,26 @@ pub(crate) fn decode_envelope(value: &[u8], cf: &'static str, key: &[u8]) -> Res
     deserialize_envelope(archived, cf, key)
 }
 
+impl Envelope {
+    /// The envelope as the spool stores it (versioned rkyv record): what a
+    /// replica carries on the wire.
+    ///
+    /// # Errors
+    /// Serialisation failed (never for a well-formed envelope).
+    pub fn to_bytes(&self) -> Result<Vec<u8>, Error> {
+        encode_envelope(self)
+    }
+
+    /// An envelope from [`Envelope::to_bytes`], validated; a peer's bytes are
+    /// untrusted: a bad record is [`Error::Corrupt`].
+    ///
+    /// # Errors
+    /// The bytes are not a valid envelope record.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
+        decode_envelope(bytes, "wire", b"")
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

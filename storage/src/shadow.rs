@@ -92,13 +92,32 @@ impl Spool {
     /// Dropping the future is safe (the origin never got the ack and counts the copy as
     /// missing). Storing the same `(origin, id)` twice overwrites.
     pub fn put_shadow(&self, origin: u16, id: MessageId, envelope: &Envelope, body: &[u8]) -> WriteFuture<()> {
-        let value = match encode_shadow(envelope, body) {
-            Ok(v) => v,
-            Err(e) => return WriteFuture::ready(Err(e)),
-        };
+        match self.shadow_ops(origin, id, envelope, body) {
+            Ok(ops) => self.writer().submit(ops, true, ()),
+            Err(e) => WriteFuture::ready(Err(e)),
+        }
+    }
+
+    pub(crate) fn shadow_ops(
+        &self,
+        origin: u16,
+        id: MessageId,
+        envelope: &Envelope,
+        body: &[u8],
+    ) -> Result<Ops, Error> {
+        let value = encode_shadow(envelope, body)?;
         let mut ops = Ops::default();
         ops.put(Cf::Shadow, shadow_key(origin, id).to_vec(), value);
-        self.writer().submit(ops, true, ())
+        Ok(ops)
+    }
+
+    /// The copy of `id` held for `origin`, if any.
+    pub fn shadow(&self, origin: u16, id: MessageId) -> Result<Option<Shadow>, Error> {
+        let key = shadow_key(origin, id);
+        match self.core().get(Cf::Shadow, &key)? {
+            None => Ok(None),
+            Some(v) => decode_shadow(&key, &v, &mut AlignedVec::new()).map(Some),
+        }
     }
 
     /// Drops the copies of `ids` held for `origin` (the origin delivered them).

@@ -263,8 +263,19 @@ impl Spool {
     pub fn accept_as(
         &self,
         id: MessageId,
+        envelope: Envelope,
+        body: impl Into<bytes::Bytes>,
+    ) -> WriteFuture<MessageId> {
+        self.accept_with(id, envelope, body, None)
+    }
+
+    /// [`Spool::accept_as`] with one more `cluster` record in the same batch.
+    pub(crate) fn accept_with(
+        &self,
+        id: MessageId,
         mut envelope: Envelope,
         body: impl Into<bytes::Bytes>,
+        extra: Option<(Vec<u8>, Vec<u8>)>,
     ) -> WriteFuture<MessageId> {
         if envelope.recipients.is_empty() {
             return WriteFuture::ready(Err(Error::InvalidArgument(
@@ -282,6 +293,9 @@ impl Spool {
         ops.put(Cf::Body, id.as_bytes().to_vec(), body);
         if let Some(due) = envelope.due_ms() {
             ops.put(Cf::Sched, sched_key(due, id).to_vec(), Vec::new());
+        }
+        if let Some((k, v)) = extra {
+            ops.put(Cf::Cluster, k, v);
         }
         self.writer().submit(ops, true, id)
     }
@@ -349,6 +363,7 @@ impl Spool {
         if let Some(d) = due {
             ops.delete(Cf::Sched, sched_key(d, id).to_vec());
         }
+        Self::forget_placement(&mut ops, id);
         self.core().submit(self.writer(), ops, durability, true)
     }
 

@@ -10,7 +10,16 @@ use common::{body, envelope};
 use rocksdb::{Options, DB};
 use storage::{Durability, Entry, Error, MessageId, Spool, SpoolConfig};
 
-const CFS: [&str; 7] = ["msg", "body", "sched", "shadow", "event", "event_by_time", "stats"];
+const CFS: [&str; 8] = [
+    "msg",
+    "body",
+    "sched",
+    "shadow",
+    "event",
+    "event_by_time",
+    "stats",
+    "cluster",
+];
 
 /// Opens the spool's database directly, bypassing the crate (to damage it).
 fn raw(path: &Path) -> DB {

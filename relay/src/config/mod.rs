@@ -11,10 +11,12 @@
 //! - [`outbound`]: `[outbound]` (delivery, retry, resolver) and `[[route]]`.
 //! - [`trust`]: `[trust]` and `[trust.list]` (the MSSanté list's source).
 //! - [`admin`]: `[admin]` (the admin HTTP listener).
+//! - [`cluster`]: `[cluster]` (peers, replication, takeover).
 //!
 //! The lowest layer of the relay: it depends on no other module of it.
 
 mod admin;
+mod cluster;
 mod listener;
 mod node;
 mod outbound;
@@ -26,6 +28,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use admin::{AdminConfig, DEFAULT_ADMIN_ADDRESS};
+pub use cluster::{ClusterConfig, MemberConfig};
 pub use listener::{ClientCertMode, Limits, ListenerConfig, TlsMode};
 pub use node::{NodeConfig, TlsFiles};
 pub use outbound::{OutboundConfig, ResolverSetting, RouteConfig, RouteTls, SystemResolver};
@@ -100,6 +103,9 @@ pub struct Config {
     /// trace and trust-list API). Absent: no admin listener.
     #[serde(default)]
     pub admin: Option<AdminConfig>,
+    /// Peers and replication (`[cluster]`). Absent: a single node.
+    #[serde(default)]
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Config {
@@ -131,6 +137,11 @@ impl Config {
             }
         };
         fix(&mut self.node.spool);
+        if let Some(c) = self.cluster.as_mut() {
+            fix(&mut c.ca);
+            fix(&mut c.cert);
+            fix(&mut c.key);
+        }
         if let Some(ids) = self.node.identities.as_mut() {
             fix(ids);
         }
@@ -276,6 +287,9 @@ impl Config {
                     return Err(invalid("outbound.ca", format!("route {} uses TLS", r.domain)));
                 }
             }
+        }
+        if let Some(c) = &self.cluster {
+            c.validate(self.node.node_id)?;
         }
         if let Some(t) = &self.trust {
             t.list.validate()?;

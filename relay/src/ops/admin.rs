@@ -34,7 +34,7 @@ use tracing::{info, warn};
 
 use crate::config::AdminConfig;
 use crate::lifecycle::{Phase, PhaseWatch};
-use crate::metrics::{Format, Metrics, QueueCount, Snapshot, TrustSnapshot};
+use crate::metrics::{ClusterSnapshot, Format, Metrics, QueueCount, Snapshot, TrustSnapshot};
 use crate::queue::Queue;
 use crate::trust::TrustStore;
 
@@ -55,6 +55,8 @@ pub struct Sources {
     pub spool: storage::Spool,
     /// The trust list, when the node has `[trust]`.
     pub trust: Option<Arc<TrustStore>>,
+    /// Where `POST /api/drain` asks the node's owner to drain (see `estafette drain`).
+    pub drain: Option<tokio::sync::mpsc::Sender<()>>,
 }
 
 /// A bound admin listener, not yet serving.
@@ -76,10 +78,12 @@ impl Admin {
         let listener = TcpListener::bind(config.address)
             .await
             .with_context(|| format!("admin: binding {}", config.address))?;
+        let drain = sources.drain.clone();
         let state = Arc::new(AdminState {
             sources,
             token,
             shutdown,
+            drain,
         });
         Ok(Self {
             listener,
@@ -136,6 +140,7 @@ struct AdminState {
     sources: Sources,
     token: Option<Token>,
     shutdown: PhaseWatch,
+    drain: Option<tokio::sync::mpsc::Sender<()>>,
 }
 
 /// The configured bearer token, kept as an HMAC tag under a random key:
@@ -166,6 +171,8 @@ fn router(state: Arc<AdminState>) -> Router {
         .route("/api/queue", get(queue))
         .route("/api/trace/{id}", get(trace))
         .route("/api/trustlist", get(trustlist))
+        .route("/api/cluster", get(cluster))
+        .route("/api/drain", axum::routing::post(drain))
         .with_state(state)
 }
 
@@ -213,6 +220,11 @@ async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
     if let Err(e) = state.sources.spool.health() {
         problems.push(format!("spool: {e}"));
     }
+    if let Some(c) = state.sources.queue.cluster() {
+        if c.replicates() && !c.can_accept() {
+            problems.push("cluster: too few peers reachable for min_copies".to_owned());
+        }
+    }
     if let Some(trust) = &state.sources.trust {
         if trust.current().entries() == 0 {
             problems.push("trust list: no entry loaded".to_owned());
@@ -232,15 +244,20 @@ async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
 async fn metrics(_: Authorized, State(state): State<Arc<AdminState>>, headers: HeaderMap) -> Response {
     let format = Format::negotiate(headers.get(ACCEPT).and_then(|v| v.to_str().ok()));
     let reader = state.clone();
+    let cluster = match state.sources.queue.cluster() {
+        Some(c) => c.status().await.map(|s| cluster_snapshot(&s, c)),
+        None => None,
+    };
     // The due-index count is a RocksDB scan: off the async threads.
     let snapshot = tokio::task::spawn_blocking(move || {
         let s = &reader.sources;
         collect_snapshot(&s.queue, &s.spool, s.trust.as_deref())
     })
     .await;
-    let Ok(snapshot) = snapshot else {
+    let Ok(mut snapshot) = snapshot else {
         return json_error(StatusCode::INTERNAL_SERVER_ERROR, "reading the metrics failed");
     };
+    snapshot.cluster = cluster;
     match state.sources.metrics.encode(&snapshot, format) {
         Ok(body) => ([(CONTENT_TYPE, format.content_type())], body).into_response(),
         Err(_) => json_error(StatusCode::INTERNAL_SERVER_ERROR, "encoding the metrics failed"),
@@ -463,6 +480,51 @@ fn collect_snapshot(queue: &Queue, spool: &storage::Spool, trust: Option<&TrustS
         in_flight: queue.in_flight(),
         queue: count,
         trust: trust.map(trust_snapshot),
+        cluster: None,
+    }
+}
+
+fn cluster_snapshot(s: &crate::cluster::Status, c: &crate::cluster::Cluster) -> ClusterSnapshot {
+    ClusterSnapshot {
+        peers: s.peers.len() as u64,
+        peers_up: s.peers.iter().filter(|p| p.link).count() as u64,
+        accepting: s.accepting,
+        shadows_held: s.shadows_held,
+        releases_pending: s.releases_pending,
+        takeovers: s.takeovers,
+        taken_over: s.taken_over,
+        accepts_ok: s.accepts_ok,
+        accepts_refused: s.accepts_refused,
+        accepts_degraded: s.accepts_degraded,
+        duplicates_possible: s.duplicates_possible,
+        refused: c
+            .transport_counters()
+            .refused
+            .load(std::sync::atomic::Ordering::Relaxed),
+    }
+}
+
+/// `GET /api/cluster`: members, links, epochs, shadows, takeovers.
+async fn cluster(_: Authorized, State(state): State<Arc<AdminState>>) -> Response {
+    match state.sources.queue.cluster() {
+        Some(c) => match c.status().await {
+            Some(s) => Json(s).into_response(),
+            None => json_error(StatusCode::SERVICE_UNAVAILABLE, "cluster driver not running"),
+        },
+        None => json_error(StatusCode::NOT_FOUND, "this node is not in a cluster"),
+    }
+}
+
+/// `POST /api/drain`: the node stops taking mail and hands its queue over,
+/// then exits (see `estafette drain`). Answers at once; `/api/cluster` and
+/// `/readyz` follow the drain.
+async fn drain(_: Authorized, State(state): State<Arc<AdminState>>) -> Response {
+    match &state.drain {
+        Some(tx) => {
+            let _ = tx.try_send(());
+            (StatusCode::ACCEPTED, Json(serde_json::json!({"draining": true}))).into_response()
+        }
+        None => json_error(StatusCode::NOT_IMPLEMENTED, "drain is not wired on this node"),
     }
 }
 

@@ -7,9 +7,10 @@
 //! - [`admin`]: the admin HTTP listener (metrics, probes, queue, trace and
 //!   trust-list API).
 //! - [`dev`]: `estafette serve --dev` (generated PKI, config, demo trust list).
-//! - [`pki`]: the IGC-Santé-shaped test PKI.
+//! - [`pki`]: the IGC-Santé-shaped test PKI; [`cluster_pki`]: the cluster's own CA.
 //! - [`sink`]: the dev mode's local sink (writes each message to a file).
 pub mod admin;
+pub mod cluster_pki;
 pub mod dev;
 pub mod node;
 pub mod pki;

@@ -10,6 +10,7 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use super::admin::{self, Admin};
+use crate::cluster::Cluster;
 use crate::config::{Config, ResolverSetting, RouteTls, TlsMode};
 use crate::inbound::identity::Identities;
 use crate::inbound::listener;
@@ -35,6 +36,8 @@ pub struct Node {
     metrics: Arc<Metrics>,
     admin_addr: Option<SocketAddr>,
     lifecycle: Lifecycle,
+    /// `POST /api/drain` requests.
+    drain_rx: tokio::sync::mpsc::Receiver<()>,
     /// Listener tasks (each waits for its sessions): done once drained.
     listeners: JoinSet<()>,
     tasks: JoinSet<()>,
@@ -60,6 +63,7 @@ impl Node {
         };
         let offer_auth = identities.has_accounts();
         let lifecycle = Lifecycle::new();
+        let (drain_tx, drain_rx) = tokio::sync::mpsc::channel(1);
         let rx = lifecycle.watch();
         let mut tasks = JoinSet::new();
         let mut listeners = JoinSet::new();
@@ -89,7 +93,29 @@ impl Node {
             None => None,
         };
         let policy = Arc::new(Policy::new(&config.routes, identities, trust).with_postmaster(postmaster));
-        let queue = Arc::new(build_queue(&config, spool.clone(), trust_store)?.with_metrics(metrics.clone()));
+        let (cluster, handed) = match &config.cluster {
+            Some(c) => {
+                let (cluster, handed) = Cluster::start(c, spool.clone()).await.context("cluster")?;
+                (Some(cluster), Some(handed))
+            }
+            None => (None, None),
+        };
+        let queue = Arc::new(
+            build_queue(&config, spool.clone(), trust_store)?
+                .with_metrics(metrics.clone())
+                .with_cluster(cluster.clone()),
+        );
+        // Messages the cluster gives this node to deliver (taken over, given back).
+        if let Some(mut handed) = handed {
+            // Detached: it ends with the cluster's driver, after the node.
+            let queue = Arc::downgrade(&queue);
+            tokio::spawn(async move {
+                while let Some(id) = handed.recv().await {
+                    let Some(queue) = queue.upgrade() else { return };
+                    queue.submit(id);
+                }
+            });
+        }
         tasks.spawn(queue.clone().run(rx.clone()));
         tasks.spawn(sweep_traces(
             spool.clone(),
@@ -181,6 +207,7 @@ impl Node {
                     queue: queue.clone(),
                     spool: spool.clone(),
                     trust: admin_trust,
+                    drain: Some(drain_tx.clone()),
                 };
                 let admin = Admin::bind(a, sources, rx.clone()).await?;
                 let local = admin.local_addr()?;
@@ -199,6 +226,7 @@ impl Node {
             lifecycle,
             listeners,
             tasks,
+            drain_rx,
             _spool_guard: guard,
         })
     }
@@ -236,12 +264,50 @@ impl Node {
         while self.listeners.join_next().await.is_some() {}
     }
 
+    /// Resolves when a drain was asked for on the admin API (`estafette drain`).
+    pub async fn drain_requested(&mut self) {
+        if self.drain_rx.recv().await.is_none() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Drain (DESIGN §5; the Kubernetes preStop hook runs it): listeners stop
+    /// (new connections refused, sessions finish with `421`), then, in a
+    /// cluster, every queued message is handed to a peer holding its copy,
+    /// which delivers it at once. Returns whether the hand-off finished
+    /// within `deadline` (a single node has nothing to hand over: its queue
+    /// waits on its volume for its return).
+    pub async fn drain(&mut self, deadline: Duration) -> bool {
+        let until = tokio::time::Instant::now() + deadline;
+        self.drain_listeners().await;
+        let Some(cluster) = self.queue.cluster().cloned() else {
+            return true;
+        };
+        // Attempts already running finish first (their Final is reported).
+        while self.queue.in_flight() > 0 && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        cluster.drain().await;
+        while tokio::time::Instant::now() < until {
+            if cluster.status().await.is_some_and(|s| s.drained) {
+                info!("drained: every queued message is with a peer");
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        warn!("drain deadline passed before every message was handed over");
+        false
+    }
+
     /// Drains the listeners, then [`Phase::Stopping`]: the attempts in
     /// progress finish, idle outbound connections say QUIT, background tasks
     /// end and the spool closes. Messages already acknowledged are on disk.
     pub async fn shutdown(mut self) {
         self.drain_listeners().await;
         self.lifecycle.advance(Phase::Stopping);
+        if let Some(c) = self.queue.cluster() {
+            c.close();
+        }
         while self.tasks.join_next().await.is_some() {}
     }
 }

@@ -204,6 +204,7 @@ impl Queue {
             self.event(id, EventKind::DsnQueued, dsn_id.to_string());
         }
         self.spool.remove(id, Durability::Buffered).await?;
+        self.release_copies(id);
         self.event(id, EventKind::Removed, "all recipients final".into());
         info!(%id, "done");
         Ok(())

@@ -54,6 +54,15 @@ pub enum CommitError {
         #[source]
         source: storage::Error,
     },
+    /// The cluster could not make the copies `min_copies` needs.
+    #[error("message {id} not replicated: {source}")]
+    Replication {
+        /// The id the message would have had.
+        id: MessageId,
+        /// Why.
+        #[source]
+        source: proto::cluster::Unavailable,
+    },
     /// The spool did not confirm within the accept deadline.
     #[error("message {id} not confirmed by the spool within {after:?}")]
     Timeout {
@@ -71,6 +80,7 @@ impl CommitError {
     pub fn reply(&self) -> Reply {
         match self {
             Self::Spool { source, .. } => spool_reply(source),
+            Self::Replication { source, .. } => source.reply(),
             Self::Timeout { .. } => Reply::new(
                 451,
                 EnhancedCode::new(4, 3, 0),
@@ -87,6 +97,9 @@ impl CommitError {
         match self {
             Self::Spool { source, .. } => source,
             Self::Timeout { after, .. } => storage::Error::DeadlineExceeded { waited: after },
+            Self::Replication { .. } => storage::Error::Unhealthy {
+                reason: "replication unavailable".into(),
+            },
         }
     }
 }
@@ -127,10 +140,49 @@ impl Queue {
             event,
         } = message;
         let received_ms = envelope.received_at_ms;
-        match tokio::time::timeout(deadline, self.spool.accept_as(id, envelope, body)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(source)) => return Err(CommitError::Spool { id, source }),
-            Err(_) => return Err(CommitError::Timeout { id, after: deadline }),
+        // Copies on the peers and the local write run in parallel; 250 needs both.
+        let replication = match &self.cluster {
+            Some(c) if c.replicates() => {
+                let bytes = envelope
+                    .to_bytes()
+                    .map_err(|source| CommitError::Spool { id, source })?;
+                match c.place(id, bytes, body.clone()).await {
+                    Ok(r) => Some(r),
+                    Err(source) => return Err(CommitError::Replication { id, source }),
+                }
+            }
+            _ => None,
+        };
+        let local = match &replication {
+            Some(r) => self.spool.accept_placed(id, envelope, body, r.placement.clone()),
+            None => self.spool.accept_as(id, envelope, body),
+        };
+        let both = async {
+            let stored = local.await;
+            let copies = match replication {
+                Some(r) => r.outcome().await,
+                None => Ok(()),
+            };
+            (stored, copies)
+        };
+        match tokio::time::timeout(deadline, both).await {
+            Ok((Ok(_), Ok(()))) => {}
+            Ok((Ok(_), Err(source))) => {
+                // Not acknowledged: the local copy goes (the protocol released the shadows).
+                let _ = self.spool.remove(id, storage::Durability::Buffered).await;
+                return Err(CommitError::Replication { id, source });
+            }
+            Ok((Err(source), copies)) => {
+                if copies.is_ok() {
+                    self.release_copies(id);
+                }
+                return Err(CommitError::Spool { id, source });
+            }
+            Err(_) => {
+                let _ = self.spool.remove(id, storage::Durability::Buffered).await;
+                self.release_copies(id);
+                return Err(CommitError::Timeout { id, after: deadline });
+            }
         }
         self.submit(id);
         if !counters.is_empty() {
@@ -149,7 +201,23 @@ impl Queue {
     /// FROM when it cannot (a full disk answers `452 4.3.1` before the client
     /// sends a body).
     pub fn health(&self) -> Result<(), Reply> {
-        self.spool.health().map_err(|e| spool_reply(&e))
+        self.spool.health().map_err(|e| spool_reply(&e))?;
+        match &self.cluster {
+            Some(c) if c.replicates() && !c.can_accept() => Err(Reply::new(
+                451,
+                EnhancedCode::new(4, 3, 0),
+                "Replication unavailable, try again later",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The message left this node (final, or not accepted after all): its
+    /// copies on the peers are released.
+    pub(super) fn release_copies(&self, id: MessageId) {
+        if let Some(c) = &self.cluster {
+            c.finished(id);
+        }
     }
 }
 

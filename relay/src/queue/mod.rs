@@ -47,6 +47,7 @@ use storage::MessageId;
 use tokio::sync::{Notify, Semaphore};
 use tracing::{error, warn};
 
+use crate::cluster::Cluster;
 use crate::lifecycle::{Phase, PhaseWatch};
 use crate::metrics::Metrics;
 use crate::outbound::{Pool, Router};
@@ -70,6 +71,7 @@ pub struct Queue {
     look_ahead: AtomicBool,
     handoff_grace: Duration,
     started: AtomicU64,
+    cluster: Option<Arc<Cluster>>,
 }
 
 /// When and how much the scheduler starts.
@@ -124,6 +126,7 @@ impl Queue {
             look_ahead: AtomicBool::new(true),
             handoff_grace: schedule.handoff_grace,
             started: AtomicU64::new(0),
+            cluster: None,
         }
     }
 
@@ -132,6 +135,18 @@ impl Queue {
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.metrics = metrics;
         self
+    }
+
+    /// Replicates every committed message through `cluster` (DESIGN §3).
+    #[must_use]
+    pub fn with_cluster(mut self, cluster: Option<Arc<Cluster>>) -> Self {
+        self.cluster = cluster;
+        self
+    }
+
+    /// The cluster, if the node is in one.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.as_ref()
     }
 
     /// Tells the scheduler that something became due now.
@@ -257,6 +272,9 @@ impl Queue {
         let Ok(permit) = self.limit.clone().acquire_owned().await else {
             return false;
         };
+        if self.cluster.as_ref().is_some_and(|c| !c.may_deliver(id)) {
+            return true; // the cluster says another node delivers it, or not yet
+        }
         if !self.claim(id) {
             return true;
         }

@@ -1,0 +1,344 @@
+//! The task that runs this node's `proto::cluster::Node`: it feeds it frames,
+//! links, local events and timer expiries with the current time, and carries
+//! out what it asks (send frames, stream copies, store shadows, promote,
+//! drop, answer the accept). The protocol's decisions are all in proto; this
+//! file only does the I/O they name.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use bytes::Bytes;
+use proto::cluster::{
+    Action, Frame, LocalEvent, MessageId, NackReason, Node, NodeId, Placement, Replicate, Unavailable,
+};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+
+/// Body bytes per `Replicate` frame.
+const CHUNK: usize = 1 << 20;
+
+/// What the rest of the node tells the driver.
+pub(super) enum Cmd {
+    /// A message is about to be committed locally: place its copies. The
+    /// placement comes back at once; the outcome once the shadows acked.
+    Accept {
+        id: MessageId,
+        envelope: Vec<u8>,
+        body: Bytes,
+        placement: oneshot::Sender<Option<Placement>>,
+        outcome: oneshot::Sender<Result<(), Unavailable>>,
+    },
+    /// A message left this node's queue (delivered or bounced).
+    Final(MessageId),
+    /// A control or data frame from a peer (identity from its certificate).
+    Frame { from: NodeId, frame: Frame },
+    /// The outgoing connection to `peer` came up (with its frame queue) or went down.
+    Link {
+        peer: NodeId,
+        link: Option<mpsc::Sender<Vec<u8>>>,
+    },
+    /// A received copy was stored (or not).
+    ShadowDone {
+        origin: NodeId,
+        id: MessageId,
+        placement: Placement,
+        result: Result<(), NackReason>,
+    },
+    /// Shadows were promoted into the queue.
+    Promoted { origin: NodeId, ids: Vec<MessageId> },
+    /// A status snapshot for `cluster status` and metrics.
+    Status(oneshot::Sender<super::Status>),
+    /// Drain: hand the queue to the peers.
+    Drain,
+}
+
+/// A copy being received from a peer: chunks appended in order.
+struct Incoming {
+    envelope: Vec<u8>,
+    body: Vec<u8>,
+}
+
+/// What the driver does outside the protocol: the spool and the queue.
+pub(super) struct Io {
+    pub(super) spool: storage::Spool,
+    /// Messages this node may deliver now (promoted, recovered, given back).
+    pub(super) deliver: mpsc::UnboundedSender<storage::MessageId>,
+    /// Its own channel, for the spool tasks it spawns.
+    pub(super) me: mpsc::Sender<Cmd>,
+    /// Whether enough peers are reachable to accept (read at MAIL FROM).
+    pub(super) accepting: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Queued messages this node must not start delivering now: recovered
+    /// ones until the protocol says `Deliver`, and those it was told a peer
+    /// took over (`Hold`, `Handed`, `DropLocal`).
+    pub(super) blocked: super::Blocked,
+}
+
+pub(super) struct Driver {
+    pub(super) node: Node,
+    pub(super) io: Io,
+    pub(super) links: HashMap<NodeId, mpsc::Sender<Vec<u8>>>,
+    /// Bodies of messages being accepted, for `SendCopy`.
+    pub(super) sending: HashMap<MessageId, (Vec<u8>, Bytes)>,
+    pub(super) outcomes: HashMap<MessageId, oneshot::Sender<Result<(), Unavailable>>>,
+    incoming: HashMap<(NodeId, MessageId), Incoming>,
+}
+
+fn sid(id: MessageId) -> Option<storage::MessageId> {
+    storage::MessageId::from_slice(id.as_bytes())
+}
+
+pub(super) fn placement_bytes(p: &Placement) -> Vec<u8> {
+    rkyv::to_bytes::<rkyv::rancor::Error>(p).map_or_else(|_| Vec::new(), |b| b.to_vec())
+}
+
+impl Driver {
+    pub(super) fn new(node: Node, io: Io) -> Self {
+        Self {
+            node,
+            io,
+            links: HashMap::new(),
+            sending: HashMap::new(),
+            outcomes: HashMap::new(),
+            incoming: HashMap::new(),
+        }
+    }
+
+    /// Runs until every sender of `rx` is gone.
+    pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Cmd>) {
+        self.flush();
+        loop {
+            let timer = self.node.poll_timeout();
+            let sleep = async {
+                match timer {
+                    Some(t) => tokio::time::sleep_until(t.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => self.handle(cmd),
+                    None => return,
+                },
+                () = sleep => self.node.handle_timeout(Instant::now()),
+            }
+            self.flush();
+        }
+    }
+
+    fn handle(&mut self, cmd: Cmd) {
+        let now = Instant::now();
+        match cmd {
+            Cmd::Accept {
+                id,
+                envelope,
+                body,
+                placement,
+                outcome,
+            } => {
+                let size = (envelope.len() + body.len()) as u64;
+                self.sending.insert(id, (envelope, body));
+                self.outcomes.insert(id, outcome);
+                self.node.handle_local(now, LocalEvent::Accepted { id, size });
+                let _ = placement.send(self.node.placement(&id).cloned());
+            }
+            Cmd::Final(id) => self.node.handle_local(now, LocalEvent::Final { id }),
+            Cmd::Frame { from, frame } => match frame {
+                Frame::Replicate(r) => self.on_replicate(from, r),
+                other => self.node.handle_frame(now, from, other),
+            },
+            Cmd::Link { peer, link } => {
+                let up = link.is_some();
+                match link {
+                    Some(tx) => self.links.insert(peer, tx),
+                    None => self.links.remove(&peer),
+                };
+                self.node.handle_link(now, peer, up);
+            }
+            Cmd::ShadowDone {
+                origin,
+                id,
+                placement,
+                result,
+            } => {
+                let event = match result {
+                    Ok(()) => LocalEvent::ShadowStored { origin, id, placement },
+                    Err(reason) => LocalEvent::ShadowFailed { origin, id, reason },
+                };
+                self.node.handle_local(now, event);
+            }
+            Cmd::Promoted { origin, ids } => self.node.handle_local(now, LocalEvent::Promoted { origin, ids }),
+            Cmd::Status(tx) => {
+                let _ = tx.send(super::Status::of(&self.node, now));
+            }
+            Cmd::Drain => self.node.handle_local(now, LocalEvent::Drain),
+        }
+    }
+
+    /// Appends a chunk of a copy; on the last one stores it (synced) on a task
+    /// of its own and reports back.
+    fn on_replicate(&mut self, origin: NodeId, r: Replicate) {
+        let key = (origin, r.id);
+        let entry = self.incoming.entry(key).or_insert_with(|| Incoming {
+            envelope: Vec::new(),
+            body: Vec::new(),
+        });
+        if r.offset != entry.body.len() as u64 {
+            self.incoming.remove(&key);
+            let _ = self.io.me.try_send(Cmd::ShadowDone {
+                origin,
+                id: r.id,
+                placement: r.placement,
+                result: Err(NackReason::Invalid),
+            });
+            return;
+        }
+        if !r.envelope.is_empty() {
+            entry.envelope = r.envelope;
+        }
+        entry.body.extend_from_slice(&r.chunk);
+        if !r.last {
+            return;
+        }
+        let Some(copy) = self.incoming.remove(&key) else { return };
+        let (spool, me) = (self.io.spool.clone(), self.io.me.clone());
+        let placement = r.placement;
+        tokio::spawn(async move {
+            let result = store_shadow(&spool, origin, r.id, &copy, &placement).await;
+            let _ = me
+                .send(Cmd::ShadowDone {
+                    origin,
+                    id: r.id,
+                    placement,
+                    result,
+                })
+                .await;
+        });
+    }
+
+    /// Carries out actions and sends frames until the node has none.
+    fn flush(&mut self) {
+        while let Some(action) = self.node.poll_action() {
+            self.act(action);
+        }
+        while let Some((peer, frame)) = self.node.poll_transmit() {
+            self.send(peer, &frame);
+        }
+        self.io.accepting.store(
+            self.node.can_accept(Instant::now()),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    fn send(&mut self, peer: NodeId, frame: &Frame) {
+        if let Some(link) = self.links.get(&peer) {
+            if link.try_send(proto::cluster::encode(frame)).is_err() {
+                // Full or closed: the protocol repairs lost frames (timeouts, reconcile).
+                warn!(%peer, "cluster link congested: frame dropped");
+            }
+        }
+    }
+
+    fn act(&mut self, action: Action) {
+        match action {
+            Action::SendCopy { to, id, placement } => {
+                let Some((envelope, body)) = self.sending.get(&id).cloned() else {
+                    return;
+                };
+                let mut offset = 0usize;
+                loop {
+                    let end = (offset + CHUNK).min(body.len());
+                    let last = end == body.len();
+                    let frame = Frame::Replicate(Replicate {
+                        id,
+                        placement: placement.clone(),
+                        offset: offset as u64,
+                        envelope: if offset == 0 { envelope.clone() } else { Vec::new() },
+                        chunk: body[offset..end].to_vec(),
+                        last,
+                    });
+                    self.send(to, &frame);
+                    if last {
+                        break;
+                    }
+                    offset = end;
+                }
+            }
+            Action::AcceptOutcome { id, result } => {
+                self.sending.remove(&id);
+                if let Some(tx) = self.outcomes.remove(&id) {
+                    let _ = tx.send(result);
+                }
+            }
+            Action::Deliver { ids } => {
+                self.io.blocked.unblock(&ids);
+                for id in ids.into_iter().filter_map(sid) {
+                    let _ = self.io.deliver.send(id);
+                }
+            }
+            // Attempts already started finish (and report `Final`).
+            Action::Hold { ids } | Action::Handed { ids } => {
+                info!(count = ids.len(), "messages held: a peer delivers them");
+                self.io.blocked.block(&ids);
+            }
+            Action::DropLocal { ids } => {
+                self.io.blocked.block(&ids);
+                let spool = self.io.spool.clone();
+                tokio::spawn(async move {
+                    for id in ids.into_iter().filter_map(sid) {
+                        let _ = spool.remove(id, storage::Durability::Buffered).await;
+                    }
+                });
+            }
+            Action::DropShadows { origin, ids } => {
+                let ids: Vec<_> = ids.into_iter().filter_map(sid).collect();
+                let fut = self
+                    .io
+                    .spool
+                    .release_shadows_placed(origin.0, &ids, storage::Durability::Buffered);
+                tokio::spawn(async move {
+                    let _ = fut.await;
+                });
+            }
+            Action::Promote { origin, ids } => {
+                let (spool, me, deliver) = (self.io.spool.clone(), self.io.me.clone(), self.io.deliver.clone());
+                let placements: Vec<(MessageId, Vec<u8>)> = ids
+                    .iter()
+                    .map(|id| (*id, self.node.placement(id).map(placement_bytes).unwrap_or_default()))
+                    .collect();
+                tokio::spawn(async move {
+                    let mut done = Vec::new();
+                    for (id, placement) in placements {
+                        let Some(sid) = sid(id) else { continue };
+                        match spool.promote_shadow_placed(origin.0, sid, placement).await {
+                            Ok(_) => {
+                                done.push(id);
+                                let _ = deliver.send(sid);
+                            }
+                            Err(e) => warn!(%origin, id = %sid, error = %e, "taking over a copy failed"),
+                        }
+                    }
+                    info!(%origin, count = done.len(), "took over the copies of an unreachable node");
+                    let _ = me.send(Cmd::Promoted { origin, ids: done }).await;
+                });
+            }
+        }
+    }
+}
+
+async fn store_shadow(
+    spool: &storage::Spool,
+    origin: NodeId,
+    id: MessageId,
+    copy: &Incoming,
+    placement: &Placement,
+) -> Result<(), NackReason> {
+    let envelope = storage::Envelope::from_bytes(&copy.envelope).map_err(|_| NackReason::Invalid)?;
+    let sid = sid(id).ok_or(NackReason::Invalid)?;
+    spool
+        .put_shadow_placed(origin.0, sid, &envelope, &copy.body, placement_bytes(placement))
+        .await
+        .map_err(|e| match e {
+            storage::Error::NoSpace { .. } => NackReason::NoSpace,
+            _ => NackReason::Storage,
+        })
+}

@@ -1,0 +1,381 @@
+//! The cluster: every accepted message on `min_copies` nodes before `250`,
+//! takeover of an unreachable node's queue by the nodes holding its copies
+//! (DESIGN §3, §5).
+//!
+//! # Layout
+//! - [`transport`]: QUIC (quinn) with mutual TLS from the cluster CA, one
+//!   outgoing connection per peer, frames on one stream each.
+//! - `driver`: the task running the sans-io protocol
+//!   ([`proto::cluster::Node`]) and doing the I/O it asks for (streaming
+//!   copies, storing shadows, promoting them, dropping released ones).
+//! - this module: [`Cluster`], the handle the commit path and the queue use.
+//!
+//! Depends on the spool and the bottom layer (config, tls); the queue depends
+//! on it (the commit path asks it for copies; finished messages release them).
+//!
+//! # What is done, what is not (yet)
+//! Done: replication before 250 with `min_copies` acks (451 4.3.0 otherwise,
+//! and at MAIL FROM when too few peers are reachable), placement stored with
+//! every message and copy, releases when a message is final, takeover of an
+//! unreachable node's copies after `takeover_after` (promoted into this node's
+//! queue and delivered), epochs and volume ids, reconcile and drain frames as
+//! the protocol sends them; a restarted node delivers its recovered queue
+//! only once the protocol says so (`Deliver` after the peers answered or
+//! `restart_wait` expired), and never what a peer took over. An attempt that
+//! already started when `Hold` arrives finishes (a counted duplicate at worst).
+
+mod driver;
+pub mod transport;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use proto::cluster::{
+    Boot, Config as ProtoConfig, Counters, MemberConfig as ProtoMember, MessageId, Node, NodeId, Placement,
+    RecoveredCopy, Unavailable,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::ClusterConfig;
+use driver::{placement_bytes, Cmd, Driver, Io};
+pub use transport::TransportCounters;
+
+/// Queued messages the protocol does not let this node deliver now.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Blocked(Arc<std::sync::Mutex<std::collections::HashSet<MessageId>>>);
+
+impl Blocked {
+    fn block(&self, ids: &[MessageId]) {
+        if let Ok(mut set) = self.0.lock() {
+            set.extend(ids.iter().copied());
+        }
+    }
+
+    fn unblock(&self, ids: &[MessageId]) {
+        if let Ok(mut set) = self.0.lock() {
+            for id in ids {
+                set.remove(id);
+            }
+        }
+    }
+
+    /// A poisoned lock blocks nothing: delivering is at-least-once anyway.
+    fn contains(&self, id: &MessageId) -> bool {
+        self.0.lock().is_ok_and(|set| set.contains(id))
+    }
+}
+
+/// The node's cluster handle: cheap to share (`Arc`), used by the commit path.
+#[derive(Debug)]
+pub struct Cluster {
+    tx: mpsc::Sender<Cmd>,
+    min_copies: usize,
+    accepting: Arc<AtomicBool>,
+    counters: Arc<TransportCounters>,
+    endpoint: quinn::Endpoint,
+    blocked: Blocked,
+}
+
+/// A snapshot for `estafette cluster status`, `/api/cluster` and metrics.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Status {
+    /// This node's epoch.
+    pub epoch: u64,
+    /// Whether it can take mail now (enough peers reachable).
+    pub accepting: bool,
+    /// A drain finished: every queued message is handed to a peer.
+    pub drained: bool,
+    /// One line per peer.
+    pub peers: Vec<PeerLine>,
+    /// The protocol's counters.
+    pub shadows_held: u64,
+    /// Releases not yet sent.
+    pub releases_pending: u64,
+    /// Takeovers started by this node.
+    pub takeovers: u64,
+    /// Messages taken over by this node.
+    pub taken_over: u64,
+    /// Accepts confirmed with every copy.
+    pub accepts_ok: u64,
+    /// Accepts refused (`451`) for want of copies.
+    pub accepts_refused: u64,
+    /// Accepts with fewer copies (`allow_degraded`).
+    pub accepts_degraded: u64,
+    /// Deliveries that may have happened twice (partitions, restarts).
+    pub duplicates_possible: u64,
+}
+
+/// One peer in [`Status`].
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PeerLine {
+    /// Its name.
+    pub name: String,
+    /// Its id.
+    pub id: u16,
+    /// The connection to it is up.
+    pub link: bool,
+    /// Heard from within `takeover_after`.
+    pub live: bool,
+    /// Seconds since last heard from.
+    pub silent_secs: f64,
+    /// Its epoch, once known.
+    pub epoch: Option<u64>,
+    /// Its queue depth (last heartbeat).
+    pub queue_depth: u64,
+    /// It is draining.
+    pub draining: bool,
+}
+
+impl Status {
+    fn of(node: &Node, now: Instant) -> Self {
+        let c: Counters = node.counters();
+        Self {
+            epoch: node.epoch(),
+            accepting: node.can_accept(now),
+            drained: node.is_drained(),
+            peers: node
+                .peers()
+                .map(|p| PeerLine {
+                    name: p.name.clone(),
+                    id: p.node.0,
+                    link: p.link,
+                    live: p.live,
+                    silent_secs: now.saturating_duration_since(p.last_heard).as_secs_f64(),
+                    epoch: p.epoch,
+                    queue_depth: p.queue_depth,
+                    draining: p.draining,
+                })
+                .collect(),
+            shadows_held: c.shadows_held,
+            releases_pending: c.releases_pending,
+            takeovers: c.takeovers,
+            taken_over: c.taken_over,
+            accepts_ok: c.accepts_ok,
+            accepts_refused: c.accepts_refused,
+            accepts_degraded: c.accepts_degraded,
+            duplicates_possible: c.duplicates_possible,
+        }
+    }
+}
+
+/// An accept in progress: the placement to store with the message, and the
+/// shadows' outcome to wait for.
+#[derive(Debug)]
+pub struct Replication {
+    /// Encoded placement, stored beside the message in the same commit.
+    pub placement: Vec<u8>,
+    outcome: oneshot::Receiver<Result<(), Unavailable>>,
+}
+
+impl Replication {
+    /// Resolves once every shadow acked (`Ok`) or the accept failed (`451`).
+    pub async fn outcome(self) -> Result<(), Unavailable> {
+        self.outcome.await.unwrap_or(Err(Unavailable::Timeout))
+    }
+}
+
+fn decode_placement(bytes: &[u8]) -> Option<Placement> {
+    let mut aligned = rkyv::util::AlignedVec::<16>::new();
+    aligned.extend_from_slice(bytes);
+    rkyv::from_bytes::<Placement, rkyv::rancor::Error>(&aligned).ok()
+}
+
+fn to_proto_id(id: storage::MessageId) -> MessageId {
+    let mut b = [0u8; 16];
+    b.copy_from_slice(id.as_bytes());
+    MessageId(b)
+}
+
+impl Cluster {
+    /// Starts the cluster side of a node: a new epoch (synced), the protocol
+    /// with what the spool holds, the QUIC endpoint, a connection loop per
+    /// peer. Messages the protocol hands to this node for delivery (taken
+    /// over, given back) come out of the returned receiver: give them to the
+    /// queue.
+    ///
+    /// # Errors
+    /// The spool (epoch), the cluster certificates, the UDP bind.
+    pub async fn start(
+        config: &ClusterConfig,
+        spool: storage::Spool,
+    ) -> anyhow::Result<(Arc<Self>, mpsc::UnboundedReceiver<storage::MessageId>)> {
+        let floor = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_secs());
+        let (epoch, volume) = spool.start_epoch(floor).await?;
+        let me = config
+            .me()
+            .ok_or_else(|| anyhow::anyhow!("cluster.name is not a member"))?;
+        let proto_config = ProtoConfig {
+            node: NodeId(me.id),
+            members: config
+                .members
+                .iter()
+                .map(|m| ProtoMember {
+                    node: NodeId(m.id),
+                    name: m.name.clone(),
+                    zone: m.zone.clone(),
+                })
+                .collect(),
+            min_copies: config.min_copies,
+            allow_degraded: config.allow_degraded,
+            accept_deadline: Duration::from_millis(config.accept_deadline_ms),
+            takeover_after: Duration::from_secs(config.takeover_after_secs),
+            restart_wait: Duration::from_secs(config.restart_wait_secs),
+            ..ProtoConfig::default()
+        };
+        let own: Vec<RecoveredCopy> = spool
+            .placements()?
+            .into_iter()
+            .filter_map(|(id, p)| {
+                Some(RecoveredCopy {
+                    id: to_proto_id(id),
+                    placement: decode_placement(&p)?,
+                    promoted: false,
+                })
+            })
+            .collect();
+        let shadows = spool
+            .shadow_placements()?
+            .into_iter()
+            .filter_map(|((_, id), p)| {
+                Some(RecoveredCopy {
+                    id: to_proto_id(id),
+                    placement: decode_placement(&p)?,
+                    promoted: false,
+                })
+            })
+            .collect();
+        // Recovered messages wait for the peers' word (taken over or not).
+        let blocked = Blocked::default();
+        blocked.block(&own.iter().map(|c: &RecoveredCopy| c.id).collect::<Vec<_>>());
+        let boot = Boot {
+            epoch,
+            volume,
+            own,
+            shadows,
+        };
+        let node = Node::new(Arc::new(proto_config), boot, Instant::now());
+        let endpoint = transport::endpoint(config)?;
+        let (tx, rx) = mpsc::channel(4096);
+        let (deliver, delivered) = mpsc::unbounded_channel();
+        let accepting = Arc::new(AtomicBool::new(config.min_copies <= 1));
+        let counters = Arc::new(TransportCounters::default());
+        let io = Io {
+            spool,
+            deliver,
+            me: tx.clone(),
+            accepting: accepting.clone(),
+            blocked: blocked.clone(),
+        };
+        tokio::spawn(Driver::new(node, io).run(rx));
+        let shared = Arc::new(config.clone());
+        tokio::spawn(transport::accept(
+            endpoint.clone(),
+            shared,
+            tx.clone(),
+            counters.clone(),
+        ));
+        for m in config.members.iter().filter(|m| m.name != config.name) {
+            tokio::spawn(transport::dial(
+                endpoint.clone(),
+                NodeId(m.id),
+                m.name.clone(),
+                m.address.clone(),
+                tx.clone(),
+            ));
+        }
+        tracing::info!(node = %config.name, epoch, volume, min_copies = config.min_copies, "cluster started");
+        Ok((
+            Arc::new(Self {
+                tx,
+                min_copies: config.min_copies,
+                accepting,
+                counters,
+                endpoint,
+                blocked,
+            }),
+            delivered,
+        ))
+    }
+
+    /// Whether this node may start delivering `id` now: not while a restart
+    /// waits for the peers' answer about it, nor once a peer took it over.
+    pub fn may_deliver(&self, id: storage::MessageId) -> bool {
+        !self.blocked.contains(&to_proto_id(id))
+    }
+
+    /// Whether accepted messages need copies on peers.
+    pub fn replicates(&self) -> bool {
+        self.min_copies > 1
+    }
+
+    /// Whether enough peers are reachable to accept mail now (`451` at MAIL
+    /// FROM otherwise, and `/readyz` false).
+    pub fn can_accept(&self) -> bool {
+        self.accepting.load(Ordering::Relaxed)
+    }
+
+    /// Places the copies of a message about to be committed locally.
+    ///
+    /// # Errors
+    /// The accept is refused at once (too few peers): answer `451 4.3.0`.
+    pub async fn place(
+        &self,
+        id: storage::MessageId,
+        envelope: Vec<u8>,
+        body: Bytes,
+    ) -> Result<Replication, Unavailable> {
+        let (ptx, prx) = oneshot::channel();
+        let (otx, orx) = oneshot::channel();
+        let cmd = Cmd::Accept {
+            id: to_proto_id(id),
+            envelope,
+            body,
+            placement: ptx,
+            outcome: otx,
+        };
+        let unavailable = Unavailable::NotEnoughPeers {
+            reachable: 0,
+            needed: self.min_copies.saturating_sub(1),
+        };
+        if self.tx.send(cmd).await.is_err() {
+            return Err(unavailable);
+        }
+        match prx.await {
+            Ok(Some(p)) => Ok(Replication {
+                placement: placement_bytes(&p),
+                outcome: orx,
+            }),
+            // Refused at once: the outcome says why.
+            _ => Err(orx.await.ok().and_then(Result::err).unwrap_or(unavailable)),
+        }
+    }
+
+    /// `id` left this node's queue: its copies are released.
+    pub fn finished(&self, id: storage::MessageId) {
+        let _ = self.tx.try_send(Cmd::Final(to_proto_id(id)));
+    }
+
+    /// A status snapshot (`None` if the driver is gone).
+    pub async fn status(&self) -> Option<Status> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Cmd::Status(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Refused handshakes and malformed frames.
+    pub fn transport_counters(&self) -> &TransportCounters {
+        &self.counters
+    }
+
+    /// Starts a drain: the protocol hands every queued message to a peer.
+    pub async fn drain(&self) {
+        let _ = self.tx.send(Cmd::Drain).await;
+    }
+
+    /// Closes the QUIC endpoint (at shutdown).
+    pub fn close(&self) {
+        self.endpoint.close(quinn::VarInt::from_u32(0), b"shutdown");
+    }
+}

@@ -1,0 +1,220 @@
+//! QUIC between the nodes: quinn with mutual TLS from the cluster CA, ALPN
+//! `estafette-repl/1`, frames as length-prefixed records on one unidirectional
+//! stream per connection. This layer only moves bytes; the protocol is
+//! `proto::cluster::Node`, run by [`super::driver`].
+//!
+//! Each node opens one connection to every peer and sends its frames on it;
+//! it receives the peer's frames on the connection the peer opened. So a pair
+//! of nodes holds two connections, each carrying one direction (simpler than
+//! electing who dials, and a lost path shows on both sides at once).
+//!
+//! Who a peer is comes from its certificate, never from what it says: the
+//! certificate must chain to the cluster CA (checked in the handshake) and
+//! carry a member's name as DNS name; a frame claiming another id is ignored
+//! by the protocol. Anything else is refused, logged and counted; a malformed
+//! frame closes that connection, never the node.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use proto::cluster::{FrameDecoder, NodeId};
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use super::driver::Cmd;
+use crate::config::ClusterConfig;
+use crate::tls::TlsError;
+
+/// The ALPN of the replication protocol, version 1.
+pub const ALPN: &[u8] = b"estafette-repl/1";
+
+/// Largest frame accepted from a peer (a 1 MiB body chunk, its envelope and
+/// placement fit with room to spare).
+const MAX_FRAME: usize = 4 << 20;
+
+/// Refused handshakes and frames (metrics, `cluster status`).
+#[derive(Debug, Default)]
+pub struct TransportCounters {
+    /// Connections refused: certificate not naming a member, handshake failed.
+    pub refused: AtomicU64,
+    /// Connections closed on a malformed frame.
+    pub malformed: AtomicU64,
+}
+
+/// Builds the QUIC endpoint: server side requires a client certificate from the
+/// cluster CA, client side presents this node's certificate.
+///
+/// # Errors
+/// Unreadable PEM files, a key not matching its certificate, or the UDP bind.
+pub(super) fn endpoint(config: &ClusterConfig) -> Result<quinn::Endpoint, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let roots = Arc::new(crate::tls::load_roots(&config.ca)?);
+    let chain: Vec<CertificateDer<'static>> = crate::tls::load_certs(&config.cert)?;
+    let key: PrivateKeyDer<'static> = crate::tls::load_key(&config.key)?;
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+        .build()
+        .map_err(|e| TlsError::Verifier(e.to_string()))?;
+    let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain.clone(), key.clone_key())?;
+    server.alpn_protocols = vec![ALPN.to_vec()];
+    let mut client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)?;
+    client.alpn_protocols = vec![ALPN.to_vec()];
+    let server = QuicServerConfig::try_from(server).map_err(|e| TlsError::Verifier(e.to_string()))?;
+    let client = QuicClientConfig::try_from(client).map_err(|e| TlsError::Verifier(e.to_string()))?;
+    let mut transport = quinn::TransportConfig::default();
+    let window = u32::try_from(config.max_in_flight_bytes).unwrap_or(u32::MAX);
+    transport
+        .stream_receive_window(quinn::VarInt::from_u32(window))
+        .receive_window(quinn::VarInt::from_u32(window))
+        .send_window(config.max_in_flight_bytes)
+        .keep_alive_interval(Some(Duration::from_millis(500)))
+        .max_idle_timeout(Some(quinn::VarInt::from_u32(3_000).into()));
+    let transport = Arc::new(transport);
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(server));
+    server.transport_config(transport.clone());
+    let mut client = quinn::ClientConfig::new(Arc::new(client));
+    client.transport_config(transport);
+    let mut endpoint = quinn::Endpoint::server(server, config.listen).map_err(|e| TlsError::File {
+        what: "cluster endpoint",
+        path: config.listen.to_string(),
+        reason: e.to_string(),
+    })?;
+    endpoint.set_default_client_config(client);
+    Ok(endpoint)
+}
+
+/// The member a peer's certificate names (its DNS subject alternative name).
+fn member_of(conn: &quinn::Connection, config: &ClusterConfig) -> Option<NodeId> {
+    let chain = conn.peer_identity()?.downcast::<Vec<CertificateDer<'static>>>().ok()?;
+    let leaf = chain.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    let san = cert.subject_alternative_name().ok()??;
+    san.value.general_names.iter().find_map(|n| match n {
+        x509_parser::extensions::GeneralName::DNSName(name) => config
+            .members
+            .iter()
+            .find(|m| m.name.eq_ignore_ascii_case(name))
+            .map(|m| NodeId(m.id)),
+        _ => None,
+    })
+}
+
+/// Accepts peers' connections until the endpoint closes; each one's frames go
+/// to the driver as `Cmd::Frame`.
+pub(super) async fn accept(
+    endpoint: quinn::Endpoint,
+    config: Arc<ClusterConfig>,
+    driver: mpsc::Sender<Cmd>,
+    counters: Arc<TransportCounters>,
+) {
+    while let Some(incoming) = endpoint.accept().await {
+        let (config, driver, counters) = (config.clone(), driver.clone(), counters.clone());
+        tokio::spawn(async move {
+            let remote = incoming.remote_address();
+            let conn = match incoming.await {
+                Ok(c) => c,
+                Err(e) => {
+                    counters.refused.fetch_add(1, Ordering::Relaxed);
+                    warn!(%remote, error = %e, "cluster handshake refused");
+                    return;
+                }
+            };
+            let Some(peer) = member_of(&conn, &config) else {
+                counters.refused.fetch_add(1, Ordering::Relaxed);
+                warn!(%remote, "cluster peer certificate names no member: closed");
+                conn.close(quinn::VarInt::from_u32(1), b"not a member");
+                return;
+            };
+            if peer == NodeId(config.me().map_or(u16::MAX, |m| m.id)) {
+                conn.close(quinn::VarInt::from_u32(1), b"self");
+                return;
+            }
+            debug!(%remote, %peer, "cluster peer connected");
+            while let Ok(mut stream) = conn.accept_uni().await {
+                let mut decoder = FrameDecoder::new(MAX_FRAME);
+                loop {
+                    match stream.read_chunk(1 << 20, true).await {
+                        Ok(Some(chunk)) => decoder.push(&chunk.bytes),
+                        Ok(None) | Err(_) => break,
+                    }
+                    loop {
+                        match decoder.next_frame() {
+                            Ok(Some(frame)) => {
+                                if driver.send(Cmd::Frame { from: peer, frame }).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Ok(None) => break,
+                            Err(e) => {
+                                counters.malformed.fetch_add(1, Ordering::Relaxed);
+                                warn!(%peer, error = %e, "malformed cluster frame: connection closed");
+                                conn.close(quinn::VarInt::from_u32(2), b"malformed frame");
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Keeps a connection to `peer` up (re-established with backoff), writing the
+/// encoded frames the driver queues for it. Reports the link to the driver.
+pub(super) async fn dial(
+    endpoint: quinn::Endpoint,
+    peer: NodeId,
+    name: String,
+    address: String,
+    driver: mpsc::Sender<Cmd>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match connect(&endpoint, &name, &address).await {
+            Ok(conn) => {
+                backoff = Duration::from_millis(100);
+                match conn.open_uni().await {
+                    Ok(mut stream) => {
+                        info!(%peer, %address, "cluster link up");
+                        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(1024);
+                        if driver.send(Cmd::Link { peer, link: Some(tx) }).await.is_err() {
+                            return;
+                        }
+                        while let Some(bytes) = rx.recv().await {
+                            if stream.write_all(&bytes).await.is_err() {
+                                break;
+                            }
+                        }
+                        warn!(%peer, "cluster link down");
+                        if driver.send(Cmd::Link { peer, link: None }).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => debug!(%peer, error = %e, "opening the cluster stream failed"),
+                }
+            }
+            Err(e) => debug!(%peer, %address, error = %e, "cluster connect failed"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+async fn connect(endpoint: &quinn::Endpoint, name: &str, address: &str) -> anyhow::Result<quinn::Connection> {
+    let addr: SocketAddr = tokio::net::lookup_host(address)
+        .await?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("{address}: no address"))?;
+    let conn = tokio::time::timeout(Duration::from_secs(3), endpoint.connect(addr, name)?).await??;
+    Ok(conn)
+}

@@ -1,0 +1,348 @@
+//! The cluster with real processes: three `estafette` binaries on 127.0.0.1,
+//! replicating over QUIC with mutual TLS from a cluster CA, `min_copies = 2`.
+//! One node is killed with SIGKILL while it holds queued mail; its peers take
+//! the mail over after `takeover_after` and deliver it to a real aiosmtpd.
+//! A node that can reach no peer answers 451 and accepts again when one
+//! returns.
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use support::peers::{aiosmtpd_on, free_port, PyTls};
+
+/// One node process; killed (SIGKILL) when dropped.
+struct Proc {
+    child: Option<Child>,
+    config: PathBuf,
+    smtp: u16,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn start(config: &Path, smtp: u16, log: PathBuf) -> Self {
+        let out = std::fs::File::create(&log).expect("log file");
+        let err = out.try_clone().expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_estafette"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("estafette starts");
+        Self {
+            child: Some(child),
+            config: config.to_path_buf(),
+            smtp,
+            log,
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn restart(&mut self) {
+        self.kill();
+        *self = Self::start(&self.config.clone(), self.smtp, self.log.clone());
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    nodes: Vec<Proc>,
+}
+
+/// `n` nodes, `min_copies` copies, mail for `clinique.test` to `sink_port`.
+fn cluster(n: usize, min_copies: usize, takeover_secs: u64, sink_port: u16) -> Cluster {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let names: Vec<String> = (0..n).map(|i| format!("estafette-{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    relay::ops::cluster_pki::write_cluster(&dir.path().join("cluster"), &refs).expect("cluster pki");
+    let quic: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    let smtp: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    let admin: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    let members: String = (0..n)
+        .map(|i| {
+            format!(
+                "[[cluster.member]]\nname = \"{}\"\nid = {i}\naddress = \"127.0.0.1:{}\"\n\n",
+                names[i], quic[i]
+            )
+        })
+        .collect();
+    let mut nodes = Vec::new();
+    for i in 0..n {
+        let toml = format!(
+            r#"
+[node]
+hostname = "node{i}.test"
+node_id = {i}
+spool = "spool-{i}"
+accept_timeout_secs = 10
+
+[[listener]]
+name = "plain"
+address = "127.0.0.1:{smtp}"
+tls = "none"
+
+[[route]]
+domain = "clinique.test"
+host = "127.0.0.1:{sink_port}"
+tls = "none"
+
+[admin]
+address = "127.0.0.1:{admin}"
+
+[outbound]
+retry_first_secs = 1
+retry_cap_secs = 1
+retry_jitter = 0.0
+poll_ms = 100
+handoff_grace_secs = 2
+# The destination is down on purpose for a while: never park it.
+circuit_threshold = 1000000
+
+[cluster]
+name = "{name}"
+listen = "127.0.0.1:{quic}"
+min_copies = {min_copies}
+takeover_after_secs = {takeover_secs}
+accept_deadline_ms = 3000
+restart_wait_secs = 2
+ca = "cluster/ca.pem"
+cert = "cluster/{name}.pem"
+key = "cluster/{name}.key"
+
+{members}"#,
+            smtp = smtp[i],
+            admin = admin[i],
+            name = names[i],
+            quic = quic[i],
+        );
+        let path = dir.path().join(format!("node{i}.toml"));
+        std::fs::write(&path, toml).expect("config");
+        nodes.push(Proc::start(&path, smtp[i], dir.path().join(format!("node{i}.log"))));
+    }
+    Cluster { dir, nodes }
+}
+
+/// Sends one message numbered `seq` to `port`; the final reply code of the
+/// transaction (250 accepted, 451 refused, 0 no connection).
+async fn send(port: u16, seq: usize) -> u16 {
+    let script = r#"
+import smtplib, sys
+port, seq = int(sys.argv[1]), sys.argv[2]
+try:
+    s = smtplib.SMTP('127.0.0.1', port, timeout=20)
+except OSError:
+    print(0); sys.exit(0)
+try:
+    s.ehlo('dpi.test')
+    code, _ = s.mail('app@ch.test')
+    if code != 250:
+        print(code); sys.exit(0)
+    code, _ = s.rcpt('dr@clinique.test')
+    if code != 250:
+        print(code); sys.exit(0)
+    code, _ = s.data(('Subject: seq %s\r\nX-Seq: %s\r\n\r\nbody\r\n' % (seq, seq)).encode())
+    print(code)
+    s.quit()
+except smtplib.SMTPException as e:
+    print(getattr(e, 'smtp_code', 1))
+"#;
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .args(["-c", script, &port.to_string(), &seq.to_string()])
+            .output()
+            .expect("python3")
+    })
+    .await
+    .expect("join");
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(1)
+}
+
+/// Waits until `port` accepts a message (the cluster links are up).
+async fn until_accepting(port: u16, seq: usize, secs: u64) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if send(port, seq).await == 250 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    false
+}
+
+/// The `X-Seq` of every message the sink received, with how often.
+fn seqs(peer: &support::peers::Peer) -> HashMap<usize, usize> {
+    let mut seen = HashMap::new();
+    for f in peer.files() {
+        let text = String::from_utf8_lossy(&std::fs::read(f).unwrap_or_default()).into_owned();
+        if let Some(v) = text
+            .lines()
+            .find_map(|l| l.strip_prefix("X-Seq: "))
+            .and_then(|v| v.trim().parse().ok())
+        {
+            *seen.entry(v).or_insert(0) += 1;
+        }
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_nodes_queue_is_taken_over_and_delivered_by_its_peers() {
+    let sink_port = free_port();
+    let mut c = cluster(3, 2, 3, sink_port);
+    // The destination is down: accepted mail stays queued on node 0.
+    assert!(
+        until_accepting(c.nodes[0].smtp, 0, 30).await,
+        "node 0 never accepted:\n{}",
+        c.nodes[0].log()
+    );
+    let mut acked = vec![0];
+    for seq in 1..20 {
+        let code = send(c.nodes[0].smtp, seq).await;
+        if code == 250 {
+            acked.push(seq);
+        }
+    }
+    assert!(acked.len() >= 15, "too few accepted: {acked:?}\n{}", c.nodes[0].log());
+    // Every 250 had a copy on a peer before it was sent.
+    c.nodes[0].kill();
+    let killed_at = Instant::now();
+    let sink = aiosmtpd_on(PyTls::None, sink_port);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = seqs(&sink);
+        if acked.iter().all(|s| got.contains_key(s)) {
+            let dups: usize = got.values().map(|n| n - 1).sum();
+            eprintln!(
+                "takeover: {} acknowledged, all delivered by the peers {:.1} s after the kill, {dups} duplicates",
+                acked.len(),
+                killed_at.elapsed().as_secs_f64()
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "lost after the kill: {:?}\nnode1:\n{}\nnode2:\n{}",
+            acked.iter().filter(|s| !got.contains_key(s)).collect::<Vec<_>>(),
+            c.nodes[1].log(),
+            c.nodes[2].log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The killed node comes back on its volume: what its peers delivered is
+    // not delivered again by it beyond the counted duplicates.
+    c.nodes[0].restart();
+    assert!(until_accepting(c.nodes[0].smtp, 100, 30).await, "{}", c.nodes[0].log());
+    let got = tokio::task::block_in_place(|| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let got = seqs(&sink);
+            if got.contains_key(&100) || Instant::now() > deadline {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    assert!(got.contains_key(&100), "the restarted node delivers new mail");
+    let dups: usize = got.values().map(|n| n - 1).sum();
+    eprintln!("after the restart: {dups} duplicate deliveries in all");
+    drop(c.dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_reachable_peer_mail_gets_451_until_one_returns() {
+    let sink = support::peers::aiosmtpd(PyTls::None);
+    let mut c = cluster(2, 2, 60, sink.addr.port());
+    assert!(until_accepting(c.nodes[0].smtp, 1, 30).await, "{}", c.nodes[0].log());
+    c.nodes[1].kill();
+    // Within the peer timeout the survivor refuses: 451, never a silent downgrade.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let code = send(c.nodes[0].smtp, 2).await;
+        if code == 451 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still answering {code} without a peer");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    c.nodes[1].restart();
+    assert!(
+        until_accepting(c.nodes[0].smtp, 3, 30).await,
+        "no accept after the peer returned:\n{}",
+        c.nodes[0].log()
+    );
+    let got = tokio::task::block_in_place(|| sink.received(2));
+    assert!(got.len() >= 2, "accepted mail delivered");
+    drop(c.dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_node_exits_and_its_queue_is_delivered_by_peers_at_once() {
+    let sink_port = free_port();
+    // takeover_after is long: only the drain's hand-off can move the mail.
+    let mut c = cluster(3, 2, 600, sink_port);
+    assert!(until_accepting(c.nodes[0].smtp, 0, 30).await, "{}", c.nodes[0].log());
+    let mut acked = vec![0];
+    for seq in 1..10 {
+        if send(c.nodes[0].smtp, seq).await == 250 {
+            acked.push(seq);
+        }
+    }
+    let config = c.nodes[0].config.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_estafette"))
+            .args(["drain", "--config"])
+            .arg(&config)
+            .args(["--wait", "60"])
+            .output()
+            .expect("estafette drain")
+    })
+    .await
+    .expect("join");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}\n{}", c.nodes[0].log());
+    let status = c.nodes[0].child.as_mut().and_then(|ch| ch.wait().ok());
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "the drained node exits 0");
+    let sink = aiosmtpd_on(PyTls::None, sink_port);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = seqs(&sink);
+        if acked.iter().all(|s| got.contains_key(s)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not delivered after the drain: {:?}\nnode0:\n{}\nnode1:\n{}",
+            acked.iter().filter(|s| !got.contains_key(s)).collect::<Vec<_>>(),
+            c.nodes[0].log(),
+            c.nodes[1].log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(c.dir);
+}

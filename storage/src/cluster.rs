@@ -1,0 +1,180 @@
+//! The cluster's records in the spool: this node's epoch and volume id, and the
+//! placement stored beside each message (own or shadow). The spool keeps them as
+//! opaque bytes (it knows nothing of the replication protocol) and writes them in
+//! the same atomic batch as the message they describe.
+//!
+//! Keys of the `cluster` column family: `b"epoch"`, `b"volume"` (u64 big-endian),
+//! `b"o" || id` (own message), `b"s" || origin (u16 BE) || id` (shadow copy).
+
+use rocksdb::ReadOptions;
+
+use crate::config::Durability;
+use crate::error::Error;
+use crate::id::MessageId;
+use crate::keys::{sched_key, shadow_key, Cf};
+use crate::record::{encode_envelope, Envelope};
+use crate::spool::Spool;
+use crate::writer::{Ops, WriteFuture};
+
+/// A shadow copy's key: its origin node and the message id.
+pub type ShadowKey = (u16, MessageId);
+
+fn own_key(id: MessageId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(17);
+    k.push(b'o');
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+fn shadow_meta_key(origin: u16, id: MessageId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(19);
+    k.push(b's');
+    k.extend_from_slice(&shadow_key(origin, id));
+    k
+}
+
+impl Spool {
+    /// Starts a new epoch: reads the stored epoch and volume, stores
+    /// `max(stored + 1, floor)` as the epoch (and, on a new or wiped volume, the
+    /// same value as the volume id), synced. Returns `(epoch, volume)`.
+    ///
+    /// # Contract
+    /// When `Ok` returns, the new epoch is on stable storage: a later start never
+    /// reuses it, even after a crash.
+    pub async fn start_epoch(&self, floor: u64) -> Result<(u64, u64), Error> {
+        let read = |k: &[u8]| -> Result<Option<u64>, Error> {
+            Ok(self
+                .core()
+                .get(Cf::Cluster, k)?
+                .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+                .map(u64::from_be_bytes))
+        };
+        let epoch = read(b"epoch")?.map_or(floor, |e| e.saturating_add(1).max(floor));
+        let volume = read(b"volume")?.unwrap_or(epoch);
+        let mut ops = Ops::default();
+        ops.put(Cf::Cluster, b"epoch".to_vec(), epoch.to_be_bytes().to_vec());
+        ops.put(Cf::Cluster, b"volume".to_vec(), volume.to_be_bytes().to_vec());
+        self.writer().submit(ops, true, ()).await?;
+        Ok((epoch, volume))
+    }
+
+    /// [`Spool::accept_as`] with the message's placement stored beside it in the same
+    /// synced batch (same contract).
+    pub fn accept_placed(
+        &self,
+        id: MessageId,
+        envelope: Envelope,
+        body: impl Into<bytes::Bytes>,
+        placement: Vec<u8>,
+    ) -> WriteFuture<MessageId> {
+        self.accept_with(id, envelope, body, Some((own_key(id), placement)))
+    }
+
+    /// The placement stored with own message `id`, if any.
+    pub fn placement(&self, id: MessageId) -> Result<Option<Vec<u8>>, Error> {
+        self.core().get(Cf::Cluster, &own_key(id))
+    }
+
+    /// Replaces (or sets) the placement of own message `id`.
+    pub fn set_placement(&self, id: MessageId, placement: Vec<u8>, durability: Durability) -> WriteFuture<()> {
+        let mut ops = Ops::default();
+        ops.put(Cf::Cluster, own_key(id), placement);
+        self.core().submit(self.writer(), ops, durability, ())
+    }
+
+    /// Every own message's stored placement, in id order (a restart's input to the
+    /// replication protocol).
+    pub fn placements(&self) -> Result<Vec<(MessageId, Vec<u8>)>, Error> {
+        self.scan_cluster(b"o", MessageId::from_slice)
+    }
+
+    /// Every shadow copy's stored placement, as `((origin, id), placement)`.
+    pub fn shadow_placements(&self) -> Result<Vec<(ShadowKey, Vec<u8>)>, Error> {
+        self.scan_cluster(b"s", |k| {
+            let origin = u16::from_be_bytes(k.get(..2)?.try_into().ok()?);
+            Some((origin, MessageId::from_slice(k.get(2..)?)?))
+        })
+    }
+
+    fn scan_cluster<T>(&self, prefix: &[u8], parse: impl Fn(&[u8]) -> Option<T>) -> Result<Vec<(T, Vec<u8>)>, Error> {
+        let core = self.core();
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_lower_bound(prefix.to_vec());
+        let mut upper = prefix.to_vec();
+        if let Some(last) = upper.last_mut() {
+            *last += 1;
+        }
+        opts.set_iterate_upper_bound(upper);
+        let mut it = core.db.raw_iterator_cf_opt(core.cf(Cf::Cluster)?, opts);
+        it.seek_to_first();
+        let mut out = Vec::new();
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            match k.get(prefix.len()..).and_then(&parse) {
+                Some(t) => out.push((t, v.to_vec())),
+                None => tracing::warn!(key = ?k, "malformed cluster key skipped"),
+            }
+            it.next();
+        }
+        it.status()
+            .map_err(|e| Error::from_read(&core.config.path, Cf::Cluster.name(), prefix, e))?;
+        Ok(out)
+    }
+
+    /// [`Spool::put_shadow`] with the copy's placement stored beside it in the same
+    /// synced batch (same contract).
+    pub fn put_shadow_placed(
+        &self,
+        origin: u16,
+        id: MessageId,
+        envelope: &Envelope,
+        body: &[u8],
+        placement: Vec<u8>,
+    ) -> WriteFuture<()> {
+        let mut ops = match self.shadow_ops(origin, id, envelope, body) {
+            Ok(ops) => ops,
+            Err(e) => return WriteFuture::ready(Err(e)),
+        };
+        ops.put(Cf::Cluster, shadow_meta_key(origin, id), placement);
+        self.writer().submit(ops, true, ())
+    }
+
+    /// Drops shadow copies and their placements (see [`Spool::release_shadows`]).
+    pub fn release_shadows_placed(&self, origin: u16, ids: &[MessageId], durability: Durability) -> WriteFuture<()> {
+        let mut ops = Ops::default();
+        for id in ids {
+            ops.delete(Cf::Shadow, shadow_key(origin, *id).to_vec());
+            ops.delete(Cf::Cluster, shadow_meta_key(origin, *id));
+        }
+        self.core().submit(self.writer(), ops, durability, ())
+    }
+
+    /// Takes over a shadow copy (see [`Spool::promote_shadow`]) and stores
+    /// `placement` as the own message's, in one synced batch. `false` if there is
+    /// no such copy.
+    pub fn promote_shadow_placed(&self, origin: u16, id: MessageId, placement: Vec<u8>) -> WriteFuture<bool> {
+        let shadow = match self.shadow(origin, id) {
+            Ok(Some(s)) => s,
+            Ok(None) => return WriteFuture::ready(Ok(false)),
+            Err(e) => return WriteFuture::ready(Err(e)),
+        };
+        let value = match encode_envelope(&shadow.envelope) {
+            Ok(v) => v,
+            Err(e) => return WriteFuture::ready(Err(e)),
+        };
+        let mut ops = Ops::default();
+        ops.put(Cf::Msg, id.as_bytes().to_vec(), value);
+        ops.put(Cf::Body, id.as_bytes().to_vec(), shadow.body);
+        if let Some(due) = shadow.envelope.due_ms() {
+            ops.put(Cf::Sched, sched_key(due, id).to_vec(), Vec::new());
+        }
+        ops.delete(Cf::Shadow, shadow_key(origin, id).to_vec());
+        ops.delete(Cf::Cluster, shadow_meta_key(origin, id));
+        ops.put(Cf::Cluster, own_key(id), placement);
+        self.writer().submit(ops, true, true)
+    }
+
+    /// The ops that remove an own message's placement (added to [`Spool::remove`]).
+    pub(crate) fn forget_placement(ops: &mut Ops, id: MessageId) {
+        ops.delete(Cf::Cluster, own_key(id));
+    }
+}
