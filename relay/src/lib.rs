@@ -6,7 +6,7 @@
 //! one way only (an arrow points at what a module may use):
 //!
 //! ```text
-//! ops ──> inbound ──> queue ──> outbound ──> trust ──> config, tls, metrics, lifecycle
+//! ops ──> inbound ──> queue ──> cluster, outbound ──> trust ──> config, tls, metrics, lifecycle
 //!  (composition root)                                   (the bottom layer)
 //! ```
 //!
@@ -17,6 +17,8 @@
 //!   canonical DN of a certificate, the monthly indicators.
 //! - [`outbound`]: delivery to the next hop: routes, MX, connection, pool,
 //!   circuit breaker, DSN building, envelope ↔ protocol parameters.
+//! - [`cluster`]: replication before 250, takeover, drain: the QUIC
+//!   transport and the driver of `proto::cluster::Node`.
 //! - [`queue`]: the one commit path every accepted message takes
 //!   ([`queue::Queue::commit`]), the scheduler, one attempt, the retry
 //!   schedule.

@@ -346,3 +346,94 @@ async fn a_drained_node_exits_and_its_queue_is_delivered_by_peers_at_once() {
     }
     drop(c.dir);
 }
+
+/// `GET /api/cluster` of the node with config `config` (its admin port).
+fn cluster_status(config: &Path) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_estafette"))
+        .args(["cluster", "status", "--json", "--config"])
+        .arg(config)
+        .output()
+        .expect("estafette cluster status");
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_node_is_not_taken_over_before_takeover_after_and_its_shadows_are_released() {
+    let sink_port = free_port();
+    // takeover_after 8 s; node 0 is stopped (SIGSTOP) for less than that.
+    let c = cluster(3, 2, 8, sink_port);
+    assert!(until_accepting(c.nodes[0].smtp, 0, 30).await, "{}", c.nodes[0].log());
+    let mut acked = vec![0];
+    for seq in 1..10 {
+        if send(c.nodes[0].smtp, seq).await == 250 {
+            acked.push(seq);
+        }
+    }
+    let held = |c: &Cluster| -> u64 {
+        (1..3)
+            .map(|i| cluster_status(&c.nodes[i].config)["shadows_held"].as_u64().unwrap_or(0))
+            .sum()
+    };
+    assert!(
+        held(&c) >= acked.len() as u64,
+        "every acknowledged message has a shadow"
+    );
+    let pid = c.nodes[0].child.as_ref().map(Child::id).expect("running");
+    let signal = |sig: &str| {
+        let ok = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+    };
+    signal("-STOP");
+    let stopped = Instant::now();
+    // The peers see node 0 silent (link down) but wait for takeover_after.
+    let deadline = Instant::now() + Duration::from_secs(6);
+    let mut saw_silence = false;
+    while Instant::now() < deadline {
+        let s = cluster_status(&c.nodes[1].config);
+        let peer0 = s["peers"]
+            .as_array()
+            .and_then(|p| p.iter().find(|p| p["id"] == 0))
+            .cloned();
+        if peer0
+            .as_ref()
+            .and_then(|p| p["silent_secs"].as_f64())
+            .is_some_and(|t| t > 2.0)
+        {
+            saw_silence = true;
+        }
+        assert_eq!(s["takeovers"].as_u64(), Some(0), "takeover before takeover_after");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(saw_silence, "the peers never noticed the pause");
+    signal("-CONT");
+    eprintln!("node 0 paused {:.1} s", stopped.elapsed().as_secs_f64());
+    // Healed: node 0 delivers its own mail, the shadows are released.
+    let sink = aiosmtpd_on(PyTls::None, sink_port);
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let got = seqs(&sink);
+        if acked.iter().all(|s| got.contains_key(s)) && held(&c) == 0 {
+            let dups: usize = got.values().map(|n| n - 1).sum();
+            eprintln!(
+                "after the pause: {} delivered, {dups} duplicates, shadows released",
+                acked.len()
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after healing: delivered {:?} of {acked:?}, shadows still held {}",
+            got.keys().collect::<Vec<_>>(),
+            held(&c)
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let takeovers: u64 = (1..3)
+        .map(|i| cluster_status(&c.nodes[i].config)["takeovers"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(takeovers, 0, "no takeover for a pause shorter than takeover_after");
+    drop(c.dir);
+}
