@@ -437,3 +437,42 @@ async fn a_paused_node_is_not_taken_over_before_takeover_after_and_its_shadows_a
     assert_eq!(takeovers, 0, "no takeover for a pause shorter than takeover_after");
     drop(c.dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_back_without_its_volume_has_its_mail_taken_over_at_once() {
+    let sink_port = free_port();
+    // takeover_after is ten minutes: only the new volume id can explain a takeover.
+    let mut c = cluster(3, 2, 600, sink_port);
+    assert!(until_accepting(c.nodes[0].smtp, 0, 30).await, "{}", c.nodes[0].log());
+    let mut acked = vec![0];
+    for seq in 1..10 {
+        if send(c.nodes[0].smtp, seq).await == 250 {
+            acked.push(seq);
+        }
+    }
+    c.nodes[0].kill();
+    std::fs::remove_dir_all(c.dir.path().join("spool-0")).expect("volume lost");
+    let restarted = Instant::now();
+    c.nodes[0].restart();
+    let sink = aiosmtpd_on(PyTls::None, sink_port);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = seqs(&sink);
+        if acked.iter().all(|s| got.contains_key(s)) {
+            eprintln!(
+                "volume lost: {} messages delivered by the peers {:.1} s after the empty node came back",
+                acked.len(),
+                restarted.elapsed().as_secs_f64()
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not taken over: {:?}\nnode1:\n{}",
+            acked.iter().filter(|s| !got.contains_key(s)).collect::<Vec<_>>(),
+            c.nodes[1].log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(c.dir);
+}
