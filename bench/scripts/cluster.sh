@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # Replication cost, same machine, same run: estafette-load drives node 0 of
-#   (a) one node, min_copies = 1, and
-#   (b) two nodes, min_copies = 2 (every 250 waits for the peer's synced copy),
+#   single  one node, min_copies = 1,
+#   pair    two nodes, min_copies = 2 (every 250 waits for the peer's synced copy),
+#   trio    three nodes, min_copies = 2 (copies spread over the two peers),
 # alternating REPS times, 10 KB messages, 20 sessions, 100 per connection,
-# plain and STARTTLS. Prints end-to-end msg/s, the ratio (b)/(a), and the p99
-# acceptance latency of each, from estafette-load's report.json.
+# plain and STARTTLS. Per case: end-to-end msg/s (closed loop, as fast as the
+# relay takes them), relay CPU per message summed over every node of the case
+# (/proc utime+stime), p99 accept latency at that maximum, and p99 accept
+# latency at half the single node's maximum rate (open loop: measured from
+# each message's due time, so queueing shows).
 #
 #   bench/scripts/cluster.sh [REPS] [MESSAGES]      defaults: 2 6000
 #
 # Needs the release builds:
 #   cargo build --profile bench -p estafette-relay -p estafette-loadtest
-# Both nodes run on this machine (2 cores): the figure includes the second
-# node's CPU, as a real two-node cluster on one host would.
+# Every node runs on this machine (2 cores): the figures include the peers'
+# CPU, as a real cluster on one host would; on separate hosts the origin's
+# rate is higher.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPS=${1:-2}; N=${2:-6000}
@@ -33,7 +38,7 @@ wait_port() { for _ in $(seq 1 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=relay.bench" \
   -addext "subjectAltName=DNS:relay.bench,IP:127.0.0.1" \
   -keyout "$work/key.pem" -out "$work/cert.pem" >/dev/null 2>&1
-"$EST_BIN" pki cluster "$work/cluster" estafette-0 estafette-1 >/dev/null
+"$EST_BIN" pki cluster "$work/cluster" estafette-0 estafette-1 estafette-2 >/dev/null
 SINK=$(free_port)
 
 # node DIR ID SMTP [CLUSTER_TOML]
@@ -67,48 +72,66 @@ EOF
 
 start() { RUST_LOG=warn "$EST_BIN" serve --config "$1/estafette.toml" > "$1/log" 2>&1 & pids+=($!); echo $!; }
 
-# (a) one node.
+# single: one node.
 A=$(free_port); node_config "$work/single" 0 "$A" ""
 APID=$(start "$work/single"); wait_port "$A"
 
-# (b) two nodes, min_copies = 2.
-B0=$(free_port); B1=$(free_port); Q0=$(free_port); Q1=$(free_port)
-members="[[cluster.member]]
-name = \"estafette-0\"
-id = 0
-address = \"127.0.0.1:$Q0\"
-[[cluster.member]]
-name = \"estafette-1\"
-id = 1
-address = \"127.0.0.1:$Q1\""
-for i in 0 1; do
-  port=$B0; q=$Q0; [ $i = 1 ] && port=$B1 && q=$Q1
-  node_config "$work/pair$i" "$i" "$port" "[cluster]
+# cluster N: N nodes, min_copies = 2; prints "port pid..." (node 0 first).
+cluster() {
+  local n=$1 i members="" ports=() quic=() pidlist=()
+  for i in $(seq 0 $((n - 1))); do ports+=("$(free_port)"); quic+=("$(free_port)"); done
+  for i in $(seq 0 $((n - 1))); do
+    members+="[[cluster.member]]
 name = \"estafette-$i\"
-listen = \"127.0.0.1:$q\"
+id = $i
+address = \"127.0.0.1:${quic[$i]}\"
+"
+  done
+  for i in $(seq 0 $((n - 1))); do
+    node_config "$work/c$n-$i" "$i" "${ports[$i]}" "[cluster]
+name = \"estafette-$i\"
+listen = \"127.0.0.1:${quic[$i]}\"
 min_copies = 2
 ca = \"$work/cluster/ca.pem\"
 cert = \"$work/cluster/estafette-$i.pem\"
 key = \"$work/cluster/estafette-$i.key\"
 $members"
-done
-BPID=$(start "$work/pair0"); B1PID=$(start "$work/pair1"); wait_port "$B0"; wait_port "$B1"
-sleep 2   # the QUIC links come up
+    RUST_LOG=warn "$EST_BIN" serve --config "$work/c$n-$i/estafette.toml" > "$work/c$n-$i/log" 2>&1 &
+    pidlist+=($!)
+  done
+  for i in $(seq 0 $((n - 1))); do wait_port "${ports[$i]}"; done
+  echo "${ports[0]} ${pidlist[*]}"
+}
+read -r B PAIR_PIDS <<< "$(cluster 2)"
+read -r C TRIO_PIDS <<< "$(cluster 3)"
+# shellcheck disable=SC2206
+pids+=($PAIR_PIDS $TRIO_PIDS)
+sleep 3   # the QUIC links come up
 
-run() { # label port pid tls rep
-  local dir="$OUT/$1-$4-$5"; mkdir -p "$dir"
+ticks() { # summed utime+stime (clock ticks) of the given pids
+  local t=0 p
+  for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+  echo "$t"
+}
+
+run() { # label port tls rep rate pids...
+  local label=$1 port=$2 tls=$3 rep=$4 rate=$5; shift 5
+  local dir="$OUT/$label-$tls-$rep-$rate"; mkdir -p "$dir"
+  local rate_line="" open="false"
+  if [ "$rate" != max ]; then rate_line="rate = $rate"; open="true"; fi
   cat > "$dir/scenario.toml" <<EOF
-name = "$1 $4 #$5"
-target = "127.0.0.1:$2"
-target_pid = $3
+name = "$label $tls #$rep rate $rate"
+target = "127.0.0.1:$port"
 [load]
 sessions = 20
 messages = $N
 size = "10k"
 per_connection = 100
-tls = "$4"
+tls = "$tls"
 insecure = true
 threads = 1
+open_loop = $open
+$rate_line
 [sink]
 listen = "127.0.0.1:$SINK"
 threads = 1
@@ -116,17 +139,41 @@ threads = 1
 dir = "$dir"
 drain_timeout = "300s"
 EOF
+  local before; before=$(ticks "$@")
   "$LOAD_BIN" run "$dir/scenario.toml" -q > "$dir/summary.txt" 2>&1 || { echo "run failed: $dir" >&2; cat "$dir/summary.txt" >&2; }
+  echo "$(( $(ticks "$@") - before )) $(getconf CLK_TCK)" > "$dir/relay_ticks.txt"
 }
 
 echo "Machine: $(nproc) cores, $(uname -r); reps=$REPS messages=$N" | tee "$OUT/machine.txt"
 for rep in $(seq 1 "$REPS"); do
   for tls in none starttls; do
-    run single "$A" "$APID" "$tls" "$rep"
-    run pair "$B0" "$BPID" "$tls" "$rep"
+    run single "$A" "$tls" "$rep" max "$APID"
+    # shellcheck disable=SC2086
+    run pair "$B" "$tls" "$rep" max $PAIR_PIDS
+    # shellcheck disable=SC2086
+    run trio "$C" "$tls" "$rep" max $TRIO_PIDS
   done
 done
-python3 - "$OUT" <<'EOF'
+# Half the single node's maximum (median over reps), open loop, every case.
+for tls in none starttls; do
+  half=$(python3 - "$OUT" "$tls" <<'PYEOF'
+import json, os, statistics, sys
+out, tls = sys.argv[1], sys.argv[2]
+v = [json.load(open(os.path.join(out, d, "report.json")))["inject_msg_per_s"]
+     for d in os.listdir(out) if d.startswith(f"single-{tls}-") and d.endswith("-max")
+     and os.path.exists(os.path.join(out, d, "report.json"))]
+print(int(statistics.median(v) / 2) if v else 100)
+PYEOF
+)
+  for rep in $(seq 1 "$REPS"); do
+    run single "$A" "$tls" "$rep" "$half" "$APID"
+    # shellcheck disable=SC2086
+    run pair "$B" "$tls" "$rep" "$half" $PAIR_PIDS
+    # shellcheck disable=SC2086
+    run trio "$C" "$tls" "$rep" "$half" $TRIO_PIDS
+  done
+done
+python3 - "$OUT" <<'PYEOF' | tee "$OUT/table.txt"
 import json, os, statistics, sys
 out = sys.argv[1]
 rows = {}
@@ -134,26 +181,39 @@ for d in sorted(os.listdir(out)):
     p = os.path.join(out, d, "report.json")
     if not os.path.exists(p):
         continue
-    label, tls, rep = d.split("-")
+    label, tls, rep, rate = d.split("-")
     r = json.load(open(p))
-    rows.setdefault((label, tls), []).append(r)
-def metric(r, path):
-    cur = r
-    for k in path.split("."):
-        cur = cur.get(k) if isinstance(cur, dict) else None
-    return cur
-def show(label, tls):
-    rs = rows.get((label, tls), [])
-    if not rs:
+    ticks, hz = open(os.path.join(out, d, "relay_ticks.txt")).read().split()
+    accepted = r["counts"]["accepted"] or 1
+    r["relay_ms_per_msg"] = int(ticks) / int(hz) * 1000 / accepted
+    rows.setdefault((label, tls, rate == "max"), []).append(r)
+def med(xs):
+    return statistics.median(xs) if xs else float("nan")
+def cell(label, tls):
+    mx, half = rows.get((label, tls, True), []), rows.get((label, tls, False), [])
+    if not mx:
         return None
-    e2e = statistics.median([metric(r, "delivery.msg_per_s") or 0 for r in rs])
-    p99 = statistics.median([metric(r, "accept_latency.p99_ms") or 0 for r in rs])
-    lost = sum(metric(r, "verdict.lost") or 0 for r in rs)
-    dup = sum(metric(r, "verdict.duplicated") or 0 for r in rs)
-    return e2e, p99, lost, dup
-print(f"{'case':<16} {'1 node msg/s':>13} {'2 nodes msg/s':>14} {'ratio':>6} {'p99 accept 1/2 (ms)':>22} {'lost':>5} {'dup':>4}")
+    return dict(
+        e2e=med([(r.get("delivery") or {}).get("msg_per_s", 0) for r in mx]),
+        cpu=med([r["relay_ms_per_msg"] for r in mx]),
+        p99=med([r["accept_latency"]["p99_ms"] for r in mx]),
+        p99_half=med([r["accept_latency"]["p99_ms"] for r in half]),
+        rate_half=med([r["setup"]["rate"] or 0 for r in half]),
+        lost=sum((r.get("verdict") or {}).get("lost", 0) for r in mx + half),
+    )
+names = {"single": "1 node, k=1", "pair": "2 nodes, k=2", "trio": "3 nodes, k=2"}
+print(f"{'case':<22} {'msg/s e2e':>10} {'vs 1 node':>9} {'relay CPU ms/msg':>17} {'p99 @max':>10} {'p99 @half':>10} {'added':>8} {'lost':>5}")
 for tls in ("none", "starttls"):
-    a, b = show("single", tls), show("pair", tls)
-    if a and b:
-        print(f"10k-{tls:<12} {a[0]:>13.0f} {b[0]:>14.0f} {b[0]/a[0] if a[0] else 0:>6.2f} {a[1]:>10.1f} / {b[1]:<9.1f} {a[2]+b[2]:>5} {a[3]+b[3]:>4}")
-EOF
+    base = cell("single", tls)
+    if not base:
+        continue
+    for label in ("single", "pair", "trio"):
+        c = cell(label, tls)
+        if not c:
+            continue
+        ratio = c["e2e"] / base["e2e"] if base["e2e"] else 0
+        added = c["p99_half"] - base["p99_half"]
+        print(f"{names[label] + ' ' + tls:<22} {c['e2e']:>10.0f} {ratio:>9.0%} {c['cpu']:>17.3f} "
+              f"{c['p99']:>8.1f}ms {c['p99_half']:>8.2f}ms {added:>6.2f}ms {c['lost']:>5}")
+    print(f"  half rate for {tls}: {base['rate_half']:.0f} msg/s (open loop)")
+PYEOF

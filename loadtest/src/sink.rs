@@ -170,6 +170,25 @@ impl std::fmt::Debug for Sink {
     }
 }
 
+/// How often the received log reaches the file while the sink runs, so that
+/// another process (a test waiting for delivery) can read it.
+const LOG_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+async fn flush_log_periodically(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(LOG_FLUSH_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        if let Ok(mut st) = shared.state.lock() {
+            if let Some(log) = st.log.as_mut() {
+                let _ = log.flush();
+            }
+        }
+    }
+}
+
 impl Sink {
     /// Binds and starts accepting.
     ///
@@ -230,6 +249,7 @@ impl Sink {
             started: Instant::now(),
         });
         let (tx, rx) = watch::channel(false);
+        tokio::spawn(flush_log_periodically(shared.clone(), rx.clone()));
         let task = tokio::spawn(accept_loop(listener, shared.clone(), rx));
         Ok(Self {
             addr,

@@ -222,6 +222,9 @@ fn main() -> anyhow::Result<()> {
                     for w in config.warnings() {
                         eprintln!("warning: {w}");
                     }
+                    if !config.overrides.is_empty() {
+                        eprintln!("from the environment: {}", config.overrides.join(", "));
+                    }
                     println!("{}: OK", file.display());
                     Ok(())
                 }
@@ -393,6 +396,9 @@ fn main() -> anyhow::Result<()> {
                 (None, _) => dev::prepare(&data).context("preparing dev mode")?,
             };
             let config = Config::load(&path)?;
+            if !config.overrides.is_empty() {
+                tracing::info!(file = %path.display(), keys = ?config.overrides, "settings from the environment");
+            }
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async {
                 if dev {
@@ -439,7 +445,15 @@ fn admin_call(config: &std::path::Path, method: reqwest::Method, path: &str) -> 
         let client = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(10))
             .build()?;
-        let mut req = client.request(method, format!("http://{}{path}", admin.address));
+        // A listener on every address (0.0.0.0, in a pod) is asked on loopback.
+        let mut address = admin.address;
+        if address.ip().is_unspecified() {
+            address.set_ip(match address {
+                std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        let mut req = client.request(method, format!("http://{address}{path}"));
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }

@@ -23,6 +23,7 @@ use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 use storage::EventKind;
@@ -49,6 +50,7 @@ pub struct Metrics {
     deferred: Counter,
     failed: Counter,
     dsn: Counter,
+    replication: Histogram,
 }
 
 #[derive(Debug, Clone)]
@@ -100,6 +102,15 @@ impl Metrics {
             "Delivery status notifications queued for senders (failure, success and delay warnings)",
             dsn.clone(),
         );
+        // 0.25 ms to ~8 s: a healthy LAN round trip plus a group-commit fsync
+        // is a few ms; the accept deadline (5 s) bounds the top.
+        let replication = Histogram::new(exponential_buckets(0.000_25, 2.0, 16));
+        registry.register_with_unit(
+            "estafette_replication",
+            "Time from sending a message's copies to the last shadow's durable ack (accepted messages only)",
+            Unit::Seconds,
+            replication.clone(),
+        );
         registry.register(
             "estafette_build",
             "The running build",
@@ -130,7 +141,14 @@ impl Metrics {
             deferred,
             failed,
             dsn,
+            replication,
         }
+    }
+
+    /// A message's copies were all acknowledged by its shadows `took` after
+    /// they were sent.
+    pub fn replicated(&self, took: Duration) {
+        self.replication.observe(took.as_secs_f64());
     }
 
     fn listener(&self, name: &str) -> ListenerMetrics {

@@ -225,7 +225,10 @@ async fn a_killed_nodes_queue_is_taken_over_and_delivered_by_its_peers() {
         }
     }
     assert!(acked.len() >= 15, "too few accepted: {acked:?}\n{}", c.nodes[0].log());
-    // Every 250 had a copy on a peer before it was sent.
+    // Every 250 had a copy on a peer before it was sent, and its time is in
+    // the replication histogram.
+    let count = metric(&c.nodes[0].config, "estafette_replication_seconds_count");
+    assert!(count >= acked.len() as f64, "replication histogram count {count}");
     c.nodes[0].kill();
     let killed_at = Instant::now();
     let sink = aiosmtpd_on(PyTls::None, sink_port);
@@ -348,6 +351,22 @@ async fn a_drained_node_exits_and_its_queue_is_delivered_by_peers_at_once() {
 }
 
 /// `GET /api/cluster` of the node with config `config` (its admin port).
+/// One sample of the node's `/metrics` (admin listener without a token).
+fn metric(config: &Path, name: &str) -> f64 {
+    use std::io::{Read, Write};
+    let admin = relay::config::Config::load(config)
+        .expect("config")
+        .admin
+        .expect("[admin]");
+    let mut http = std::net::TcpStream::connect(admin.address).expect("admin listener");
+    http.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").expect("request");
+    let mut text = String::new();
+    http.read_to_string(&mut text).expect("response");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{text}"))
+}
+
 fn cluster_status(config: &Path) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_estafette"))
         .args(["cluster", "status", "--json", "--config"])

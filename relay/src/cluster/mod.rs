@@ -105,6 +105,15 @@ pub struct Status {
     pub accepts_degraded: u64,
     /// Deliveries that may have happened twice (partitions, restarts).
     pub duplicates_possible: u64,
+    /// This node's own messages queued for delivery here.
+    pub queue_depth: u64,
+    /// Its own messages held because another node took them over.
+    pub held_for_takers: u64,
+    /// Copies dropped because a reconcile showed them final elsewhere (after
+    /// a restart: what the peers delivered meanwhile).
+    pub reconcile_dropped: u64,
+    /// Recovered messages delivered because the restart wait expired.
+    pub restart_wait_expired: u64,
 }
 
 /// One peer in [`Status`].
@@ -156,6 +165,10 @@ impl Status {
             accepts_refused: c.accepts_refused,
             accepts_degraded: c.accepts_degraded,
             duplicates_possible: c.duplicates_possible,
+            queue_depth: c.queue_depth,
+            held_for_takers: c.held_for_takers,
+            reconcile_dropped: c.reconcile_dropped,
+            restart_wait_expired: c.restart_wait_expired,
         }
     }
 }

@@ -73,6 +73,17 @@ pub struct ListenerConfig {
     /// has a route for. Default false.
     #[serde(default)]
     pub operators: bool,
+    /// Expect a PROXY protocol v2 header first (behind a load balancer that
+    /// does not keep the client's address); its source address is the
+    /// client's for policy, logs and traces. Default false. See
+    /// `relay::inbound::proxy` for what is refused.
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    /// Networks (CIDR) whose connections may send the PROXY header: the load
+    /// balancers. Required with `proxy_protocol`; any other connection is
+    /// closed at once.
+    #[serde(default)]
+    pub proxy_from: Vec<ipnet::IpNet>,
 }
 
 fn default_max_sessions() -> usize {

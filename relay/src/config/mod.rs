@@ -12,11 +12,13 @@
 //! - [`trust`]: `[trust]` and `[trust.list]` (the MSSanté list's source).
 //! - [`admin`]: `[admin]` (the admin HTTP listener).
 //! - [`cluster`]: `[cluster]` (peers, replication, takeover).
+//! - `env`: `ESTAFETTE_SECTION__KEY` overrides of scalar settings.
 //!
 //! The lowest layer of the relay: it depends on no other module of it.
 
 mod admin;
 mod cluster;
+mod env;
 mod listener;
 mod node;
 mod outbound;
@@ -33,6 +35,10 @@ pub use listener::{ClientCertMode, Limits, ListenerConfig, TlsMode};
 pub use node::{NodeConfig, TlsFiles};
 pub use outbound::{OutboundConfig, ResolverSetting, RouteConfig, RouteTls, SystemResolver};
 pub use trust::{Location, TrustConfig, TrustListConfig};
+
+/// Prefix of the environment variables that override settings
+/// (`ESTAFETTE_NODE__NODE_ID=2`); see the `env` module for the rules.
+pub const PREFIX: &str = "ESTAFETTE_";
 
 /// Why a configuration cannot be used. Each error names the field at fault.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +62,14 @@ pub enum ConfigError {
         path: PathBuf,
         /// The parser's message (line and column included).
         error: Box<toml::de::Error>,
+    },
+    /// An `ESTAFETTE_SECTION__KEY` variable that cannot be applied.
+    #[error("invalid environment override {var}: {reason}")]
+    Env {
+        /// The variable's name.
+        var: String,
+        /// What is wrong (no such section, not a single value...).
+        reason: String,
     },
     /// A value that parses but cannot work.
     #[error("invalid config: {field}: {reason}")]
@@ -106,22 +120,55 @@ pub struct Config {
     /// Peers and replication (`[cluster]`). Absent: a single node.
     #[serde(default)]
     pub cluster: Option<ClusterConfig>,
+    /// Dotted keys set from `ESTAFETTE_*` variables at load, for the log.
+    #[serde(skip)]
+    pub overrides: Vec<String>,
 }
 
 impl Config {
-    /// Reads and validates a config file.
+    /// Reads a config file, applies the process's `ESTAFETTE_*` overrides,
+    /// and validates the result.
+    ///
+    /// Without `node.node_id` in the file (or the environment), a node with a
+    /// `[cluster]` section takes its member's id, so that a StatefulSet needs
+    /// only `ESTAFETTE_CLUSTER__NAME` per pod.
     ///
     /// # Errors
-    /// A [`ConfigError`] naming the file or the field at fault.
+    /// A [`ConfigError`] naming the file, the variable or the field at fault.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::load_with(path, std::env::vars())
+    }
+
+    /// [`load`](Self::load) with these variables instead of the process's.
+    ///
+    /// # Errors
+    /// As [`load`](Self::load).
+    pub fn load_with(path: &Path, vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_owned(),
             error,
         })?;
-        let mut config: Self = toml::from_str(&text).map_err(|error| ConfigError::Parse {
+        let parse_error = |error| ConfigError::Parse {
             path: path.to_owned(),
             error: Box::new(error),
-        })?;
+        };
+        let mut root = toml::Value::Table(toml::from_str(&text).map_err(parse_error)?);
+        let overrides = env::apply(&mut root, vars)?;
+        let explicit_id = root.get("node").and_then(|n| n.get("node_id")).is_some();
+        // Straight from the text when nothing was overridden: the parser's
+        // errors then carry the line and column.
+        let mut config: Self = if overrides.is_empty() {
+            toml::from_str(&text)
+        } else {
+            root.try_into()
+        }
+        .map_err(parse_error)?;
+        config.overrides = overrides;
+        if !explicit_id {
+            if let Some(me) = config.cluster.as_ref().and_then(ClusterConfig::me) {
+                config.node.node_id = me.id;
+            }
+        }
         // Relative paths are relative to the config file, not to the cwd.
         if let Some(dir) = path.parent() {
             config.resolve_paths(dir);
@@ -250,6 +297,12 @@ impl Config {
                         "needs TLS and tls.client_ca (the trust anchors operators' certificates chain to)",
                     ));
                 }
+            }
+            if l.proxy_protocol && l.proxy_from.is_empty() {
+                return Err(invalid(
+                    field("proxy_from"),
+                    "proxy_protocol needs the load balancers' networks (anyone could claim any address)",
+                ));
             }
             if l.command_timeout_secs == 0 || l.data_timeout_secs == 0 || l.handshake_timeout_secs == 0 {
                 return Err(invalid(field("*_timeout_secs"), "timeouts must be at least 1 second"));

@@ -11,6 +11,7 @@ pub struct NodeConfig {
     /// Name in the greeting, EHLO and Received headers.
     pub hostname: String,
     /// Node number in the cluster, part of every message id (0..=65535).
+    /// Default: this node's `[[cluster.member]]` id, else 0.
     #[serde(default)]
     pub node_id: u16,
     /// Directory of the RocksDB spool.

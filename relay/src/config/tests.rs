@@ -156,3 +156,108 @@ fn errors_name_the_field() {
     let e = Config::load(&p).unwrap_err().to_string();
     assert!(e.contains("unknown"), "{e}");
 }
+
+fn vars(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+#[test]
+fn environment_overrides_scalar_settings() {
+    let c = Config::load_with(
+        &example(),
+        vars(&[
+            ("ESTAFETTE_LIMITS__MAX_RECIPIENTS", "7"),
+            ("ESTAFETTE_NODE__HOSTNAME", "mx.example.net"),
+            ("ESTAFETTE_listener__1__max_sessions", "3"),
+            ("ESTAFETTE_LOG", "debug"),
+            ("PATH", "/bin"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(c.limits.max_recipients, 7);
+    assert_eq!(c.node.hostname, "mx.example.net");
+    assert_eq!(c.listeners[1].max_sessions, 3);
+    assert_eq!(
+        c.overrides,
+        ["limits.max_recipients", "node.hostname", "listener.1.max_sessions"]
+    );
+    let plain = Config::load_with(&example(), vars(&[])).unwrap();
+    assert!(plain.overrides.is_empty());
+    assert_ne!(plain.limits.max_recipients, 7);
+}
+
+#[test]
+fn environment_overrides_that_cannot_apply_are_named() {
+    let cases = [
+        ("ESTAFETTE_CLUSTER__NAME", "estafette-1", "no such section"),
+        ("ESTAFETTE_LISTENER__NAME", "x", "add its index"),
+        ("ESTAFETTE_LISTENER__9__NAME", "x", "past the list"),
+        ("ESTAFETTE_LIMITS", "x", ""),
+        ("ESTAFETTE_NODE__HOSTNAME__X", "x", "is a value"),
+        ("ESTAFETTE_OUTBOUND", "x", ""),
+        ("ESTAFETTE_NODE____X", "x", "empty key"),
+    ];
+    for (var, value, reason) in cases {
+        let result = Config::load_with(&example(), vars(&[(var, value)]));
+        if reason.is_empty() {
+            // No `__`: not a setting, left alone.
+            assert!(result.is_ok(), "{var}");
+            continue;
+        }
+        let e = result.unwrap_err();
+        assert!(matches!(e, ConfigError::Env { .. }), "{var}: {e}");
+        let text = e.to_string();
+        assert!(text.contains(var) && text.contains(reason), "{var}: {text}");
+    }
+    // A value of the wrong type is the schema's error.
+    let e = Config::load_with(&example(), vars(&[("ESTAFETTE_LIMITS__MAX_RECIPIENTS", "many")])).unwrap_err();
+    assert!(matches!(e, ConfigError::Parse { .. }), "{e}");
+}
+
+#[test]
+fn a_cluster_member_takes_its_node_id_from_the_member_list() {
+    let base = std::fs::read_to_string(example()).unwrap();
+    let cluster = r#"
+[cluster]
+name = "estafette-0"
+listen = "0.0.0.0:7946"
+ca = "cluster/ca.pem"
+cert = "cluster/node.pem"
+key = "cluster/node.key"
+[[cluster.member]]
+name = "estafette-0"
+id = 0
+address = "estafette-0.estafette-peers:7946"
+[[cluster.member]]
+name = "estafette-1"
+id = 1
+address = "estafette-1.estafette-peers:7946"
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c.toml");
+    // The example sets node_id; a StatefulSet's shared file does not.
+    let text: String = base
+        .lines()
+        .filter(|l| !l.starts_with("node_id"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&p, format!("{text}\n{cluster}")).unwrap();
+    let c = Config::load_with(&p, vars(&[])).unwrap();
+    assert_eq!(c.node.node_id, 0);
+    let c = Config::load_with(&p, vars(&[("ESTAFETTE_CLUSTER__NAME", "estafette-1")])).unwrap();
+    assert_eq!(
+        (c.cluster.as_ref().unwrap().name.as_str(), c.node.node_id),
+        ("estafette-1", 1)
+    );
+    // An explicit node_id that disagrees with the member is refused.
+    let e = Config::load_with(
+        &p,
+        vars(&[
+            ("ESTAFETTE_CLUSTER__NAME", "estafette-1"),
+            ("ESTAFETTE_NODE__NODE_ID", "0"),
+        ]),
+    );
+    assert!(e.is_err(), "an explicit node_id must still match");
+    let e = Config::load_with(&p, vars(&[("ESTAFETTE_CLUSTER__NAME", "estafette-7")])).unwrap_err();
+    assert!(e.to_string().contains("estafette-7"), "{e}");
+}

@@ -2,6 +2,8 @@
 //!
 //! # Layout
 //! - `listener`: accepts connections, bounded by the listener's session limit.
+//! - [`proxy`]: the PROXY protocol v2 header of a listener behind a load
+//!   balancer (the client's address).
 //! - [`tls`]: the listener's TLS (certificate reloading, client certificates).
 //! - `session`: the driver of proto's `Server` over one connection: reads,
 //!   answers its events, writes.
@@ -19,6 +21,7 @@ pub mod identity;
 pub(crate) mod listener;
 pub(crate) mod operator;
 pub mod policy;
+pub mod proxy;
 pub(crate) mod session;
 pub mod tls;
 

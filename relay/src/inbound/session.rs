@@ -59,7 +59,19 @@ impl Session {
 
 /// Serves one accepted connection to its end. Errors are logged, not returned:
 /// a broken client must never disturb the listener.
-pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerCtx>, mut shutdown: PhaseWatch) {
+pub(crate) async fn serve(mut tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerCtx>, mut shutdown: PhaseWatch) {
+    let peer = if ctx.listener.proxy_protocol {
+        let from = &ctx.listener.proxy_from;
+        match super::proxy::client_address(&mut tcp, peer, from, ctx.handshake_timeout).await {
+            Ok(client) => client,
+            Err(e) => {
+                warn!(%peer, listener = %ctx.listener.name, error = %e, "connection closed");
+                return;
+            }
+        }
+    } else {
+        peer
+    };
     let mut session = Session {
         peer,
         client_cert: None,

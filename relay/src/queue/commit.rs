@@ -141,6 +141,7 @@ impl Queue {
         } = message;
         let received_ms = envelope.received_at_ms;
         // Copies on the peers and the local write run in parallel; 250 needs both.
+        let sent = std::time::Instant::now();
         let replication = match &self.cluster {
             Some(c) if c.replicates() => {
                 let bytes = envelope
@@ -157,14 +158,20 @@ impl Queue {
             Some(r) => self.spool.accept_placed(id, envelope, body, r.placement.clone()),
             None => self.spool.accept_as(id, envelope, body),
         };
-        let both = async {
-            let stored = local.await;
-            let copies = match replication {
-                Some(r) => r.outcome().await,
+        // Joined, not one after the other: the histogram sees the copies' own time.
+        let copies = async {
+            match replication {
+                Some(r) => {
+                    let outcome = r.outcome().await;
+                    if outcome.is_ok() {
+                        self.metrics.replicated(sent.elapsed());
+                    }
+                    outcome
+                }
                 None => Ok(()),
-            };
-            (stored, copies)
+            }
         };
+        let both = async { tokio::join!(local, copies) };
         match tokio::time::timeout(deadline, both).await {
             Ok((Ok(_), Ok(()))) => {}
             Ok((Ok(_), Err(source))) => {
