@@ -2,8 +2,9 @@
 """Every rendered overlay's config passes `estafette config check` as each of
 its pods would load it: the ConfigMap's estafette.toml with the StatefulSet's
 environment (ESTAFETTE_* overrides, $(POD_NAME) expanded for each ordinal).
-A pod name outside the member list must be refused (exit 2), which shows that
-the overrides are applied at all.
+A name that is neither a listed member nor a StatefulSet pod name
+(NAME-ORDINAL, which `[cluster.discover]` accepts) must be refused (exit 2),
+which shows that the overrides are applied at all.
 
 Usage: configs.py ESTAFETTE_BINARY RENDERED.yaml...
 """
@@ -59,12 +60,13 @@ def main(binary, files):
             failed |= not ok
             print(f"{f}: pod {pod}: config check {'OK' if ok else 'FAILED'} {r.stderr.strip()}")
         if any(e["name"] == "ESTAFETTE_CLUSTER__NAME" for e in container.get("env", [])):
-            r = run(binary, text, pod_env(container, f"{name}-99"))
-            if r.returncode != 2 or f"{name}-99" not in r.stderr:
+            bad = f"{name}-x"
+            r = run(binary, text, pod_env(container, bad))
+            if r.returncode != 2 or bad not in r.stderr:
                 failed = True
-                print(f"{f}: pod {name}-99 (not a member) was not refused: {r.returncode} {r.stderr.strip()}")
+                print(f"{f}: pod {bad} (not a member) was not refused: {r.returncode} {r.stderr.strip()}")
             else:
-                print(f"{f}: pod {name}-99 refused as expected: {r.stderr.strip()}")
+                print(f"{f}: pod {bad} refused as expected: {r.stderr.strip()}")
     return 1 if failed else 0
 
 

@@ -6,13 +6,14 @@
 //! one way only (an arrow points at what a module may use):
 //!
 //! ```text
-//! ops ──> inbound ──> queue ──> cluster, outbound ──> trust ──> config, tls, metrics, lifecycle
+//! ops ──> inbound ──> queue ──> cluster, outbound ──> trust ──> config, tls, dns, metrics, lifecycle
 //!  (composition root)                                   (the bottom layer)
 //! ```
 //!
-//! - [`config`], [`tls`], [`metrics`], [`lifecycle`]: typed configuration
-//!   (one file per TOML section), TLS providers and PEM loading, the
-//!   Prometheus counters, the node's phases. They use no other module.
+//! - [`config`], [`tls`], [`dns`], [`metrics`], [`lifecycle`]: typed
+//!   configuration (one file per TOML section), TLS providers and PEM
+//!   loading, the DNS resolver, the Prometheus counters, the node's phases.
+//!   They use no other module.
 //! - [`trust`]: the MSSanté trust list (loaded, refreshed, swapped), the
 //!   canonical DN of a certificate, the monthly indicators.
 //! - [`outbound`]: delivery to the next hop: routes, MX, connection, pool,
@@ -31,6 +32,7 @@
 
 pub mod cluster;
 pub mod config;
+pub mod dns;
 pub mod inbound;
 pub mod lifecycle;
 pub mod metrics;

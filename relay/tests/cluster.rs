@@ -495,3 +495,107 @@ async fn a_node_back_without_its_volume_has_its_mail_taken_over_at_once() {
     }
     drop(c.dir);
 }
+
+/// Members found in DNS (`[cluster.discover]`), as a StatefulSet's headless
+/// Service publishes them: no member is listed in any config. dnsmasq serves
+/// the SRV records of all three pods from the start; node 2 starts last, is
+/// found before it runs, and takes copies once it is up: with node 1 then
+/// killed, node 0 still gets its second copy (on node 2) and accepts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_found_in_dns_replicate_and_a_late_pod_joins() {
+    let sink = support::peers::aiosmtpd(PyTls::None);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let names = ["estafette-0", "estafette-1", "estafette-2"];
+    relay::ops::cluster_pki::write_cluster(&dir.path().join("cluster"), &names).expect("cluster pki");
+    let quic: Vec<u16> = names.iter().map(|_| free_port()).collect();
+    let mut records = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        records.push(format!(
+            "--srv-host=_repl._udp.peers.test,{name}.peers.test,{}",
+            quic[i]
+        ));
+        records.push(format!("--host-record={name}.peers.test,127.0.0.1"));
+    }
+    let refs: Vec<&str> = records.iter().map(String::as_str).collect();
+    let dns = support::dns::dnsmasq(&refs);
+    let start = |i: usize| {
+        let smtp = free_port();
+        let toml = format!(
+            r#"
+[node]
+hostname = "node{i}.test"
+spool = "spool-{i}"
+
+[[listener]]
+name = "plain"
+address = "127.0.0.1:{smtp}"
+tls = "none"
+
+[[route]]
+domain = "clinique.test"
+host = "{sink}"
+tls = "none"
+
+[admin]
+address = "127.0.0.1:{admin}"
+
+[outbound]
+resolver = ["{dns}"]
+poll_ms = 100
+
+[cluster]
+name = "{name}"
+listen = "127.0.0.1:{quic}"
+min_copies = 2
+takeover_after_secs = 600
+ca = "cluster/ca.pem"
+cert = "cluster/{name}.pem"
+key = "cluster/{name}.key"
+
+[cluster.discover]
+srv = "_repl._udp.peers.test"
+interval_secs = 1
+"#,
+            sink = sink.addr,
+            admin = free_port(),
+            dns = dns.addr,
+            name = names[i],
+            quic = quic[i],
+        );
+        let path = dir.path().join(format!("node{i}.toml"));
+        std::fs::write(&path, toml).expect("config");
+        Proc::start(&path, smtp, dir.path().join(format!("node{i}.log")))
+    };
+    let mut n0 = start(0);
+    let mut n1 = start(1);
+    // Node 0 accepts only once it found node 1 in DNS and linked to it; its
+    // node id comes from its name's ordinal.
+    assert!(until_accepting(n0.smtp, 1, 30).await, "node 0:\n{}", n0.log());
+    let status = cluster_status(&n0.config);
+    assert_eq!(status["peers"].as_array().map(Vec::len), Some(2), "{status}");
+    let n2 = start(2);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = cluster_status(&n0.config);
+        let linked = s["peers"].as_array().is_some_and(|p| {
+            p.iter()
+                .any(|p| p["name"] == "estafette-2" && p["link"] == true && p["id"] == 2)
+        });
+        if linked {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node 2 never joined: {s}\n{}", n2.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Node 1 gone: the second copy goes to the pod found late.
+    n1.kill();
+    assert!(
+        until_accepting(n0.smtp, 2, 30).await,
+        "node 0 without node 1:\n{}",
+        n0.log()
+    );
+    let got = tokio::task::block_in_place(|| sink.received(2));
+    assert_eq!(got.len(), 2);
+    n0.kill();
+    drop(n2);
+}

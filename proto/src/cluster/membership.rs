@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use super::config::Config;
+use super::config::{Config, MemberConfig};
 use super::ids::NodeId;
 
 /// One peer as this node sees it (for `estafette cluster status`).
@@ -53,22 +53,33 @@ impl Membership {
             .members
             .iter()
             .filter(|m| m.node != config.node)
-            .map(|m| {
-                let status = PeerStatus {
-                    node: m.node,
-                    name: m.name.clone(),
-                    link: false,
-                    live: true,
-                    last_heard: now,
-                    epoch: None,
-                    volume: None,
-                    queue_depth: 0,
-                    draining: false,
-                };
-                (m.node, status)
-            })
+            .map(|m| (m.node, Self::fresh(m, now)))
             .collect();
         Self { me: config.node, peers }
+    }
+
+    /// A member found after the start: live for `takeover_after` from `now`,
+    /// like the members at start.
+    pub(super) fn add(&mut self, now: Instant, member: &MemberConfig) {
+        if member.node != self.me {
+            self.peers
+                .entry(member.node)
+                .or_insert_with(|| Self::fresh(member, now));
+        }
+    }
+
+    fn fresh(m: &MemberConfig, now: Instant) -> PeerStatus {
+        PeerStatus {
+            node: m.node,
+            name: m.name.clone(),
+            link: false,
+            live: true,
+            last_heard: now,
+            epoch: None,
+            volume: None,
+            queue_depth: 0,
+            draining: false,
+        }
     }
 
     pub(super) fn is_peer(&self, node: NodeId) -> bool {

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::config::Config;
+use super::config::{Config, MemberConfig};
 use super::copy::{Copy, State};
 use super::counters::Counters;
 use super::event::{Action, Boot, LocalEvent};
@@ -206,6 +206,20 @@ impl Node {
             self.link_down(now, peer);
         }
         self.flush();
+    }
+
+    /// A member found after the start (the driver's DNS discovery of a
+    /// StatefulSet's pods): a peer from now on, live for `takeover_after` like
+    /// the members at start, given new copies once heard from. `false` if it is
+    /// this node or known already. Members are never removed: one that leaves
+    /// DNS is a dead member, whose mail is taken over like any other's.
+    pub fn add_member(&mut self, now: Instant, member: MemberConfig) -> bool {
+        if member.node == self.config.node || self.view.is_peer(member.node) {
+            return false;
+        }
+        self.view.add(now, &member);
+        Arc::make_mut(&mut self.config).members.push(member);
+        true
     }
 
     /// A local event (see [`LocalEvent`] for each one's contract).

@@ -459,3 +459,48 @@ fn a_copy_stored_after_its_release_is_dropped() {
         .any(|a| matches!(a, Action::DropShadows { ids, .. } if ids == &[id(7)])));
     assert_eq!(h.nodes[1].counters().shadows_held, 0);
 }
+
+#[test]
+fn a_member_added_later_gets_copies_once_heard_from() {
+    let mut h = Harness::new(3, 2);
+    // Nodes 0 and 1 start knowing only each other; node 2 is found later, as
+    // the relay's DNS discovery finds a new pod.
+    for n in 0..2 {
+        let mut c = (*h.configs[n]).clone();
+        c.members.retain(|m| m.node != NodeId(2));
+        h.configs[n] = Arc::new(c);
+    }
+    let boot = |epoch, volume| Boot {
+        epoch,
+        volume,
+        ..Boot::default()
+    };
+    h.restart(0, boot(10, 1));
+    h.restart(1, boot(11, 2));
+    h.set_link(0, 1, false);
+    h.advance(Duration::from_secs(4));
+    // Its only known peer is away: node 2's frames are not a member's.
+    h.local(0, LocalEvent::Accepted { id: id(1), size: 10 });
+    assert!(matches!(
+        outcome(&h.take(0)),
+        Some(Err(Unavailable::NotEnoughPeers { .. }))
+    ));
+    assert!(h.nodes[0].counters().frames_ignored > 0);
+    let two = h.configs[2].members[2].clone();
+    assert!(h.nodes[0].add_member(h.now, two.clone()));
+    assert!(!h.nodes[0].add_member(h.now, two), "known already");
+    let me = h.configs[0].members[0].clone();
+    assert!(!h.nodes[0].add_member(h.now, me), "itself");
+    // The driver dials the new member; once heard from, it holds copies.
+    h.set_link(0, 2, false);
+    h.set_link(0, 2, true);
+    assert!(h.nodes[0].peers().any(|p| p.node == NodeId(2) && p.link));
+    h.local(0, LocalEvent::Accepted { id: id(2), size: 10 });
+    let a = h.take(0);
+    assert!(
+        a.iter()
+            .any(|a| matches!(a, Action::SendCopy { to, .. } if *to == NodeId(2))),
+        "{a:?}"
+    );
+    assert_eq!(outcome(&a), Some(Ok(())));
+}

@@ -50,6 +50,8 @@ pub(super) enum Cmd {
     Status(oneshot::Sender<super::Status>),
     /// Drain: hand the queue to the peers.
     Drain,
+    /// A member found in DNS after the start (`discover`).
+    AddMember(proto::cluster::MemberConfig),
 }
 
 /// A copy being received from a peer: chunks appended in order.
@@ -171,6 +173,12 @@ impl Driver {
                 let _ = tx.send(super::Status::of(&self.node, now));
             }
             Cmd::Drain => self.node.handle_local(now, LocalEvent::Drain),
+            Cmd::AddMember(member) => {
+                let name = member.name.clone();
+                if self.node.add_member(now, member) {
+                    tracing::info!(member = %name, "cluster member found in DNS");
+                }
+            }
         }
     }
 

@@ -5,6 +5,7 @@
 //! # Layout
 //! - [`transport`]: QUIC (quinn) with mutual TLS from the cluster CA, one
 //!   outgoing connection per peer, frames on one stream each.
+//! - [`discover`]: members from a headless Service's SRV records.
 //! - `driver`: the task running the sans-io protocol
 //!   ([`proto::cluster::Node`]) and doing the I/O it asks for (streaming
 //!   copies, storing shadows, promoting them, dropping released ones).
@@ -23,7 +24,11 @@
 //! only once the protocol says so (`Deliver` after the peers answered or
 //! `restart_wait` expired), and never what a peer took over. An attempt that
 //! already started when `Hold` arrives finishes (a counted duplicate at worst).
+//! Members are the configured list plus, with `[cluster.discover]`, the pods
+//! a headless Service's SRV records name. Not done: re-replication of a
+//! taken-over message (it has one copy, the taker's, until it is delivered).
 
+pub mod discover;
 mod driver;
 pub mod transport;
 
@@ -213,23 +218,33 @@ impl Cluster {
     pub async fn start(
         config: &ClusterConfig,
         spool: storage::Spool,
+        resolver: Option<hickory_resolver::TokioResolver>,
     ) -> anyhow::Result<(Arc<Self>, mpsc::UnboundedReceiver<storage::MessageId>)> {
         let floor = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_secs());
         let (epoch, volume) = spool.start_epoch(floor).await?;
-        let me = config
-            .me()
+        let my_id = config
+            .my_id()
             .ok_or_else(|| anyhow::anyhow!("cluster.name is not a member"))?;
+        let mut members: Vec<ProtoMember> = config
+            .members
+            .iter()
+            .map(|m| ProtoMember {
+                node: NodeId(m.id),
+                name: m.name.clone(),
+                zone: m.zone.clone(),
+            })
+            .collect();
+        if config.me().is_none() {
+            // Found by its pod name (`discover`), not listed.
+            members.push(ProtoMember {
+                node: NodeId(my_id),
+                name: config.name.clone(),
+                zone: None,
+            });
+        }
         let proto_config = ProtoConfig {
-            node: NodeId(me.id),
-            members: config
-                .members
-                .iter()
-                .map(|m| ProtoMember {
-                    node: NodeId(m.id),
-                    name: m.name.clone(),
-                    zone: m.zone.clone(),
-                })
-                .collect(),
+            node: NodeId(my_id),
+            members,
             min_copies: config.min_copies,
             allow_degraded: config.allow_degraded,
             accept_deadline: Duration::from_millis(config.accept_deadline_ms),
@@ -289,14 +304,30 @@ impl Cluster {
             tx.clone(),
             counters.clone(),
         ));
+        let mut dialled = std::collections::HashMap::new();
         for m in config.members.iter().filter(|m| m.name != config.name) {
+            let (address, rx) = tokio::sync::watch::channel(m.address.clone());
             tokio::spawn(transport::dial(
                 endpoint.clone(),
                 NodeId(m.id),
                 m.name.clone(),
-                m.address.clone(),
+                rx,
                 tx.clone(),
             ));
+            dialled.insert(m.name.to_ascii_lowercase(), address);
+        }
+        match (&config.discover, resolver) {
+            (Some(_), Some(resolver)) => {
+                tokio::spawn(discover::run(
+                    config.clone(),
+                    resolver,
+                    endpoint.clone(),
+                    tx.clone(),
+                    dialled,
+                ));
+            }
+            (Some(_), None) => anyhow::bail!("cluster.discover needs a DNS resolver"),
+            (None, _) => {}
         }
         tracing::info!(node = %config.name, epoch, volume, min_copies = config.min_copies, "cluster started");
         Ok((

@@ -23,7 +23,7 @@ use proto::cluster::{FrameDecoder, NodeId};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use super::driver::Cmd;
@@ -93,18 +93,15 @@ pub(super) fn endpoint(config: &ClusterConfig) -> Result<quinn::Endpoint, TlsErr
     Ok(endpoint)
 }
 
-/// The member a peer's certificate names (its DNS subject alternative name).
+/// The member a peer's certificate names (its DNS subject alternative name):
+/// a listed member, or with `discover` a pod of this node's StatefulSet.
 fn member_of(conn: &quinn::Connection, config: &ClusterConfig) -> Option<NodeId> {
     let chain = conn.peer_identity()?.downcast::<Vec<CertificateDer<'static>>>().ok()?;
     let leaf = chain.first()?;
     let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
     let san = cert.subject_alternative_name().ok()??;
     san.value.general_names.iter().find_map(|n| match n {
-        x509_parser::extensions::GeneralName::DNSName(name) => config
-            .members
-            .iter()
-            .find(|m| m.name.eq_ignore_ascii_case(name))
-            .map(|m| NodeId(m.id)),
+        x509_parser::extensions::GeneralName::DNSName(name) => config.member_id(name).map(NodeId),
         _ => None,
     })
 }
@@ -135,7 +132,7 @@ pub(super) async fn accept(
                 conn.close(quinn::VarInt::from_u32(1), b"not a member");
                 return;
             };
-            if peer == NodeId(config.me().map_or(u16::MAX, |m| m.id)) {
+            if peer == NodeId(config.my_id().unwrap_or(u16::MAX)) {
                 conn.close(quinn::VarInt::from_u32(1), b"self");
                 return;
             }
@@ -171,15 +168,18 @@ pub(super) async fn accept(
 
 /// Keeps a connection to `peer` up (re-established with backoff), writing the
 /// encoded frames the driver queues for it. Reports the link to the driver.
+/// `address` is `host:port`, resolved again at each attempt, and may change.
 pub(super) async fn dial(
     endpoint: quinn::Endpoint,
     peer: NodeId,
     name: String,
-    address: String,
+    address: watch::Receiver<String>,
     driver: mpsc::Sender<Cmd>,
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
+        // Read at each attempt: discovery moves a rescheduled pod.
+        let address = address.borrow().clone();
         match connect(&endpoint, &name, &address).await {
             Ok(conn) => {
                 backoff = Duration::from_millis(100);

@@ -48,9 +48,52 @@ pub struct ClusterConfig {
     pub cert: PathBuf,
     /// Its private key (PEM).
     pub key: PathBuf,
-    /// Every member, this node included.
-    #[serde(rename = "member")]
+    /// The members known in advance, this node included unless `discover`
+    /// finds it (a StatefulSet's pods need none listed with `discover`).
+    #[serde(default, rename = "member")]
     pub members: Vec<MemberConfig>,
+    /// Members found in DNS as well: a Kubernetes headless Service's SRV
+    /// records (`[cluster.discover]`). Absent: the list above only.
+    #[serde(default)]
+    pub discover: Option<DiscoverConfig>,
+}
+
+/// `[cluster.discover]`: members from the SRV records of a headless Service
+/// (`_repl._udp.estafette-peers.NAMESPACE.svc.cluster.local`: one record per
+/// pod, `publishNotReadyAddresses` so that a pod is found before it is ready).
+///
+/// Each record's target names a member: its first label is the member name
+/// (`estafette-2`, the pod's name), the number after its last `-` the member id
+/// (the StatefulSet ordinal), and the target's address with the record's port
+/// is where its QUIC endpoint is. Looked up at start and every
+/// `interval_secs`: a new member is added (new copies go to it once it is
+/// heard from), a moved one (a rescheduled pod's new address) is dialled at
+/// its new address. A member that leaves DNS is not removed: it is a dead
+/// member, and its mail is taken over after `takeover_after` like any other.
+/// Only names of this node's own StatefulSet (the same prefix before the
+/// ordinal as `cluster.name`) are members.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoverConfig {
+    /// The SRV name to look up, asked of `[outbound] resolver`.
+    pub srv: String,
+    /// Seconds between lookups. Default 10.
+    #[serde(default = "default_discover_interval")]
+    pub interval_secs: u64,
+}
+
+fn default_discover_interval() -> u64 {
+    10
+}
+
+/// `estafette-2` → `("estafette", 2)`: a StatefulSet pod's name split into the
+/// set's name and its ordinal.
+pub fn ordinal(name: &str) -> Option<(&str, u16)> {
+    let (set, n) = name.rsplit_once('-')?;
+    if set.is_empty() || n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((set, n.parse().ok()?))
 }
 
 /// `[[cluster.member]]`.
@@ -91,25 +134,62 @@ impl ClusterConfig {
         self.members.iter().find(|m| m.name == self.name)
     }
 
+    /// This node's member id: its entry's, or with `discover` its name's ordinal.
+    pub fn my_id(&self) -> Option<u16> {
+        match self.me() {
+            Some(m) => Some(m.id),
+            None if self.discover.is_some() => ordinal(&self.name).map(|(_, n)| n),
+            None => None,
+        }
+    }
+
+    /// The id of the member a peer's certificate names (`name`): a listed
+    /// member's, or with `discover` a pod of this node's own StatefulSet.
+    pub fn member_id(&self, name: &str) -> Option<u16> {
+        if let Some(m) = self.members.iter().find(|m| m.name.eq_ignore_ascii_case(name)) {
+            return Some(m.id);
+        }
+        self.discover.as_ref()?;
+        let (set, id) = ordinal(name)?;
+        let (mine, _) = ordinal(&self.name)?;
+        set.eq_ignore_ascii_case(mine).then_some(id)
+    }
+
     pub(super) fn validate(&self, node_id: u16) -> Result<(), ConfigError> {
-        let Some(me) = self.me() else {
-            return Err(invalid(
-                "cluster.name",
-                format!("{:?} is not a [[cluster.member]]", self.name),
-            ));
+        let Some(id) = self.my_id() else {
+            let why = if self.discover.is_some() {
+                "is neither a [[cluster.member]] nor a StatefulSet pod name (NAME-ORDINAL)"
+            } else {
+                "is not a [[cluster.member]]"
+            };
+            return Err(invalid("cluster.name", format!("{:?} {why}", self.name)));
         };
-        if me.id != node_id {
+        if id != node_id {
             return Err(invalid(
                 "cluster.name",
-                format!("member {} has id {} but node.node_id is {node_id}", me.name, me.id),
+                format!("member {} has id {id} but node.node_id is {node_id}", self.name),
             ));
+        }
+        if let Some(d) = &self.discover {
+            if d.srv.trim().is_empty() || d.interval_secs == 0 {
+                return Err(invalid(
+                    "cluster.discover",
+                    "srv must be a DNS name and interval_secs at least 1",
+                ));
+            }
         }
         for (i, m) in self.members.iter().enumerate() {
             if self.members[..i].iter().any(|o| o.id == m.id || o.name == m.name) {
                 return Err(invalid(format!("cluster.member[{i}]"), "duplicate name or id"));
             }
         }
-        if self.min_copies == 0 || self.min_copies > self.members.len() {
+        // With discovery, how many members there will be is not known here.
+        let known = if self.discover.is_some() {
+            usize::MAX
+        } else {
+            self.members.len()
+        };
+        if self.min_copies == 0 || self.min_copies > known {
             return Err(invalid(
                 "cluster.min_copies",
                 format!("must be between 1 and the number of members ({})", self.members.len()),

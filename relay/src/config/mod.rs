@@ -30,7 +30,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use admin::{AdminConfig, DEFAULT_ADMIN_ADDRESS};
-pub use cluster::{ClusterConfig, MemberConfig};
+pub use cluster::{ordinal, ClusterConfig, DiscoverConfig, MemberConfig};
 pub use listener::{ClientCertMode, Limits, ListenerConfig, TlsMode};
 pub use node::{NodeConfig, TlsFiles};
 pub use outbound::{OutboundConfig, ResolverSetting, RouteConfig, RouteTls, SystemResolver};
@@ -165,8 +165,8 @@ impl Config {
         .map_err(parse_error)?;
         config.overrides = overrides;
         if !explicit_id {
-            if let Some(me) = config.cluster.as_ref().and_then(ClusterConfig::me) {
-                config.node.node_id = me.id;
+            if let Some(id) = config.cluster.as_ref().and_then(ClusterConfig::my_id) {
+                config.node.node_id = id;
             }
         }
         // Relative paths are relative to the config file, not to the cwd.

@@ -261,3 +261,42 @@ address = "estafette-1.estafette-peers:7946"
     let e = Config::load_with(&p, vars(&[("ESTAFETTE_CLUSTER__NAME", "estafette-7")])).unwrap_err();
     assert!(e.to_string().contains("estafette-7"), "{e}");
 }
+
+#[test]
+fn with_discovery_a_pod_name_is_a_member_and_its_ordinal_the_id() {
+    assert_eq!(ordinal("estafette-12"), Some(("estafette", 12)));
+    assert_eq!(ordinal("my-relay-0"), Some(("my-relay", 0)));
+    for bad in ["estafette", "estafette-", "-3", "estafette-x", "estafette-99999"] {
+        assert_eq!(ordinal(bad), None, "{bad}");
+    }
+    let base = std::fs::read_to_string(example()).unwrap();
+    let text: String = base
+        .lines()
+        .filter(|l| !l.starts_with("node_id"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let cluster = r#"
+[cluster]
+name = "estafette-4"
+listen = "0.0.0.0:7946"
+ca = "c/ca.pem"
+cert = "c/n.pem"
+key = "c/n.key"
+[cluster.discover]
+srv = "_repl._udp.estafette-peers"
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c.toml");
+    std::fs::write(&p, format!("{text}\n{cluster}")).unwrap();
+    let c = Config::load_with(&p, vars(&[])).unwrap();
+    let cl = c.cluster.as_ref().unwrap();
+    assert_eq!((c.node.node_id, cl.my_id()), (4, Some(4)));
+    assert_eq!(cl.discover.as_ref().map(|d| d.interval_secs), Some(10));
+    // Peers: pods of the same StatefulSet only.
+    assert_eq!(cl.member_id("estafette-7"), Some(7));
+    assert_eq!(cl.member_id("ESTAFETTE-7"), Some(7));
+    assert_eq!(cl.member_id("other-7"), None);
+    assert_eq!(cl.member_id("estafette"), None);
+    let e = Config::load_with(&p, vars(&[("ESTAFETTE_CLUSTER__NAME", "relay")])).unwrap_err();
+    assert!(e.to_string().contains("NAME-ORDINAL"), "{e}");
+}

@@ -95,7 +95,11 @@ impl Node {
         let policy = Arc::new(Policy::new(&config.routes, identities, trust).with_postmaster(postmaster));
         let (cluster, handed) = match &config.cluster {
             Some(c) => {
-                let (cluster, handed) = Cluster::start(c, spool.clone()).await.context("cluster")?;
+                let resolver = match &c.discover {
+                    Some(_) => Some(dns_resolver(&config.outbound).context("cluster.discover")?),
+                    None => None,
+                };
+                let (cluster, handed) = Cluster::start(c, spool.clone(), resolver).await.context("cluster")?;
                 (Some(cluster), Some(handed))
             }
             None => (None, None),
@@ -387,12 +391,8 @@ fn build_queue(
     // A resolver only when some route asks for MX lookup, or in a trust
     // space (listed domains without a route are looked up).
     let mx = if routes.needs_mx() || trust.is_some() {
-        let nameservers = match &o.resolver {
-            ResolverSetting::System(_) => Nameservers::System,
-            ResolverSetting::Servers(s) => Nameservers::Servers(s.clone()),
-        };
         let timeout = Duration::from_secs(o.resolver_timeout_secs);
-        Some(MxResolver::new(&nameservers, o.mx_port, timeout).context("outbound.resolver")?)
+        Some(MxResolver::new(&nameservers(o), o.mx_port, timeout).context("outbound.resolver")?)
     } else {
         None
     };
@@ -444,4 +444,18 @@ fn build_queue(
             max_ready: o.max_ready,
         },
     ))
+}
+
+/// The servers `[outbound] resolver` names.
+fn nameservers(o: &crate::config::OutboundConfig) -> Nameservers {
+    match &o.resolver {
+        ResolverSetting::System(_) => Nameservers::System,
+        ResolverSetting::Servers(s) => Nameservers::Servers(s.clone()),
+    }
+}
+
+/// A resolver asking `[outbound] resolver` (the cluster's member discovery).
+fn dns_resolver(o: &crate::config::OutboundConfig) -> anyhow::Result<hickory_resolver::TokioResolver> {
+    let timeout = Duration::from_secs(o.resolver_timeout_secs);
+    Ok(crate::dns::resolver(&nameservers(o), timeout)?)
 }

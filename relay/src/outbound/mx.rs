@@ -22,8 +22,6 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::{Name, RData};
@@ -35,26 +33,10 @@ use tracing::{debug, warn};
 use super::error::{DeliveryError, Unroutable};
 use super::route::{Destination, Security, Target};
 
-/// Most DNS responses kept in the resolver's cache.
-pub const CACHE_SIZE: u64 = 4096;
-
 /// Most exchangers of one domain that are tried (and resolved).
 pub const MAX_EXCHANGERS: usize = 10;
 
-/// Which nameservers the resolver asks.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Nameservers {
-    /// The system's: `/etc/resolv.conf` (and `/etc/hosts`).
-    System,
-    /// Exactly these servers, over UDP (TCP when a reply is truncated);
-    /// `/etc/hosts` is not read. Tests point this at a local DNS server.
-    Servers(Vec<SocketAddr>),
-}
-
-/// The resolver could not be set up (unreadable `/etc/resolv.conf`, no server).
-#[derive(Debug, thiserror::Error)]
-#[error("DNS resolver setup: {0}")]
-pub struct ResolverSetupError(String);
+pub use crate::dns::{Nameservers, ResolverSetupError, CACHE_SIZE};
 
 /// A domain's MX answer, interpreted (see [`order_exchangers`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -137,34 +119,7 @@ impl MxResolver {
     /// [`ResolverSetupError`]: the system configuration is unreadable, or the
     /// server list is empty.
     pub fn new(nameservers: &Nameservers, port: u16, timeout: Duration) -> Result<Self, ResolverSetupError> {
-        let provider = TokioRuntimeProvider::default();
-        let mut builder = match nameservers {
-            Nameservers::System => {
-                TokioResolver::builder(provider).map_err(|e| ResolverSetupError(format!("/etc/resolv.conf: {e}")))?
-            }
-            Nameservers::Servers(addrs) => {
-                if addrs.is_empty() {
-                    return Err(ResolverSetupError("no nameserver given".into()));
-                }
-                let servers = addrs
-                    .iter()
-                    .map(|a| {
-                        let mut udp = ConnectionConfig::udp();
-                        udp.port = a.port();
-                        let mut tcp = ConnectionConfig::tcp();
-                        tcp.port = a.port();
-                        NameServerConfig::new(a.ip(), true, vec![udp, tcp])
-                    })
-                    .collect();
-                let mut b = TokioResolver::builder_with_config(ResolverConfig::from_name_servers(servers), provider);
-                b.options_mut().use_hosts_file = ResolveHosts::Never;
-                b
-            }
-        };
-        let opts = builder.options_mut();
-        opts.timeout = timeout;
-        opts.cache_size = CACHE_SIZE;
-        let resolver = builder.build().map_err(|e| ResolverSetupError(e.to_string()))?;
+        let resolver = crate::dns::resolver(nameservers, timeout)?;
         Ok(Self { resolver, port })
     }
 
