@@ -302,6 +302,10 @@ pub struct ClusterSnapshot {
     pub duplicates_possible: u64,
     /// Cluster connections refused (certificate, handshake).
     pub refused: u64,
+    /// Copies dropped by a reconcile (final elsewhere).
+    pub reconcile_dropped: u64,
+    /// Recovered messages delivered when the restart wait expired.
+    pub restart_wait_expired: u64,
 }
 
 /// Entries of the spool's due index (one per message with a pending,
@@ -428,6 +432,16 @@ impl Snapshot {
                     "estafette_cluster_connections_refused",
                     "Replication connections refused",
                     c.refused,
+                ),
+                (
+                    "estafette_cluster_reconcile_dropped",
+                    "Copies dropped because a reconcile showed them final elsewhere",
+                    c.reconcile_dropped,
+                ),
+                (
+                    "estafette_cluster_restart_wait_expired",
+                    "Recovered messages delivered because the peers did not answer within restart_wait",
+                    c.restart_wait_expired,
                 ),
             ] {
                 r.register(name, help, ConstCounter::new(v));

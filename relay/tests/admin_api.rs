@@ -236,6 +236,13 @@ async fn metrics_probes_token_and_api_over_http() {
     );
     let (ok, said) = promtool(&after).await;
     assert!(ok && said.trim().is_empty(), "promtool: {said}\n{after}");
+    // Every metric the Grafana dashboard queries exists (the cluster's are
+    // checked on a cluster member, in tests/cluster.rs).
+    let missing = support::grafana::missing(&after, |n| !support::grafana::clustered(n));
+    assert!(
+        missing.is_empty(),
+        "the dashboard queries metrics the node lacks: {missing:?}"
+    );
 
     // OpenMetrics when asked: same series, `# EOF` at the end.
     let resp = reqwest::Client::new()

@@ -229,6 +229,27 @@ async fn a_killed_nodes_queue_is_taken_over_and_delivered_by_its_peers() {
     // the replication histogram.
     let count = metric(&c.nodes[0].config, "estafette_replication_seconds_count");
     assert!(count >= acked.len() as f64, "replication histogram count {count}");
+    let status = cluster_status(&c.nodes[0].config);
+    assert!(
+        status["replication"]["count"].as_u64() >= Some(acked.len() as u64),
+        "{status}"
+    );
+    // One shadow per queued message, on the peers, under node 0's name.
+    let held: u64 = c.nodes[1..]
+        .iter()
+        .map(|n| {
+            cluster_status(&n.config)["shadows_by_origin"]["estafette-0"]
+                .as_u64()
+                .unwrap_or(0)
+        })
+        .sum();
+    assert_eq!(held, acked.len() as u64, "shadows held for estafette-0");
+    // The Grafana dashboard's cluster panels query metrics a member exposes.
+    let missing = support::grafana::missing(&exposition(&c.nodes[0].config), support::grafana::clustered);
+    assert!(
+        missing.is_empty(),
+        "the dashboard queries metrics a member lacks: {missing:?}"
+    );
     c.nodes[0].kill();
     let killed_at = Instant::now();
     let sink = aiosmtpd_on(PyTls::None, sink_port);
@@ -351,8 +372,8 @@ async fn a_drained_node_exits_and_its_queue_is_delivered_by_peers_at_once() {
 }
 
 /// `GET /api/cluster` of the node with config `config` (its admin port).
-/// One sample of the node's `/metrics` (admin listener without a token).
-fn metric(config: &Path, name: &str) -> f64 {
+/// The node's `/metrics` (admin listener without a token).
+fn exposition(config: &Path) -> String {
     use std::io::{Read, Write};
     let admin = relay::config::Config::load(config)
         .expect("config")
@@ -362,6 +383,12 @@ fn metric(config: &Path, name: &str) -> f64 {
     http.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").expect("request");
     let mut text = String::new();
     http.read_to_string(&mut text).expect("response");
+    text
+}
+
+/// One sample of the node's `/metrics`.
+fn metric(config: &Path, name: &str) -> f64 {
+    let text = exposition(config);
     text.lines()
         .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
         .unwrap_or_else(|| panic!("{name} not in /metrics:\n{text}"))

@@ -10,6 +10,9 @@ pub struct Counters {
     pub queue_depth: u64,
     /// Gauge: this node's messages held because another node took them over.
     pub held_for_takers: u64,
+    /// Gauge: recovered messages still waiting for the peers' word after a
+    /// restart (0 once the restart check is complete).
+    pub recovering: u64,
     /// Gauge: ids waiting in a release batch (or for a link to come back).
     pub releases_pending: u64,
     /// Accepts answered `Ok` (250).

@@ -323,8 +323,10 @@ impl Node {
         c.shadows_held = 0;
         c.queue_depth = 0;
         c.held_for_takers = 0;
+        c.recovering = 0;
         for copy in self.copies.values() {
             match copy.state {
+                State::Recovering { .. } => c.recovering += 1,
                 State::Shadow | State::Promoting { .. } => c.shadows_held += 1,
                 State::Queued { .. } if copy.deliverable => c.queue_depth += 1,
                 State::Queued { .. } => c.held_for_takers += 1,
@@ -333,6 +335,18 @@ impl Node {
         }
         c.releases_pending = self.releases.pending();
         c
+    }
+
+    /// Shadow copies held for each origin (`estafette cluster status`). O(copies):
+    /// for status pages, not for a hot path.
+    pub fn shadows_by_origin(&self) -> BTreeMap<NodeId, u64> {
+        let mut by = BTreeMap::new();
+        for copy in self.copies.values() {
+            if matches!(copy.state, State::Shadow | State::Promoting { .. }) {
+                *by.entry(copy.placement.origin.node).or_insert(0) += 1;
+            }
+        }
+        by
     }
 
     /// This node's view of each peer.

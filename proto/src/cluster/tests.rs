@@ -202,6 +202,7 @@ fn accept_waits_for_the_shadow_ack_and_final_releases_it() {
         .map(|p| usize::from(p.holders[0].node.0))
         .unwrap_or(0);
     assert_eq!(h.nodes[holder].counters().shadows_held, 1);
+    assert_eq!(h.nodes[holder].shadows_by_origin().get(&NodeId(0)), Some(&1));
     h.local(0, LocalEvent::Final { id: id(1) });
     h.advance(Duration::from_millis(200));
     assert!(h
@@ -306,6 +307,7 @@ fn silent_origin_is_taken_over_and_learns_it_at_restart() {
     assert!(!a.iter().any(|a| matches!(a, Action::Deliver { .. })), "{a:?}");
     assert!(!h.nodes[0].may_deliver(&id(2)));
     assert_eq!(h.nodes[0].counters().held_for_takers, 1);
+    assert_eq!(h.nodes[0].counters().recovering, 0, "the restart check is complete");
     // The taker finishes: the held copy goes.
     h.local(1, LocalEvent::Final { id: id(2) });
     h.advance(Duration::from_millis(200));
@@ -379,9 +381,11 @@ fn restart_wait_is_bounded_and_counted() {
     h.take(0);
     h.advance(Duration::from_secs(9));
     assert!(!h.nodes[0].may_deliver(&id(1)));
+    assert_eq!(h.nodes[0].counters().recovering, 1);
     h.advance(Duration::from_secs(2));
     assert!(h.nodes[0].may_deliver(&id(1)));
     assert_eq!(h.nodes[0].counters().restart_wait_expired, 1);
+    assert_eq!(h.nodes[0].counters().recovering, 0);
 }
 
 #[test]

@@ -83,6 +83,16 @@ pub(super) struct Driver {
     pub(super) sending: HashMap<MessageId, (Vec<u8>, Bytes)>,
     pub(super) outcomes: HashMap<MessageId, oneshot::Sender<Result<(), Unavailable>>>,
     incoming: HashMap<(NodeId, MessageId), Incoming>,
+    /// When each accept in progress asked for its copies.
+    started: HashMap<MessageId, Instant>,
+    /// Accept to last shadow ack, in µs, of the accepts that succeeded.
+    pub(super) latency: hdrhistogram::Histogram<u64>,
+}
+
+/// 1 µs to 1 h, 3 significant digits.
+fn latency_histogram() -> hdrhistogram::Histogram<u64> {
+    #[allow(clippy::expect_used)]
+    hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("constant bounds that hdrhistogram accepts")
 }
 
 fn sid(id: MessageId) -> Option<storage::MessageId> {
@@ -102,6 +112,8 @@ impl Driver {
             sending: HashMap::new(),
             outcomes: HashMap::new(),
             incoming: HashMap::new(),
+            started: HashMap::new(),
+            latency: latency_histogram(),
         }
     }
 
@@ -140,6 +152,7 @@ impl Driver {
                 let size = (envelope.len() + body.len()) as u64;
                 self.sending.insert(id, (envelope, body));
                 self.outcomes.insert(id, outcome);
+                self.started.insert(id, now);
                 self.node.handle_local(now, LocalEvent::Accepted { id, size });
                 let _ = placement.send(self.node.placement(&id).cloned());
             }
@@ -170,7 +183,7 @@ impl Driver {
             }
             Cmd::Promoted { origin, ids } => self.node.handle_local(now, LocalEvent::Promoted { origin, ids }),
             Cmd::Status(tx) => {
-                let _ = tx.send(super::Status::of(&self.node, now));
+                let _ = tx.send(super::Status::of(&self.node, now, &self.latency));
             }
             Cmd::Drain => self.node.handle_local(now, LocalEvent::Drain),
             Cmd::AddMember(member) => {
@@ -273,6 +286,12 @@ impl Driver {
             }
             Action::AcceptOutcome { id, result } => {
                 self.sending.remove(&id);
+                if let Some(t) = self.started.remove(&id) {
+                    if result.is_ok() {
+                        let us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
+                        let _ = self.latency.record(us.max(1));
+                    }
+                }
                 if let Some(tx) = self.outcomes.remove(&id) {
                     let _ = tx.send(result);
                 }

@@ -114,11 +114,32 @@ pub struct Status {
     pub queue_depth: u64,
     /// Its own messages held because another node took them over.
     pub held_for_takers: u64,
+    /// Recovered messages still waiting for the peers' word (0 once a
+    /// restarted node's check is complete).
+    pub recovering: u64,
     /// Copies dropped because a reconcile showed them final elsewhere (after
     /// a restart: what the peers delivered meanwhile).
     pub reconcile_dropped: u64,
     /// Recovered messages delivered because the restart wait expired.
     pub restart_wait_expired: u64,
+    /// Shadow copies held per origin (member name).
+    pub shadows_by_origin: std::collections::BTreeMap<String, u64>,
+    /// Replication latency since the start: from asking for the copies to the
+    /// last shadow's durable ack, successful accepts only.
+    pub replication: ReplicationLatency,
+}
+
+/// Percentiles of [`Status::replication`], in milliseconds.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct ReplicationLatency {
+    /// Accepts measured.
+    pub count: u64,
+    /// Median.
+    pub p50_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// Largest.
+    pub max_ms: f64,
 }
 
 /// One peer in [`Status`].
@@ -143,8 +164,14 @@ pub struct PeerLine {
 }
 
 impl Status {
-    fn of(node: &Node, now: Instant) -> Self {
+    fn of(node: &Node, now: Instant, latency: &hdrhistogram::Histogram<u64>) -> Self {
         let c: Counters = node.counters();
+        let name_of = |id: NodeId| {
+            node.peers()
+                .find(|p| p.node == id)
+                .map_or_else(|| id.to_string(), |p| p.name.clone())
+        };
+        let ms = |us: u64| us as f64 / 1000.0;
         Self {
             epoch: node.epoch(),
             accepting: node.can_accept(now),
@@ -172,8 +199,20 @@ impl Status {
             duplicates_possible: c.duplicates_possible,
             queue_depth: c.queue_depth,
             held_for_takers: c.held_for_takers,
+            recovering: c.recovering,
             reconcile_dropped: c.reconcile_dropped,
             restart_wait_expired: c.restart_wait_expired,
+            shadows_by_origin: node
+                .shadows_by_origin()
+                .into_iter()
+                .map(|(origin, n)| (name_of(origin), n))
+                .collect(),
+            replication: ReplicationLatency {
+                count: latency.len(),
+                p50_ms: ms(latency.value_at_quantile(0.5)),
+                p99_ms: ms(latency.value_at_quantile(0.99)),
+                max_ms: ms(latency.max()),
+            },
         }
     }
 }
@@ -398,7 +437,21 @@ impl Cluster {
 
     /// `id` left this node's queue: its copies are released.
     pub fn finished(&self, id: storage::MessageId) {
-        let _ = self.tx.try_send(Cmd::Final(to_proto_id(id)));
+        // Never dropped: a lost Final would keep the message "queued" in the
+        // protocol for good, its shadows never released and a restarted
+        // origin holding it for this taker forever. Full (a burst of
+        // deliveries): sent from a task once the driver catches up.
+        match self.tx.try_send(Cmd::Final(to_proto_id(id))) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Full(cmd)) => {
+                let tx = self.tx.clone();
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    rt.spawn(async move {
+                        let _ = tx.send(cmd).await;
+                    });
+                }
+            }
+        }
     }
 
     /// A status snapshot (`None` if the driver is gone).

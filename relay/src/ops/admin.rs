@@ -497,6 +497,8 @@ fn cluster_snapshot(s: &crate::cluster::Status, c: &crate::cluster::Cluster) -> 
         accepts_refused: s.accepts_refused,
         accepts_degraded: s.accepts_degraded,
         duplicates_possible: s.duplicates_possible,
+        reconcile_dropped: s.reconcile_dropped,
+        restart_wait_expired: s.restart_wait_expired,
         refused: c
             .transport_counters()
             .refused

@@ -9,6 +9,7 @@
 //!   aiosmtpd, an HTTPS file server), free ports, a test CA, and the outbound
 //!   client's settings and messages for those peers.
 //! - [`dns`]: a real DNS server (dnsmasq) for the MX tests.
+//! - [`grafana`]: the dashboard's metric names, to check against `/metrics`.
 //!
 //! Every peer is a child process killed when its guard drops, also when a
 //! test fails. A test binary uses only part of this module, hence the
@@ -17,5 +18,6 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod dns;
+pub mod grafana;
 pub mod node;
 pub mod peers;
