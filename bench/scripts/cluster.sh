@@ -78,7 +78,7 @@ start() { RUST_LOG=warn "$EST_BIN" serve --config "$1/estafette.toml" > "$1/log"
 
 # single: one node.
 A=$(free_port); node_config "$work/single" 0 "$A" ""
-APID=$(start "$work/single"); wait_port "$A"
+APID=$(start "$work/single"); pids+=("$APID"); wait_port "$A"
 
 # cluster N: N nodes, min_copies = 2; prints "port pid..." (node 0 first).
 cluster() {

@@ -34,6 +34,7 @@ use storage::EventKind;
 pub const QUEUE_COUNT_CAP: usize = 100_000;
 
 type ListenerLabel = [(&'static str, String); 1];
+type RefusalLabel = [(&'static str, String); 2];
 
 /// The in-memory counters of one node. Share it as `Arc<Metrics>`; every
 /// update is one atomic operation (no lock), cheap enough for the SMTP path.
@@ -51,6 +52,7 @@ pub struct Metrics {
     failed: Counter,
     dsn: Counter,
     replication: Histogram,
+    refusals: Family<RefusalLabel, Counter>,
 }
 
 #[derive(Debug, Clone)]
@@ -102,6 +104,13 @@ impl Metrics {
             "Delivery status notifications queued for senders (failure, success and delay warnings)",
             dsn.clone(),
         );
+        let refusals = Family::<RefusalLabel, Counter>::default();
+        registry.register(
+            "estafette_smtp_refusals",
+            "SMTP commands and messages refused, by reply code and reason (policy check, \
+             spool or cluster unavailable, authentication, protocol error)",
+            refusals.clone(),
+        );
         // 0.25 ms to ~8 s: a healthy LAN round trip plus a group-commit fsync
         // is a few ms; the accept deadline (5 s) bounds the top.
         let replication = Histogram::new(exponential_buckets(0.000_25, 2.0, 16));
@@ -142,7 +151,16 @@ impl Metrics {
             failed,
             dsn,
             replication,
+            refusals,
         }
+    }
+
+    /// A client was refused with reply `code` for `reason` (a policy
+    /// refusal's reason, or `unavailable`, `auth`, `commit`, `protocol`).
+    pub fn refused(&self, code: u16, reason: &str) {
+        self.refusals
+            .get_or_create(&[("code", code.to_string()), ("reason", reason.to_owned())])
+            .inc();
     }
 
     /// A message's copies were all acknowledged by its shadows `took` after

@@ -236,6 +236,35 @@ async fn metrics_probes_token_and_api_over_http() {
     );
     let (ok, said) = promtool(&after).await;
     assert!(ok && said.trim().is_empty(), "promtool: {said}\n{after}");
+    assert!(!after.contains("estafette_smtp_refusals_total{"), "nothing refused yet");
+
+    // A recipient outside every route: refused, counted by code and reason.
+    let mut cmd = Command::new("swaks");
+    cmd.args(["--server", &format!("127.0.0.1:{}", t.port("plain"))])
+        .args([
+            "--from",
+            "secretariat@hopital-dev.test",
+            "--to",
+            "someone@elsewhere.example",
+        ])
+        .args(["--helo", "dpi.test", "--quit-after", "RCPT"]);
+    let (ok, transcript) = run(cmd).await;
+    assert!(!ok && transcript.contains("<** 550"), "{transcript}");
+    let refused = scrape_until(&t, 10, "the refusal", |m| {
+        m.lines()
+            .any(|l| l.starts_with("estafette_smtp_refusals_total{code=\"550\",reason=\"") && l.ends_with(" 1"))
+    })
+    .await;
+    let line = refused
+        .lines()
+        .find(|l| l.starts_with("estafette_smtp_refusals_total{"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("reason=\"relay_denied\"") || line.contains("reason=\"not_in_trust_space\""),
+        "{line}"
+    );
+    // The series compared with OpenMetrics below include the refusal's.
+    let after = refused;
     // Every metric the Grafana dashboard queries exists (the cluster's are
     // checked on a cluster member, in tests/cluster.rs).
     let missing = support::grafana::missing(&after, |n| !support::grafana::clustered(n));

@@ -141,7 +141,10 @@ async fn on_event(event: ServerEvent, server: &mut Server, session: &mut Session
             session.side = None;
             // A full or failing spool refuses before the client sends a body.
             let verdict = match ctx.queue.health() {
-                Err(reply) => Verdict::Reject(reply),
+                Err(reply) => {
+                    ctx.metrics.refused(reply.code, "unavailable");
+                    Verdict::Reject(reply)
+                }
                 Ok(()) => {
                     let checked = match (ctx.peer_check.is_some(), ctx.policy.trust()) {
                         (true, Some(trust)) => {
@@ -150,6 +153,7 @@ async fn on_event(event: ServerEvent, server: &mut Server, session: &mut Session
                         _ => ctx.policy.check_mail(&req.from, session.identity.as_ref()),
                     };
                     if let Err(r) = &checked {
+                        ctx.metrics.refused(r.reply().code, r.reason());
                         info!(peer = %session.peer, from = %req.from, reason = r.reason(), refusal = %r, "sender refused");
                     }
                     Refusal::verdict(checked)
@@ -164,6 +168,7 @@ async fn on_event(event: ServerEvent, server: &mut Server, session: &mut Session
                 ctx.policy.check_rcpt(&req.to, &mut session.side)
             };
             if let Err(r) = &checked {
+                ctx.metrics.refused(r.reply().code, r.reason());
                 debug!(peer = %session.peer, rcpt = %req.to, reason = r.reason(), refusal = %r, "recipient refused");
             }
             server.answer_rcpt(req, Refusal::verdict(checked));
@@ -182,6 +187,7 @@ async fn on_event(event: ServerEvent, server: &mut Server, session: &mut Session
                 server.answer_auth(req, Verdict::Accept);
             } else {
                 warn!(peer = %session.peer, account = %req.authcid, "authentication failed");
+                ctx.metrics.refused(535, "auth");
                 let r = proto::Reply::new(
                     535,
                     proto::EnhancedCode::new(5, 7, 8),
@@ -206,12 +212,16 @@ async fn on_event(event: ServerEvent, server: &mut Server, session: &mut Session
                     server.message_stored(done, Ok(&id.to_string()));
                 }
                 Err(reply) => {
+                    ctx.metrics.refused(reply.code, "commit");
                     warn!(peer = %session.peer, reply = %reply, "message not accepted");
                     server.message_stored(done, Err(reply));
                 }
             }
         }
-        ServerEvent::Refused(reply) => debug!(peer = %session.peer, reply = %reply, "refused"),
+        ServerEvent::Refused(reply) => {
+            ctx.metrics.refused(reply.code, "protocol");
+            debug!(peer = %session.peer, reply = %reply, "refused");
+        }
     }
     false
 }
