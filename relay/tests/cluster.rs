@@ -179,6 +179,17 @@ except smtplib.SMTPException as e:
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(1)
 }
 
+/// Sends the messages numbered `seqs` one after the other; those that got 250.
+async fn send_batch(port: u16, seqs: std::ops::Range<usize>) -> Vec<usize> {
+    let mut acked = Vec::new();
+    for seq in seqs {
+        if send(port, seq).await == 250 {
+            acked.push(seq);
+        }
+    }
+    acked
+}
+
 /// Waits until `port` accepts a message (the cluster links are up).
 async fn until_accepting(port: u16, seq: usize, secs: u64) -> bool {
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -218,12 +229,7 @@ async fn a_killed_nodes_queue_is_taken_over_and_delivered_by_its_peers() {
         c.nodes[0].log()
     );
     let mut acked = vec![0];
-    for seq in 1..20 {
-        let code = send(c.nodes[0].smtp, seq).await;
-        if code == 250 {
-            acked.push(seq);
-        }
-    }
+    acked.extend(send_batch(c.nodes[0].smtp, 1..20).await);
     assert!(acked.len() >= 15, "too few accepted: {acked:?}\n{}", c.nodes[0].log());
     // Every 250 had a copy on a peer before it was sent, and its time is in
     // the replication histogram.
@@ -328,11 +334,7 @@ async fn a_drained_node_exits_and_its_queue_is_delivered_by_peers_at_once() {
     let mut c = cluster(3, 2, 600, sink_port);
     assert!(until_accepting(c.nodes[0].smtp, 0, 30).await, "{}", c.nodes[0].log());
     let mut acked = vec![0];
-    for seq in 1..10 {
-        if send(c.nodes[0].smtp, seq).await == 250 {
-            acked.push(seq);
-        }
-    }
+    acked.extend(send_batch(c.nodes[0].smtp, 1..10).await);
     let config = c.nodes[0].config.clone();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_estafette"))
@@ -410,11 +412,7 @@ async fn a_paused_node_is_not_taken_over_before_takeover_after_and_its_shadows_a
     let c = cluster(3, 2, 8, sink_port);
     assert!(until_accepting(c.nodes[0].smtp, 0, 30).await, "{}", c.nodes[0].log());
     let mut acked = vec![0];
-    for seq in 1..10 {
-        if send(c.nodes[0].smtp, seq).await == 250 {
-            acked.push(seq);
-        }
-    }
+    acked.extend(send_batch(c.nodes[0].smtp, 1..10).await);
     let held = |c: &Cluster| -> u64 {
         (1..3)
             .map(|i| cluster_status(&c.nodes[i].config)["shadows_held"].as_u64().unwrap_or(0))
@@ -491,11 +489,7 @@ async fn a_node_back_without_its_volume_has_its_mail_taken_over_at_once() {
     let mut c = cluster(3, 2, 600, sink_port);
     assert!(until_accepting(c.nodes[0].smtp, 0, 30).await, "{}", c.nodes[0].log());
     let mut acked = vec![0];
-    for seq in 1..10 {
-        if send(c.nodes[0].smtp, seq).await == 250 {
-            acked.push(seq);
-        }
-    }
+    acked.extend(send_batch(c.nodes[0].smtp, 1..10).await);
     c.nodes[0].kill();
     std::fs::remove_dir_all(c.dir.path().join("spool-0")).expect("volume lost");
     let restarted = Instant::now();

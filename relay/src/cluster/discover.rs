@@ -128,14 +128,7 @@ pub(super) async fn run(
                     if driver.send(Cmd::AddMember(member)).await.is_err() {
                         return;
                     }
-                    let (tx, rx) = watch::channel(address);
-                    tokio::spawn(transport::dial(
-                        endpoint.clone(),
-                        NodeId(f.id),
-                        f.name.clone(),
-                        rx,
-                        driver.clone(),
-                    ));
+                    let tx = transport::spawn_dial(&endpoint, NodeId(f.id), f.name.clone(), address, &driver);
                     known.insert(f.name, tx);
                 }
             }

@@ -345,14 +345,7 @@ impl Cluster {
         ));
         let mut dialled = std::collections::HashMap::new();
         for m in config.members.iter().filter(|m| m.name != config.name) {
-            let (address, rx) = tokio::sync::watch::channel(m.address.clone());
-            tokio::spawn(transport::dial(
-                endpoint.clone(),
-                NodeId(m.id),
-                m.name.clone(),
-                rx,
-                tx.clone(),
-            ));
+            let address = transport::spawn_dial(&endpoint, NodeId(m.id), m.name.clone(), m.address.clone(), &tx);
             dialled.insert(m.name.to_ascii_lowercase(), address);
         }
         match (&config.discover, resolver) {

@@ -166,10 +166,23 @@ pub(super) async fn accept(
     }
 }
 
+/// Starts [`dial`] for `peer` at `address`; the returned sender moves it.
+pub(super) fn spawn_dial(
+    endpoint: &quinn::Endpoint,
+    peer: NodeId,
+    name: String,
+    address: String,
+    driver: &mpsc::Sender<Cmd>,
+) -> watch::Sender<String> {
+    let (tx, rx) = watch::channel(address);
+    tokio::spawn(dial(endpoint.clone(), peer, name, rx, driver.clone()));
+    tx
+}
+
 /// Keeps a connection to `peer` up (re-established with backoff), writing the
 /// encoded frames the driver queues for it. Reports the link to the driver.
 /// `address` is `host:port`, resolved again at each attempt, and may change.
-pub(super) async fn dial(
+async fn dial(
     endpoint: quinn::Endpoint,
     peer: NodeId,
     name: String,
