@@ -5,7 +5,10 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use relay::config::Config;
+use relay::ops::client::AdminClient;
 use relay::ops::dev;
+use relay::ops::queue_cli::{self, QueueCmd};
+use relay::ops::trace_export::{self, ExportFormat};
 use relay::Node;
 
 /// Longest a drain waits for the hand-off before the node stops anyway
@@ -56,17 +59,18 @@ enum Cmd {
         command: TrustlistCmd,
     },
     /// A message's trace: accepted (from whom, over which TLS), each
-    /// delivery attempt's result per recipient, DSNs, removal. Reads the
-    /// spool read-only: safe while the node runs.
+    /// delivery attempt's result per recipient, DSNs, removal; or, with
+    /// `export`, every event in a time window. Reads the spool read-only:
+    /// safe while the node runs.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Trace {
+        #[command(subcommand)]
+        command: Option<TraceCmd>,
         /// The queue id (`250 2.0.0 queued as ID`).
-        id: String,
-        /// The node's configuration file (its spool is read).
-        #[arg(long, short, required_unless_present = "spool")]
-        config: Option<PathBuf>,
-        /// The spool directory, instead of --config.
-        #[arg(long, conflicts_with = "config")]
-        spool: Option<PathBuf>,
+        #[arg(required = true)]
+        id: Option<String>,
+        #[command(flatten)]
+        source: SpoolSource,
     },
     /// The cluster as this node sees it: members, links, epochs, shadows
     /// held, takeovers (asks the node's admin API).
@@ -84,6 +88,12 @@ enum Cmd {
         /// Longest wait for the node to exit, in seconds.
         #[arg(long, default_value_t = 90)]
         wait: u64,
+    },
+    /// Queue control: list, show, summary, hold, release, retry, bounce,
+    /// delete (asks the node's admin API; changes need the write token).
+    Queue {
+        #[command(subcommand)]
+        command: QueueCmd,
     },
     /// Spool maintenance.
     Spool {
@@ -111,6 +121,37 @@ enum Cmd {
         /// The spool directory, instead of --config.
         #[arg(long, conflicts_with = "config")]
         spool: Option<PathBuf>,
+    },
+}
+
+/// Where a read-only command finds the spool.
+#[derive(clap::Args)]
+struct SpoolSource {
+    /// The node's configuration file (its spool is read).
+    #[arg(long, short, required_unless_present = "spool")]
+    config: Option<PathBuf>,
+    /// The spool directory, instead of --config.
+    #[arg(long, conflicts_with = "config")]
+    spool: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum TraceCmd {
+    /// Every trace event in a window, oldest first, for an audit or a SIEM
+    /// (see relay/src/ops/trace_export.rs for the fields).
+    Export {
+        /// From (inclusive): RFC 3339, a UTC date, or a duration ago (`24h`).
+        /// Default: the oldest event kept.
+        #[arg(long)]
+        since: Option<String>,
+        /// Until (exclusive), same forms. Default: now.
+        #[arg(long)]
+        until: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+        format: ExportFormat,
+        #[command(flatten)]
+        source: SpoolSource,
     },
 }
 
@@ -256,7 +297,9 @@ fn main() -> anyhow::Result<()> {
         Cmd::Cluster {
             command: ClusterCmd::Status { config, json },
         } => {
-            let body = admin_call(&config, reqwest::Method::GET, "/api/cluster")?;
+            let body = AdminClient::from_config(&config, "")?
+                .get("/api/cluster")?
+                .ok("/api/cluster")?;
             if json {
                 println!("{body}");
                 return Ok(());
@@ -296,12 +339,20 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Cmd::Queue { command } => {
+            let code = queue_cli::run(command)?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
         Cmd::Drain { config, wait } => {
-            admin_call(&config, reqwest::Method::POST, "/api/drain")?;
+            let client = AdminClient::from_config(&config, "")?;
+            client.post("/api/drain")?.ok("/api/drain")?;
             println!("draining");
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait);
             while std::time::Instant::now() < deadline {
-                if admin_call(&config, reqwest::Method::GET, "/healthz").is_err() {
+                if client.get("/healthz").is_err() {
                     println!("drained: the node has stopped");
                     return Ok(());
                 }
@@ -344,8 +395,29 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Cmd::Trace { id, config, spool } => {
-            let spool = spool_dir(spool, config)?;
+        Cmd::Trace {
+            command:
+                Some(TraceCmd::Export {
+                    since,
+                    until,
+                    format,
+                    source,
+                }),
+            ..
+        } => {
+            let spool = spool_dir(source.spool, source.config)?;
+            let now = chrono::Utc::now();
+            let since = since.map(|t| trace_export::parse_time(&t, now)).transpose()?;
+            let until = until.map(|t| trace_export::parse_time(&t, now)).transpose()?;
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let n = trace_export::export(&spool, since.unwrap_or(0), until.unwrap_or(u64::MAX), format, &mut out)?;
+            eprintln!("{n} events");
+            Ok(())
+        }
+        Cmd::Trace { id, source, .. } => {
+            let spool = spool_dir(source.spool, source.config)?;
+            let id = id.context("a queue id is needed")?;
             let id: storage::MessageId = id.parse().map_err(|e| anyhow::anyhow!("{id}: not a queue id: {e}"))?;
             let events = storage::read_events(&spool, id)?;
             anyhow::ensure!(!events.is_empty(), "{id}: no trace in {}", spool.display());
@@ -439,37 +511,6 @@ fn main() -> anyhow::Result<()> {
             })
         }
     }
-}
-
-/// One request to the admin API of the node configured in `config`; the body.
-fn admin_call(config: &std::path::Path, method: reqwest::Method, path: &str) -> anyhow::Result<String> {
-    let config = Config::load(config)?;
-    let admin = config.admin.as_ref().context("the config has no [admin] section")?;
-    let token = admin.load_token()?;
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(async {
-        let client = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(10))
-            .build()?;
-        // A listener on every address (0.0.0.0, in a pod) is asked on loopback.
-        let mut address = admin.address;
-        if address.ip().is_unspecified() {
-            address.set_ip(match address {
-                std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-                std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-            });
-        }
-        let mut req = client.request(method, format!("http://{address}{path}"));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let resp = req.send().await?;
-        let status = resp.status();
-        let body = resp.text().await?;
-        anyhow::ensure!(status.is_success(), "{path}: {status} {body}");
-        Ok(body)
-    })
 }
 
 /// The spool directory from `--spool`, or from the config file's `node.spool`.

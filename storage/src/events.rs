@@ -86,6 +86,52 @@ fn trace(core: &Core, id: MessageId) -> Result<Vec<Result<Event, Error>>, Error>
     Ok(out)
 }
 
+/// Every trace event with `since_ms <= at_ms < until_ms`, in time order, from the
+/// spool at `path` opened read-only (safe while the node runs: `estafette trace
+/// export`). `f` gets each event (a damaged one as [`Error::Corrupt`]) and returns
+/// `false` to stop. Returns how many events it passed.
+///
+/// # Errors
+/// [`Error::Open`] if the directory is not a spool; read errors.
+pub fn export_events(
+    path: &std::path::Path,
+    since_ms: u64,
+    until_ms: u64,
+    mut f: impl FnMut(MessageId, Result<Event, Error>) -> bool,
+) -> Result<u64, Error> {
+    let core = Core::open_read_only(path)?;
+    let mut opts = ReadOptions::default();
+    opts.set_iterate_upper_bound(until_ms.to_be_bytes().to_vec());
+    opts.fill_cache(false);
+    let mut it = core.db.raw_iterator_cf_opt(core.cf(Cf::EventByTime)?, opts);
+    it.seek(since_ms.to_be_bytes());
+    let mut scratch = AlignedVec::<16>::new();
+    let mut n = 0;
+    while let Some(k) = it.key() {
+        let Some((id, at, seq)) = parse_event_time_key(k) else {
+            it.next();
+            continue;
+        };
+        let key = event_key(id, at, seq);
+        let event = match core.get(Cf::Event, &key)? {
+            Some(v) => decode_event(&key, &v, &mut scratch),
+            // Swept between the two reads: not in the window any more.
+            None => {
+                it.next();
+                continue;
+            }
+        };
+        n += 1;
+        if !f(id, event) {
+            break;
+        }
+        it.next();
+    }
+    it.status()
+        .map_err(|e| Error::from_read(&core.config.path, Cf::EventByTime.name(), b"", e))?;
+    Ok(n)
+}
+
 impl Spool {
     /// Appends a trace event for `id`.
     ///

@@ -48,7 +48,7 @@ mod writer;
 pub use cluster::ShadowKey;
 pub use config::{Durability, SpoolConfig};
 pub use error::Error;
-pub use events::{read_events, Event, EventKind};
+pub use events::{export_events, read_events, Event, EventKind};
 pub use id::{now_ms, MessageId, ParseIdError, MESSAGE_ID_LEN};
 pub use record::{BodyType, DsnRet, Envelope, Notify, Recipient, RecipientStatus};
 pub use recovery::{Entry, PendingRecipient, QueuedMessage, Recovery};

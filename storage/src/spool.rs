@@ -418,6 +418,48 @@ impl Spool {
         self.core().get(Cf::Body, id.as_bytes())
     }
 
+    /// Up to `limit` stored messages with ids strictly after `after` (from the first when
+    /// `None`), in id order, which is acceptance order: one page of the operator's
+    /// `queue ls`. Held and in-flight messages are included (unlike [`Spool::due`]); a
+    /// record that fails validation comes back as its [`Error::Corrupt`] in place, so
+    /// that a listing shows it instead of stopping. Pass the last id of a page as the
+    /// next `after`.
+    ///
+    /// # Errors
+    /// A RocksDB read error.
+    #[allow(clippy::type_complexity)]
+    pub fn envelopes(
+        &self,
+        after: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<(MessageId, Result<Envelope, Error>)>, Error> {
+        let core = self.core();
+        let mut opts = ReadOptions::default();
+        opts.fill_cache(false);
+        let mut it = core.db.raw_iterator_cf_opt(core.cf(Cf::Msg)?, opts);
+        match after {
+            Some(id) => {
+                it.seek(id.as_bytes());
+                if it.key() == Some(id.as_bytes().as_slice()) {
+                    it.next();
+                }
+            }
+            None => it.seek_to_first(),
+        }
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let Some((k, v)) = it.item() else { break };
+            match MessageId::from_slice(k) {
+                Some(id) => out.push((id, decode_envelope(v, Cf::Msg.name(), k))),
+                None => tracing::warn!(key = ?k, "malformed msg key skipped"),
+            }
+            it.next();
+        }
+        it.status()
+            .map_err(|e| Error::from_read(&core.config.path, Cf::Msg.name(), b"", e))?;
+        Ok(out)
+    }
+
     /// Up to `limit` `sched` entries due at or before `until_ms`, earliest first, as
     /// `(due_ms, id)`. The deferred index on disk: a relay that keeps only part of the
     /// queue in memory pages through it. Entries are hints: check the envelope (a

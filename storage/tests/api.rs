@@ -126,6 +126,28 @@ fn hold_and_release() {
 }
 
 #[test]
+fn envelopes_page_through_every_message_held_ones_included() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _guard) = open(dir.path());
+    let mut ids = Vec::new();
+    for i in 0..5u64 {
+        ids.push(spool.accept(envelope(&["a.fr"], 100 + i), vec![0; 4]).wait().unwrap());
+    }
+    assert!(spool.hold(ids[2], Durability::Buffered).wait().unwrap());
+    let first = spool.envelopes(None, 2).unwrap();
+    let first_ids: Vec<_> = first.iter().map(|(id, _)| *id).collect();
+    assert_eq!(first_ids, ids[..2]);
+    let rest = spool.envelopes(Some(ids[1]), 10).unwrap();
+    let rest_ids: Vec<_> = rest.iter().map(|(id, _)| *id).collect();
+    assert_eq!(rest_ids, ids[2..]);
+    let held = rest[0].1.as_ref().unwrap();
+    assert!(held.recipients.iter().all(|r| r.status == RecipientStatus::Held));
+    // The held message is not in the due index, but it is listed.
+    assert!(!spool.due(u64::MAX, 10).unwrap().iter().any(|(_, id)| *id == ids[2]));
+    assert!(spool.envelopes(Some(ids[4]), 10).unwrap().is_empty());
+}
+
+#[test]
 fn reschedule_and_sync() {
     let dir = tempfile::tempdir().unwrap();
     let (spool, _guard) = open(dir.path());

@@ -22,6 +22,17 @@ pub struct AdminConfig {
     pub token_file: Option<PathBuf>,
     /// The bearer token itself (instead of `token_file`).
     pub token: Option<String>,
+    /// File holding the write token: the only token that may change the
+    /// queue (`estafette queue hold|release|retry|bounce|delete`). It also
+    /// reads. Without it, a node with a read token refuses queue changes
+    /// (403); a node with no token at all (loopback only) allows them.
+    pub write_token_file: Option<PathBuf>,
+    /// The write token itself (instead of `write_token_file`).
+    pub write_token: Option<String>,
+    /// Most spool records one queue listing, summary or change reads
+    /// (default 1,000,000, about a second of reading): beyond it the answer
+    /// says `truncated`.
+    pub queue_scan_limit: usize,
 }
 
 /// The default admin address.
@@ -34,6 +45,9 @@ impl Default for AdminConfig {
             address: DEFAULT_ADMIN_ADDRESS,
             token_file: None,
             token: None,
+            write_token_file: None,
+            write_token: None,
+            queue_scan_limit: 1_000_000,
         }
     }
 }
@@ -45,30 +59,47 @@ impl AdminConfig {
     /// # Errors
     /// The file cannot be read, or holds no token.
     pub fn load_token(&self) -> Result<Option<String>, ConfigError> {
-        let Some(path) = &self.token_file else {
-            return Ok(self.token.clone());
-        };
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
-            path: path.clone(),
-            error,
-        })?;
-        let token = text.trim();
-        if token.is_empty() {
-            return Err(invalid("admin.token_file", format!("{} is empty", path.display())));
-        }
-        Ok(Some(token.to_owned()))
+        load(self.token.as_ref(), self.token_file.as_ref(), "admin.token_file")
+    }
+
+    /// The write token: `write_token`, or the content of `write_token_file`;
+    /// `None` when neither is set.
+    ///
+    /// # Errors
+    /// The file cannot be read, or holds no token.
+    pub fn load_write_token(&self) -> Result<Option<String>, ConfigError> {
+        load(
+            self.write_token.as_ref(),
+            self.write_token_file.as_ref(),
+            "admin.write_token_file",
+        )
     }
 
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
-        if self.token.is_some() && self.token_file.is_some() {
-            return Err(invalid("admin.token", "set token or token_file, not both"));
-        }
-        if let Some(t) = &self.token {
-            if t.trim().is_empty() || t.trim() != t {
-                return Err(invalid("admin.token", "must be non-empty, without surrounding spaces"));
+        for (key, inline, file) in [
+            ("admin.token", &self.token, self.token_file.is_some()),
+            ("admin.write_token", &self.write_token, self.write_token_file.is_some()),
+        ] {
+            if inline.is_some() && file {
+                return Err(invalid(key, format!("set {key} or {key}_file, not both")));
+            }
+            if let Some(t) = inline {
+                if t.trim().is_empty() || t.trim() != t {
+                    return Err(invalid(key, "must be non-empty, without surrounding spaces"));
+                }
             }
         }
-        if !self.address.ip().is_loopback() && self.token.is_none() && self.token_file.is_none() {
+        if self.token.is_some() && self.token == self.write_token {
+            return Err(invalid("admin.write_token", "must differ from admin.token"));
+        }
+        if self.queue_scan_limit == 0 {
+            return Err(invalid("admin.queue_scan_limit", "must be at least 1"));
+        }
+        let any_token = self.token.is_some()
+            || self.token_file.is_some()
+            || self.write_token.is_some()
+            || self.write_token_file.is_some();
+        if !self.address.ip().is_loopback() && !any_token {
             return Err(invalid(
                 "admin.address",
                 format!(
@@ -79,4 +110,20 @@ impl AdminConfig {
         }
         Ok(())
     }
+}
+
+/// An inline token, or the trimmed content of its file.
+fn load(inline: Option<&String>, file: Option<&PathBuf>, key: &str) -> Result<Option<String>, ConfigError> {
+    let Some(path) = file else {
+        return Ok(inline.cloned());
+    };
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+        path: path.clone(),
+        error,
+    })?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(invalid(key, format!("{} is empty", path.display())));
+    }
+    Ok(Some(token.to_owned()))
 }

@@ -213,8 +213,13 @@ impl Config {
                 fix(ca);
             }
         }
-        if let Some(file) = self.admin.as_mut().and_then(|a| a.token_file.as_mut()) {
-            fix(file);
+        if let Some(a) = self.admin.as_mut() {
+            for file in [a.token_file.as_mut(), a.write_token_file.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                fix(file);
+            }
         }
         if let Some(t) = self.tls.as_mut() {
             fix(&mut t.cert);

@@ -79,13 +79,36 @@ fn admin_section() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("admin.token") && e.contains("not both"), "{e}");
-    let e = load(
-        "address = \"127.0.0.1:9025\"     # a non-loopback address needs a token\ntoken_file = \"/etc/estafette/admin.token\"",
-        "address = \"0.0.0.0:9025\"",
+    let no_write = base.replacen("write_token_file = \"/etc/estafette/admin.write-token\"", "", 1);
+    let p = dir.path().join("open.toml");
+    std::fs::write(
+        &p,
+        no_write.replacen(
+            "address = \"127.0.0.1:9025\"     # a non-loopback address needs a token\ntoken_file = \"/etc/estafette/admin.token\"",
+            "address = \"0.0.0.0:9025\"",
+            1,
+        ),
     )
-    .unwrap_err()
-    .to_string();
+    .unwrap();
+    let e = Config::load(&p).unwrap_err().to_string();
     assert!(e.contains("admin.address") && e.contains("token"), "{e}");
+    // The write token: relative to the config file, distinct from the read token.
+    let c = load("/etc/estafette/admin.write-token", "admin.write-token").unwrap();
+    assert_eq!(
+        c.admin.unwrap().write_token_file.unwrap(),
+        dir.path().join("admin.write-token")
+    );
+    std::fs::write(
+        &p,
+        no_write.replacen(
+            "token_file = \"/etc/estafette/admin.token\"  # read at start; or token = \"...\"",
+            "token = \"same\"\nwrite_token = \"same\"",
+            1,
+        ),
+    )
+    .unwrap();
+    let e = Config::load(&p).unwrap_err().to_string();
+    assert!(e.contains("admin.write_token") && e.contains("must differ"), "{e}");
     let e = load("token_file = \"/etc/estafette/admin.token\"", "token = \"\"")
         .unwrap_err()
         .to_string();

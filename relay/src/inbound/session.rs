@@ -142,7 +142,11 @@ async fn on_event(event: ServerEvent, server: &mut Server, session: &mut Session
             // A full or failing spool refuses before the client sends a body.
             let verdict = match ctx.queue.health() {
                 Err(reply) => {
-                    ctx.metrics.refused(reply.code, "unavailable");
+                    ctx.metrics.refused(
+                        reply.code,
+                        "unavailable",
+                        format!("{} MAIL FROM:{}: {reply}", session.peer, req.from),
+                    );
                     Verdict::Reject(reply)
                 }
                 Ok(()) => {
@@ -153,7 +157,11 @@ async fn on_event(event: ServerEvent, server: &mut Server, session: &mut Session
                         _ => ctx.policy.check_mail(&req.from, session.identity.as_ref()),
                     };
                     if let Err(r) = &checked {
-                        ctx.metrics.refused(r.reply().code, r.reason());
+                        ctx.metrics.refused(
+                            r.reply().code,
+                            r.reason(),
+                            format!("{} MAIL FROM:{}: {r}", session.peer, req.from),
+                        );
                         info!(peer = %session.peer, from = %req.from, reason = r.reason(), refusal = %r, "sender refused");
                     }
                     Refusal::verdict(checked)
@@ -168,7 +176,11 @@ async fn on_event(event: ServerEvent, server: &mut Server, session: &mut Session
                 ctx.policy.check_rcpt(&req.to, &mut session.side)
             };
             if let Err(r) = &checked {
-                ctx.metrics.refused(r.reply().code, r.reason());
+                ctx.metrics.refused(
+                    r.reply().code,
+                    r.reason(),
+                    format!("{} RCPT TO:{}: {r}", session.peer, req.to),
+                );
                 debug!(peer = %session.peer, rcpt = %req.to, reason = r.reason(), refusal = %r, "recipient refused");
             }
             server.answer_rcpt(req, Refusal::verdict(checked));
@@ -187,7 +199,8 @@ async fn on_event(event: ServerEvent, server: &mut Server, session: &mut Session
                 server.answer_auth(req, Verdict::Accept);
             } else {
                 warn!(peer = %session.peer, account = %req.authcid, "authentication failed");
-                ctx.metrics.refused(535, "auth");
+                ctx.metrics
+                    .refused(535, "auth", format!("{} AUTH {}", session.peer, req.authcid));
                 let r = proto::Reply::new(
                     535,
                     proto::EnhancedCode::new(5, 7, 8),
@@ -212,14 +225,16 @@ async fn on_event(event: ServerEvent, server: &mut Server, session: &mut Session
                     server.message_stored(done, Ok(&id.to_string()));
                 }
                 Err(reply) => {
-                    ctx.metrics.refused(reply.code, "commit");
+                    ctx.metrics
+                        .refused(reply.code, "commit", format!("{} DATA: {reply}", session.peer));
                     warn!(peer = %session.peer, reply = %reply, "message not accepted");
                     server.message_stored(done, Err(reply));
                 }
             }
         }
         ServerEvent::Refused(reply) => {
-            ctx.metrics.refused(reply.code, "protocol");
+            ctx.metrics
+                .refused(reply.code, "protocol", format!("{}: {reply}", session.peer));
             debug!(peer = %session.peer, reply = %reply, "refused");
         }
     }

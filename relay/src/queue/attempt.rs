@@ -192,28 +192,46 @@ impl Queue {
     }
 
     /// Every recipient is final: queue the DSN owed, then remove the message.
-    async fn finish(&self, id: MessageId, env: &Envelope, body: &[u8]) -> Result<(), storage::Error> {
+    /// The DSN's id, if one was owed.
+    pub(super) async fn finish(
+        &self,
+        id: MessageId,
+        env: &Envelope,
+        body: &[u8],
+    ) -> Result<Option<MessageId>, storage::Error> {
         let pick = |r: &storage::Recipient| match r.status {
             RecipientStatus::Failed => Some(Action::Failed),
             RecipientStatus::Delivered => Some(Action::Delivered),
             _ => None,
         };
+        let mut dsn_id = None;
         if let Some(dsn) = self.build_dsn(id, env, body, pick) {
-            let dsn_id = self.commit_dsn(dsn).await?;
-            info!(%id, dsn = %dsn_id, "delivery status notification queued");
-            self.event(id, EventKind::DsnQueued, dsn_id.to_string());
+            let committed = self.commit_dsn(dsn).await?;
+            info!(%id, dsn = %committed, "delivery status notification queued");
+            self.event(id, EventKind::DsnQueued, committed.to_string());
+            dsn_id = Some(committed);
         }
         self.spool.remove(id, Durability::Buffered).await?;
         self.release_copies(id);
         self.event(id, EventKind::Removed, "all recipients final".into());
         info!(%id, "done");
-        Ok(())
+        Ok(dsn_id)
     }
 
     /// Appends a trace event (buffered; a failure is logged, never passed on:
     /// the trace must not stop delivery).
     pub(super) fn event(&self, id: MessageId, kind: EventKind, detail: String) {
         self.metrics.trace_event(kind);
+        if matches!(kind, EventKind::Deferred | EventKind::Failed) {
+            // "rcpt 451 4.4.1 ...": the reply code follows the address.
+            let code = detail
+                .split_whitespace()
+                .nth(1)
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0);
+            self.metrics
+                .delivery_error(code, kind == EventKind::Failed, format!("{id} {detail}"));
+        }
         let event = Event {
             at_ms: storage::now_ms(),
             kind,

@@ -9,6 +9,10 @@
 //! - `attempt`: one delivery attempt of one message, recipient states, the
 //!   DSN owed, removal.
 //! - [`retry`]: the backoff schedule, a pure function ([`RetryPolicy`]).
+//! - [`control`]: what operators do to queued messages (hold, release,
+//!   retry, bounce, delete), chosen by a [`control::Filter`].
+//! - `shape`: the queue's shape by destination and age ([`Shape`], like
+//!   Postfix's qshape).
 //!
 //! Depends on `outbound` (routes, pool, DSN building) and the layers below.
 //!
@@ -33,10 +37,13 @@
 
 mod attempt;
 mod commit;
+pub mod control;
 pub mod retry;
+mod shape;
 
 pub use commit::{spool_reply, CommitError, Prepared};
 pub use retry::{Retry, RetryPolicy};
+pub use shape::{Shape, ShapeRow, AGE_BUCKETS_MIN};
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

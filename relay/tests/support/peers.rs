@@ -78,8 +78,13 @@ fn wait_listening(addr: SocketAddr, child: &mut Child) {
 /// Postfix's smtp-sink writing each message to `dir/m.<hex>`; `extra` are
 /// more options (e.g. `-r RCPT`).
 pub fn smtp_sink(extra: &[&str]) -> Peer {
+    smtp_sink_on(free_port(), extra)
+}
+
+/// [`smtp_sink`] on a given port (from [`free_port`]): a destination that
+/// was down comes up.
+pub fn smtp_sink_on(port: u16, extra: &[&str]) -> Peer {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     let template = format!("{}/m.", dir.path().display());
     let mut child = Command::new("/usr/sbin/smtp-sink")

@@ -28,6 +28,9 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 use storage::EventKind;
 
+mod recent;
+pub use recent::{Recent, RecentEntry, RECENT_CAP};
+
 /// `/metrics` counts the due index up to this many entries per scrape (a
 /// bounded key scan); beyond it `estafette_queue_messages` reads this value
 /// and `/api/queue` says `"saturated": true`.
@@ -53,6 +56,30 @@ pub struct Metrics {
     dsn: Counter,
     replication: Histogram,
     refusals: Family<RefusalLabel, Counter>,
+    refused_total: Counter,
+    recent_refusals: Recent,
+    recent_errors: Recent,
+}
+
+/// The node's totals since it started, as plain values (the dashboard).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Totals {
+    /// Messages acknowledged with 250, every listener.
+    pub accepted: u64,
+    /// Bytes of those messages.
+    pub bytes: u64,
+    /// SMTP sessions open now.
+    pub sessions: i64,
+    /// Recipients delivered.
+    pub delivered: u64,
+    /// Recipient attempts deferred.
+    pub deferred: u64,
+    /// Recipients failed.
+    pub failed: u64,
+    /// DSNs queued.
+    pub dsn: u64,
+    /// Commands and messages refused.
+    pub refused: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -152,15 +179,62 @@ impl Metrics {
             dsn,
             replication,
             refusals,
+            refused_total: Counter::default(),
+            recent_refusals: Recent::default(),
+            recent_errors: Recent::default(),
         }
     }
 
     /// A client was refused with reply `code` for `reason` (a policy
-    /// refusal's reason, or `unavailable`, `auth`, `commit`, `protocol`).
-    pub fn refused(&self, code: u16, reason: &str) {
+    /// refusal's reason, or `unavailable`, `auth`, `commit`, `protocol`);
+    /// `detail` (peer, command, reply) goes to the dashboard's recent list.
+    pub fn refused(&self, code: u16, reason: &str, detail: String) {
         self.refusals
             .get_or_create(&[("code", code.to_string()), ("reason", reason.to_owned())])
             .inc();
+        self.refused_total.inc();
+        self.recent_refusals.push(RecentEntry {
+            at_ms: storage::now_ms(),
+            code,
+            reason: reason.to_owned(),
+            detail,
+        });
+    }
+
+    /// A delivery attempt failed for a recipient (`failed`: for good);
+    /// `detail` names the message, the recipient and the reply.
+    pub fn delivery_error(&self, code: u16, failed: bool, detail: String) {
+        self.recent_errors.push(RecentEntry {
+            at_ms: storage::now_ms(),
+            code,
+            reason: if failed { "failed" } else { "deferred" }.to_owned(),
+            detail,
+        });
+    }
+
+    /// The last refusals, newest first.
+    pub fn recent_refusals(&self) -> Vec<RecentEntry> {
+        self.recent_refusals.newest_first()
+    }
+
+    /// The last delivery errors, newest first.
+    pub fn recent_errors(&self) -> Vec<RecentEntry> {
+        self.recent_errors.newest_first()
+    }
+
+    /// The totals now.
+    pub fn totals(&self) -> Totals {
+        let sum = |f: fn(&ListenerMetrics) -> u64| self.listeners.values().map(f).sum::<u64>();
+        Totals {
+            accepted: sum(|m| m.accepted.get()),
+            bytes: sum(|m| m.bytes.get()),
+            sessions: self.listeners.values().map(|m| m.sessions.get()).sum(),
+            delivered: self.delivered.get(),
+            deferred: self.deferred.get(),
+            failed: self.failed.get(),
+            dsn: self.dsn.get(),
+            refused: self.refused_total.get(),
+        }
     }
 
     /// A message's copies were all acknowledged by its shadows `took` after

@@ -4,14 +4,22 @@
 //! |---|---|---|
 //! | `GET /healthz` | `200 ok` while the process serves HTTP | no |
 //! | `GET /readyz` | `200 ready`, or `503 not ready: <reasons>` | no |
-//! | `GET /metrics` | Prometheus exposition ([`crate::metrics`]); OpenMetrics when `Accept` asks for it | yes |
-//! | `GET /api/queue?limit=N` | JSON: counts, and the first N (default 100, at most 1000) messages of the due index, earliest first | yes |
-//! | `GET /api/trace/{id}` | JSON: the message's trace events, oldest first (404 if none) | yes |
-//! | `GET /api/trustlist` | JSON: the trust list in force, its age, refresh failures, last error (404 without `[trust]`) | yes |
+//! | `GET /metrics` | Prometheus exposition ([`crate::metrics`]); OpenMetrics when `Accept` asks for it | read |
+//! | `GET /api/queue?limit=N` | JSON: counts, and the first N (default 100, at most 1000) messages of the due index, earliest first | read |
+//! | `GET /api/queue/messages?…` | JSON: messages matching a filter (`queue ls`), see [`queue`] | read |
+//! | `GET /api/queue/messages/{id}` | JSON: one message, its recipients and its trace (`queue show`) | read |
+//! | `GET /api/queue/summary` | JSON: messages by destination and age (`queue summary`) | read |
+//! | `POST /api/queue/{hold,release,retry,bounce,delete}` | JSON: what changed (`queue hold` …) | write |
+//! | `GET /api/trace/{id}` | JSON: the message's trace events, oldest first (404 if none) | read |
+//! | `GET /api/trustlist` | JSON: the trust list in force, its age, refresh failures, last error (404 without `[trust]`) | read |
+//! | `GET /api/cluster` | JSON: the cluster as this node sees it | read |
+//! | `GET /dashboard` | the operator's page (HTML, polls `/api/dashboard`), see [`dashboard`] | no (its data: read) |
+//! | `GET /api/dashboard` | JSON: what the page shows | read |
+//! | `POST /api/drain` | `202`: the node drains and exits (`estafette drain`, the preStop hook) | read |
 //!
-//! "Token" routes need `Authorization: Bearer <token>` when `[admin]` has a
-//! token (`401` otherwise); the probes never do, so that a kubelet can call
-//! them. Everything is read-only.
+//! Tokens: see [`auth`]. The probes never need one, so that a kubelet can
+//! call them; drain takes the read token because the pod's preStop hook
+//! runs with the node's own configuration, and a drain loses nothing.
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
@@ -19,16 +27,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::extract::{FromRequestParts, Path, Query, State};
-use axum::http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
-use axum::http::request::Parts;
+use axum::extract::State;
+use axum::http::header::{ACCEPT, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::SecondsFormat;
-use ring::hmac;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
@@ -37,11 +43,13 @@ use crate::lifecycle::{Phase, PhaseWatch};
 use crate::metrics::{ClusterSnapshot, Format, Metrics, QueueCount, Snapshot, TrustSnapshot};
 use crate::queue::Queue;
 use crate::trust::TrustStore;
+use auth::Reader;
+pub use auth::OPERATOR_HEADER;
 
-/// `/api/queue` lists this many messages unless `limit` says otherwise.
-const DEFAULT_QUEUE_LIMIT: usize = 100;
-/// Largest `limit` of `/api/queue`.
-const MAX_QUEUE_LIMIT: usize = 1000;
+pub mod auth;
+mod dashboard;
+pub mod queue;
+
 /// After shutdown is signalled, requests in progress get this long.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -71,9 +79,13 @@ impl Admin {
     /// # Errors
     /// The token file cannot be read or the address cannot be bound.
     pub async fn bind(config: &AdminConfig, sources: Sources, shutdown: PhaseWatch) -> anyhow::Result<Self> {
-        let token = match config.load_token()? {
-            Some(t) => Some(Token::new(&t).map_err(|_| anyhow::anyhow!("admin token: no random key available"))?),
-            None => None,
+        let tokens = auth::Tokens {
+            read: config.load_token()?.as_deref().map(auth::Token::new).transpose()?,
+            write: config
+                .load_write_token()?
+                .as_deref()
+                .map(auth::Token::new)
+                .transpose()?,
         };
         let listener = TcpListener::bind(config.address)
             .await
@@ -81,9 +93,10 @@ impl Admin {
         let drain = sources.drain.clone();
         let state = Arc::new(AdminState {
             sources,
-            token,
+            tokens,
             shutdown,
             drain,
+            scan_limit: config.queue_scan_limit,
         });
         Ok(Self {
             listener,
@@ -109,7 +122,9 @@ impl Admin {
             .map_or_else(|_| "?".to_owned(), |a| a.to_string());
         // Polled here rather than spawned: aborting this task (a node dropped
         // without shutdown) drops the listener with it.
-        let server = axum::serve(self.listener, self.router)
+        // The caller's address goes into the trace of what it changes.
+        let app = self.router.into_make_service_with_connect_info::<SocketAddr>();
+        let server = axum::serve(self.listener, app)
             .with_graceful_shutdown(stopped(shutdown.clone()))
             .into_future();
         tokio::pin!(server);
@@ -138,29 +153,11 @@ async fn stopped(mut shutdown: PhaseWatch) {
 
 struct AdminState {
     sources: Sources,
-    token: Option<Token>,
+    tokens: auth::Tokens,
     shutdown: PhaseWatch,
     drain: Option<tokio::sync::mpsc::Sender<()>>,
-}
-
-/// The configured bearer token, kept as an HMAC tag under a random key:
-/// [`hmac::verify`] compares in constant time and, since both sides are
-/// hashed first, leaks neither the content nor the length of the token.
-struct Token {
-    key: hmac::Key,
-    tag: hmac::Tag,
-}
-
-impl Token {
-    fn new(token: &str) -> Result<Self, ring::error::Unspecified> {
-        let key = hmac::Key::generate(hmac::HMAC_SHA256, &ring::rand::SystemRandom::new())?;
-        let tag = hmac::sign(&key, token.as_bytes());
-        Ok(Self { key, tag })
-    }
-
-    fn matches(&self, presented: &[u8]) -> bool {
-        hmac::verify(&self.key, presented, self.tag.as_ref()).is_ok()
-    }
+    /// Most records a queue listing, summary or change reads.
+    scan_limit: usize,
 }
 
 fn router(state: Arc<AdminState>) -> Router {
@@ -168,41 +165,12 @@ fn router(state: Arc<AdminState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/api/queue", get(queue))
-        .route("/api/trace/{id}", get(trace))
         .route("/api/trustlist", get(trustlist))
         .route("/api/cluster", get(cluster))
         .route("/api/drain", axum::routing::post(drain))
+        .merge(queue::routes())
+        .merge(dashboard::routes())
         .with_state(state)
-}
-
-/// Proof that the request carried the token (or that none is configured).
-struct Authorized;
-
-impl FromRequestParts<Arc<AdminState>> for Authorized {
-    type Rejection = Response;
-
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<AdminState>) -> Result<Self, Self::Rejection> {
-        let Some(token) = &state.token else {
-            return Ok(Self);
-        };
-        let presented = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, t)| t.trim());
-        match presented {
-            Some(t) if token.matches(t.as_bytes()) => Ok(Self),
-            _ => Err((
-                StatusCode::UNAUTHORIZED,
-                [(WWW_AUTHENTICATE, "Bearer realm=\"estafette\"")],
-                "a valid admin token is required (Authorization: Bearer ...)\n",
-            )
-                .into_response()),
-        }
-    }
 }
 
 async fn healthz() -> &'static str {
@@ -241,7 +209,7 @@ async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
     }
 }
 
-async fn metrics(_: Authorized, State(state): State<Arc<AdminState>>, headers: HeaderMap) -> Response {
+async fn metrics(_: Reader, State(state): State<Arc<AdminState>>, headers: HeaderMap) -> Response {
     let format = Format::negotiate(headers.get(ACCEPT).and_then(|v| v.to_str().ok()));
     let reader = state.clone();
     let cluster = match state.sources.queue.cluster() {
@@ -264,148 +232,6 @@ async fn metrics(_: Authorized, State(state): State<Arc<AdminState>>, headers: H
     }
 }
 
-#[derive(Deserialize)]
-struct QueueQuery {
-    limit: Option<usize>,
-}
-
-/// `/api/queue`.
-#[derive(Serialize)]
-struct QueueView {
-    /// Messages in the due index (counted up to [`crate::metrics::QUEUE_COUNT_CAP`]).
-    waiting: u64,
-    /// Of which due now.
-    due_now: u64,
-    /// The counts stopped at the cap.
-    saturated: bool,
-    /// Messages being tried now.
-    in_flight: usize,
-    /// The first `limit` messages of the due index, earliest first.
-    messages: Vec<QueuedView>,
-}
-
-#[derive(Serialize)]
-struct QueuedView {
-    id: String,
-    due: String,
-    due_ms: u64,
-    sender: String,
-    received: String,
-    size: u64,
-    recipients: Vec<RecipientView>,
-}
-
-#[derive(Serialize)]
-struct RecipientView {
-    address: String,
-    status: String,
-    attempts: u32,
-    next_attempt: String,
-    last_reply: Option<String>,
-}
-
-async fn queue(_: Authorized, State(state): State<Arc<AdminState>>, Query(q): Query<QueueQuery>) -> Response {
-    let limit = q.limit.unwrap_or(DEFAULT_QUEUE_LIMIT).min(MAX_QUEUE_LIMIT);
-    let reader = state.clone();
-    let view = tokio::task::spawn_blocking(move || queue_view(&reader.sources, limit)).await;
-    match view {
-        Ok(Ok(view)) => Json(view).into_response(),
-        Ok(Err(e)) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &format!("reading the queue: {e}")),
-        Err(_) => json_error(StatusCode::INTERNAL_SERVER_ERROR, "reading the queue failed"),
-    }
-}
-
-fn queue_view(sources: &Sources, limit: usize) -> Result<QueueView, storage::Error> {
-    let count = QueueCount::read(&sources.spool)?;
-    let mut messages = Vec::new();
-    for (due_ms, id) in sources.spool.due(u64::MAX, limit)? {
-        // Removed since the index was read: not in the queue any more.
-        let Some(env) = sources.spool.envelope(id)? else {
-            continue;
-        };
-        messages.push(QueuedView {
-            id: id.to_string(),
-            due: timestamp(due_ms),
-            due_ms,
-            sender: env.sender,
-            received: timestamp(env.received_at_ms),
-            size: env.body_size,
-            recipients: env
-                .recipients
-                .into_iter()
-                .map(|r| RecipientView {
-                    status: format!("{:?}", r.status).to_lowercase(),
-                    next_attempt: timestamp(r.next_attempt_ms),
-                    address: r.address,
-                    attempts: r.attempts,
-                    last_reply: r.last_reply,
-                })
-                .collect(),
-        });
-    }
-    Ok(QueueView {
-        waiting: count.waiting,
-        due_now: count.due,
-        saturated: count.saturated,
-        in_flight: sources.queue.in_flight(),
-        messages,
-    })
-}
-
-/// `/api/trace/{id}`.
-#[derive(Serialize)]
-struct TraceView {
-    id: String,
-    events: Vec<EventView>,
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum EventView {
-    Event {
-        at: String,
-        at_ms: u64,
-        kind: String,
-        detail: String,
-    },
-    Damaged {
-        damaged: String,
-    },
-}
-
-async fn trace(_: Authorized, State(state): State<Arc<AdminState>>, Path(id): Path<String>) -> Response {
-    let Ok(parsed) = id.parse::<storage::MessageId>() else {
-        return json_error(StatusCode::BAD_REQUEST, &format!("{id:?} is not a queue id"));
-    };
-    let reader = state.clone();
-    let events = tokio::task::spawn_blocking(move || reader.sources.spool.events(parsed)).await;
-    let events = match events {
-        Ok(Ok(events)) => events,
-        Ok(Err(e)) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, &format!("reading the trace: {e}")),
-        Err(_) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, "reading the trace failed"),
-    };
-    if events.is_empty() {
-        return json_error(StatusCode::NOT_FOUND, &format!("no trace for {parsed}"));
-    }
-    let events = events
-        .into_iter()
-        .map(|e| match e {
-            Ok(e) => EventView::Event {
-                at: timestamp(e.at_ms),
-                at_ms: e.at_ms,
-                kind: format!("{:?}", e.kind),
-                detail: e.detail,
-            },
-            Err(e) => EventView::Damaged { damaged: e.to_string() },
-        })
-        .collect();
-    Json(TraceView {
-        id: parsed.to_string(),
-        events,
-    })
-    .into_response()
-}
-
 /// `/api/trustlist`.
 #[derive(Serialize)]
 struct TrustView {
@@ -424,7 +250,7 @@ struct TrustView {
     last_error: Option<String>,
 }
 
-async fn trustlist(_: Authorized, State(state): State<Arc<AdminState>>) -> Response {
+async fn trustlist(_: Reader, State(state): State<Arc<AdminState>>) -> Response {
     let Some(store) = &state.sources.trust else {
         return json_error(StatusCode::NOT_FOUND, "this node has no [trust] section");
     };
@@ -507,7 +333,7 @@ fn cluster_snapshot(s: &crate::cluster::Status, c: &crate::cluster::Cluster) -> 
 }
 
 /// `GET /api/cluster`: members, links, epochs, shadows, takeovers.
-async fn cluster(_: Authorized, State(state): State<Arc<AdminState>>) -> Response {
+async fn cluster(_: Reader, State(state): State<Arc<AdminState>>) -> Response {
     match state.sources.queue.cluster() {
         Some(c) => match c.status().await {
             Some(s) => Json(s).into_response(),
@@ -520,7 +346,7 @@ async fn cluster(_: Authorized, State(state): State<Arc<AdminState>>) -> Respons
 /// `POST /api/drain`: the node stops taking mail and hands its queue over,
 /// then exits (see `estafette drain`). Answers at once; `/api/cluster` and
 /// `/readyz` follow the drain.
-async fn drain(_: Authorized, State(state): State<Arc<AdminState>>) -> Response {
+async fn drain(_: Reader, State(state): State<Arc<AdminState>>) -> Response {
     match &state.drain {
         Some(tx) => {
             let _ = tx.try_send(());
