@@ -265,13 +265,6 @@ async fn metrics_probes_token_and_api_over_http() {
     );
     // The series compared with OpenMetrics below include the refusal's.
     let after = refused;
-    // Every metric the Grafana dashboard queries exists (the cluster's are
-    // checked on a cluster member, in tests/cluster.rs).
-    let missing = support::grafana::missing(&after, |n| !support::grafana::clustered(n));
-    assert!(
-        missing.is_empty(),
-        "the dashboard queries metrics the node lacks: {missing:?}"
-    );
 
     // OpenMetrics when asked: same series, `# EOF` at the end.
     let resp = reqwest::Client::new()
@@ -351,6 +344,45 @@ async fn metrics_probes_token_and_api_over_http() {
     let m = metrics(&t).await;
     assert_eq!(sample(&m, "estafette_queue_messages"), Some(1.0));
     assert_eq!(sample(&m, "estafette_queue_due_messages"), Some(0.0));
+    // Per destination, and the histograms of what happened so far: two
+    // accepts, one delivery, synced group commits; the spool's size.
+    assert_eq!(
+        sample(&m, "estafette_queue_destination_messages{destination=\"cabinet.test\"}"),
+        Some(1.0)
+    );
+    assert!(sample(
+        &m,
+        "estafette_queue_destination_oldest_seconds{destination=\"cabinet.test\"}"
+    )
+    .is_some());
+    assert_eq!(sample(&m, "estafette_accept_seconds_count"), Some(2.0));
+    assert_eq!(sample(&m, "estafette_delivery_seconds_count"), Some(1.0));
+    assert!(
+        sample(&m, "estafette_spool_fsync_seconds_count").is_some_and(|n| n >= 2.0),
+        "{m}"
+    );
+    assert!(sample(&m, "estafette_spool_commit_batch_writes_count").is_some_and(|n| n >= 2.0));
+    assert!(sample(&m, "estafette_spool_size_bytes").is_some_and(|b| b > 0.0));
+    // A STARTTLS session is counted by version and cipher.
+    let mut cmd = Command::new("swaks");
+    cmd.args(["--server", &format!("127.0.0.1:{}", t.port("mta")), "-tls"])
+        .args(["--helo", "dpi.test", "--quit-after", "TLS"]);
+    let (ok, transcript) = run(cmd).await;
+    assert!(ok, "{transcript}");
+    let m = scrape_until(&t, 10, "the TLS session", |m| {
+        m.lines()
+            .any(|l| l.starts_with("estafette_tls_sessions_total{version=\"TLSv1.3\",cipher=\"TLS13_"))
+    })
+    .await;
+    let (ok, said) = promtool(&m).await;
+    assert!(ok && said.trim().is_empty(), "promtool: {said}");
+    // Every metric the Grafana dashboard queries exists (the cluster's are
+    // checked on a cluster member, in tests/cluster.rs).
+    let missing = support::grafana::missing(&m, |n| !support::grafana::clustered(n));
+    assert!(
+        missing.is_empty(),
+        "the dashboard queries metrics the node lacks: {missing:?}"
+    );
 
     // The trust list's state, as JSON.
     let (status, body) = get(&t, "/api/trustlist", Some(TOKEN)).await;

@@ -39,6 +39,34 @@ pub struct SpoolConfig {
     pub recovery_readahead_bytes: usize,
     /// Shared block cache for reads (envelopes, bodies, events), bytes. Default 64 MiB.
     pub block_cache_bytes: usize,
+    /// Told about every group commit, on the writer thread (metrics). Default: none.
+    pub observer: Option<CommitObserver>,
+}
+
+/// What one group commit was: how many writes it carried, whether it was fsynced, and
+/// how long RocksDB's write (with its fsync) took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Commit {
+    /// Writes in the batch (accepts, state changes, trace events).
+    pub writes: usize,
+    /// Payload bytes in the batch.
+    pub bytes: usize,
+    /// The WAL was fsynced for it.
+    pub synced: bool,
+    /// RocksDB's write call, fsync included.
+    pub took: Duration,
+}
+
+/// A function called after each group commit with its [`Commit`]. It runs on the
+/// writer thread between two commits: it must be quick (an atomic add, a histogram
+/// observation) and never block.
+#[derive(Clone)]
+pub struct CommitObserver(pub std::sync::Arc<dyn Fn(Commit) + Send + Sync>);
+
+impl std::fmt::Debug for CommitObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CommitObserver")
+    }
 }
 
 impl Default for SpoolConfig {
@@ -53,6 +81,7 @@ impl Default for SpoolConfig {
             write_deadline: Duration::from_secs(30),
             recovery_readahead_bytes: 8 << 20,
             block_cache_bytes: 64 << 20,
+            observer: None,
         }
     }
 }

@@ -46,7 +46,7 @@ mod stats;
 mod writer;
 
 pub use cluster::ShadowKey;
-pub use config::{Durability, SpoolConfig};
+pub use config::{Commit, CommitObserver, Durability, SpoolConfig};
 pub use error::Error;
 pub use events::{export_events, read_events, Event, EventKind};
 pub use id::{now_ms, MessageId, ParseIdError, MESSAGE_ID_LEN};

@@ -226,6 +226,24 @@ impl Spool {
         self.core().health.get()
     }
 
+    /// Bytes of the spool's files on disk (SST, blob, WAL, manifest, options): what the
+    /// volume holds for it. RocksDB keeps them in one flat directory.
+    ///
+    /// # Errors
+    /// The directory cannot be listed.
+    pub fn disk_bytes(&self) -> std::io::Result<u64> {
+        let mut total = 0;
+        for entry in std::fs::read_dir(&self.config().path)? {
+            // A file deleted between the listing and the stat (compaction) counts 0.
+            if let Ok(meta) = entry?.metadata() {
+                if meta.is_file() {
+                    total += meta.len();
+                }
+            }
+        }
+        Ok(total)
+    }
+
     /// Stores a new message durably and assigns its id: [`Spool::next_id`] then
     /// [`Spool::accept_as`], whose contract applies.
     pub fn accept(&self, envelope: Envelope, body: impl Into<bytes::Bytes>) -> WriteFuture<MessageId> {

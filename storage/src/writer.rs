@@ -203,8 +203,9 @@ fn run(core: &Core, rx: &Receiver<Command>) {
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        let options = if group.iter().any(|r| r.sync) { &sync } else { &buffered };
-        commit(core, options, &mut group, bytes);
+        let synced = group.iter().any(|r| r.sync);
+        let options = if synced { &sync } else { &buffered };
+        commit(core, options, synced, &mut group, bytes);
         if stop {
             return;
         }
@@ -212,7 +213,7 @@ fn run(core: &Core, rx: &Receiver<Command>) {
 }
 
 /// Writes one batch for the whole group and answers every request.
-fn commit(core: &Core, options: &WriteOptions, group: &mut Vec<Request>, bytes: usize) {
+fn commit(core: &Core, options: &WriteOptions, synced: bool, group: &mut Vec<Request>, bytes: usize) {
     let deadline = core.config.write_deadline;
     // Room for every key and value plus RocksDB's per-record overhead: no reallocation
     // while copying the bodies in.
@@ -248,10 +249,20 @@ fn commit(core: &Core, options: &WriteOptions, group: &mut Vec<Request>, bytes: 
     if waiters.is_empty() && detached == 0 {
         return;
     }
+    let writes = waiters.len() + detached;
+    let started = Instant::now();
     let result = core
         .db
         .write_opt(batch, options)
         .map_err(|e| Error::from_db(&core.config.path, e));
+    if let Some(observer) = &core.config.observer {
+        (observer.0)(crate::config::Commit {
+            writes,
+            bytes,
+            synced,
+            took: started.elapsed(),
+        });
+    }
     core.health.record(&result);
     if let Err(e) = &result {
         tracing::warn!(error = %e, batch = waiters.len(), detached, "spool group commit failed");

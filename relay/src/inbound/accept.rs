@@ -136,8 +136,10 @@ pub(crate) async fn store(
     let id = ctx.queue.next_id();
     let prepared = prepare(&origin, tx, body, id, now_ms, ctx.queue.first_due(now_ms));
     let size = prepared.body.len() as u64;
+    let started = std::time::Instant::now();
     match ctx.queue.commit(prepared, ctx.accept_timeout).await {
         Ok(id) => {
+            ctx.metrics.accepted_in(started.elapsed());
             ctx.metrics.message_accepted(&ctx.listener.name, size);
             Ok(id)
         }

@@ -114,6 +114,9 @@ impl Handler for Answers<'_> {
     }
 
     fn on_tls(&mut self, stream: &net::Stream, server: &mut Server) {
+        if let Some(info) = stream.tls_info() {
+            self.ctx.metrics.tls_session(&info.version, &info.cipher);
+        }
         let Some(conn) = stream.server_connection() else {
             return;
         };

@@ -50,9 +50,11 @@ impl Node {
     /// # Errors
     /// Spool, TLS files or bind failures, with the file or address at fault.
     pub async fn start(config: Config) -> anyhow::Result<Self> {
+        let metrics = Arc::new(Metrics::new(config.listeners.iter().map(|l| l.name.clone())));
         let spool_config = storage::SpoolConfig {
             path: config.node.spool.clone(),
             node_id: config.node.node_id,
+            observer: Some(metrics.commit_observer()),
             ..storage::SpoolConfig::default()
         };
         let (spool, guard) = storage::Spool::open(spool_config)
@@ -67,7 +69,6 @@ impl Node {
         let rx = lifecycle.watch();
         let mut tasks = JoinSet::new();
         let mut listeners = JoinSet::new();
-        let metrics = Arc::new(Metrics::new(config.listeners.iter().map(|l| l.name.clone())));
         let trust = match &config.trust {
             Some(t) => {
                 let store = Arc::new(TrustStore::load(t.list.clone()).await.context("trust list")?);

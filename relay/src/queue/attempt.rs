@@ -149,6 +149,8 @@ impl Queue {
             match reply.severity() {
                 Severity::Success => {
                     r.status = RecipientStatus::Delivered;
+                    self.metrics
+                        .delivered_after(std::time::Duration::from_millis(now.saturating_sub(received)));
                     count("outcome:delivered");
                     events.push((EventKind::Delivered, format!("{} {reply}", r.address)));
                     info!(%id, rcpt = %r.address, reply = %reply, "delivered");
