@@ -7,7 +7,9 @@ use clap::{Parser, Subcommand};
 use relay::config::Config;
 use relay::ops::client::AdminClient;
 use relay::ops::dev;
+use relay::ops::node::Request;
 use relay::ops::queue_cli::{self, QueueCmd};
+use relay::ops::reload::ReloadReport;
 use relay::ops::trace_export::{self, ExportFormat};
 use relay::Node;
 
@@ -94,6 +96,23 @@ enum Cmd {
     Queue {
         #[command(subcommand)]
         command: QueueCmd,
+    },
+    /// Reload the node's configuration file without a restart (as SIGHUP
+    /// does): prints what was reloaded and what needs a restart; a bad file
+    /// is refused and the running configuration stays (exit 1).
+    Reload {
+        /// The node's configuration file (its `[admin]` address and tokens).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// The node's log filter: print it, or set it (`debug`,
+    /// `info,relay::outbound=debug`) while the node runs.
+    Log {
+        /// The node's configuration file (its `[admin]` address and tokens).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The new filter.
+        filter: Option<String>,
     },
     /// Spool maintenance.
     Spool {
@@ -239,17 +258,6 @@ enum ConfigCmd {
     },
 }
 
-fn init_logs(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -337,6 +345,21 @@ fn main() -> anyhow::Result<()> {
                     s["shadows_by_origin"][name].as_u64().unwrap_or(0)
                 );
             }
+            Ok(())
+        }
+        Cmd::Reload { config } => {
+            let client = AdminClient::from_config(&config, &std::env::var("USER").unwrap_or_default())?;
+            let answer = client.write("/api/reload", &serde_json::json!({}))?;
+            println!("{}", answer.ok("/api/reload")?);
+            Ok(())
+        }
+        Cmd::Log { config, filter } => {
+            let client = AdminClient::from_config(&config, &std::env::var("USER").unwrap_or_default())?;
+            let answer = match filter {
+                Some(f) => client.put_text("/api/log", &f)?,
+                None => client.get("/api/log")?,
+            };
+            println!("{}", answer.ok("/api/log")?);
             Ok(())
         }
         Cmd::Queue { command } => {
@@ -468,7 +491,7 @@ fn main() -> anyhow::Result<()> {
             data,
             json,
         } => {
-            init_logs(json);
+            relay::ops::logging::init(json);
             let _ = rustls::crypto::ring::default_provider().install_default();
             let path = match (config, dev) {
                 (Some(p), _) => p,
@@ -497,12 +520,28 @@ fn main() -> anyhow::Result<()> {
                     }
                 }
                 let mut node = node;
-                tokio::select! {
-                    () = wait_for_signal() => {}
-                    () = node.drain_requested() => {
-                        tracing::info!("drain requested");
-                        let drained = node.drain(std::time::Duration::from_secs(DRAIN_DEADLINE_SECS)).await;
-                        tracing::info!(drained, "drain over");
+                let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                    .context("installing the SIGHUP handler")?;
+                let stop = wait_for_signal();
+                tokio::pin!(stop);
+                loop {
+                    tokio::select! {
+                        () = &mut stop => break,
+                        _ = hangup.recv() => {
+                            tracing::info!("SIGHUP: reloading {}", path.display());
+                            let _ = reload(&node, &path).await;
+                        }
+                        request = node.requested() => match request {
+                            Request::Drain => {
+                                tracing::info!("drain requested");
+                                let drained = node.drain(std::time::Duration::from_secs(DRAIN_DEADLINE_SECS)).await;
+                                tracing::info!(drained, "drain over");
+                                break;
+                            }
+                            Request::Reload(reply) => {
+                                let _ = reply.send(reload(&node, &path).await);
+                            }
+                        },
                     }
                 }
                 tracing::info!("shutting down");
@@ -511,6 +550,19 @@ fn main() -> anyhow::Result<()> {
             })
         }
     }
+}
+
+/// Reads `path` again and reloads what can change without a restart; a bad
+/// file is refused as a whole (logged, and returned for the API's caller).
+async fn reload(node: &Node, path: &std::path::Path) -> Result<ReloadReport, String> {
+    let result = match Config::load(path) {
+        Ok(config) => node.reload(config).await.map_err(|e| format!("{e:#}")),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = &result {
+        tracing::error!(file = %path.display(), error = %e, "reload refused: the running configuration stays");
+    }
+    result
 }
 
 /// The spool directory from `--spool`, or from the config file's `node.spool`.

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -15,7 +16,10 @@ use crate::lifecycle::{Phase, PhaseWatch};
 
 /// Accepts until the node drains ([`Phase::Draining`]); then closes the
 /// socket and waits for the running sessions (which were told to finish).
-pub(crate) async fn run(socket: TcpListener, ctx: Arc<ListenerCtx>, shutdown: PhaseWatch) {
+pub(crate) async fn run(socket: TcpListener, current: Arc<ArcSwap<ListenerCtx>>, shutdown: PhaseWatch) {
+    // A reload swaps `current`: each new session takes the context in force
+    // when it is accepted, and keeps it to its end.
+    let ctx = current.load_full();
     let limit = Arc::new(Semaphore::new(ctx.listener.max_sessions));
     let mut stop = shutdown.clone();
     let mut backoff = Duration::from_millis(5);
@@ -47,7 +51,7 @@ pub(crate) async fn run(socket: TcpListener, ctx: Arc<ListenerCtx>, shutdown: Ph
             });
             continue;
         };
-        let ctx = ctx.clone();
+        let ctx = current.load_full();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let _active = ctx.metrics.session_opened(&ctx.listener.name);

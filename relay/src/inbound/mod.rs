@@ -33,7 +33,9 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::ListenerConfig;
 use crate::metrics::Metrics;
 
-/// Everything the sessions of one listener share.
+/// Everything the sessions of one listener share (cloned with new parts
+/// by a reload).
+#[derive(Clone)]
 pub(crate) struct ListenerCtx {
     pub(crate) listener: ListenerConfig,
     pub(crate) server_config: Arc<proto::server::ServerConfig>,

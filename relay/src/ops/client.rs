@@ -104,6 +104,20 @@ impl AdminClient {
         self.call(reqwest::Method::POST, path, token, Some(body))
     }
 
+    /// `PUT path` with a text body and the write token (the log filter).
+    ///
+    /// # Errors
+    /// The node cannot be reached.
+    pub fn put_text(&self, path: &str, body: &str) -> anyhow::Result<Answer> {
+        let token = self.write.as_ref().or(self.read.as_ref());
+        self.call(
+            reqwest::Method::PUT,
+            path,
+            token,
+            Some(&serde_json::Value::String(body.to_owned())),
+        )
+    }
+
     fn call(
         &self,
         method: reqwest::Method,
@@ -120,10 +134,18 @@ impl AdminClient {
             if let Some(t) = token {
                 req = req.bearer_auth(t);
             }
-            if let Some(body) = json {
-                req = req
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .body(serde_json::to_vec(body)?);
+            match json {
+                Some(serde_json::Value::String(text)) => {
+                    req = req
+                        .header(reqwest::header::CONTENT_TYPE, "text/plain")
+                        .body(text.clone());
+                }
+                Some(body) => {
+                    req = req
+                        .header(reqwest::header::CONTENT_TYPE, "application/json")
+                        .body(serde_json::to_vec(body)?);
+                }
+                None => {}
             }
             let resp = req.send().await.with_context(|| format!("asking {url}"))?;
             let status = resp.status().as_u16();

@@ -5,26 +5,35 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use super::admin::{self, Admin};
+use super::build::{build_policy, build_queue, dns_resolver, server_config};
+use super::reload::{ReloadReport, Reloader};
 use crate::cluster::Cluster;
-use crate::config::{Config, ResolverSetting, RouteTls, TlsMode};
-use crate::inbound::identity::Identities;
+use crate::config::{Config, TlsMode};
 use crate::inbound::listener;
 use crate::inbound::operator::PeerCheck;
-use crate::inbound::policy::{Policy, Postmaster, TrustPolicy};
 use crate::inbound::tls;
 use crate::inbound::ListenerCtx;
 use crate::lifecycle::{Lifecycle, Phase, PhaseWatch};
 use crate::metrics::Metrics;
-use crate::outbound::{
-    ClientTls, ConnectSettings, MxResolver, Nameservers, Pool, PoolConfig, Router, Security, StaticRoutes, Target,
-};
-use crate::queue::{Queue, RetryPolicy};
+use crate::queue::Queue;
 use crate::trust::TrustStore;
+
+/// A reload asked on the admin API; the answer goes back to the caller.
+pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<ReloadReport, String>>;
+
+/// What the admin API asks of the node's owner.
+pub enum Request {
+    /// Drain and exit (`estafette drain`).
+    Drain,
+    /// Read the configuration file again and reload it; answer the caller.
+    Reload(ReloadRequest),
+}
 
 /// A running node. Dropping it without [`Node::shutdown`] aborts its tasks.
 pub struct Node {
@@ -38,6 +47,9 @@ pub struct Node {
     lifecycle: Lifecycle,
     /// `POST /api/drain` requests.
     drain_rx: tokio::sync::mpsc::Receiver<()>,
+    /// `POST /api/reload` requests, answered by the node's owner.
+    reload_rx: tokio::sync::mpsc::Receiver<ReloadRequest>,
+    reloader: Reloader,
     /// Listener tasks (each waits for its sessions): done once drained.
     listeners: JoinSet<()>,
     tasks: JoinSet<()>,
@@ -59,13 +71,10 @@ impl Node {
         };
         let (spool, guard) = storage::Spool::open(spool_config)
             .with_context(|| format!("opening spool {}", config.node.spool.display()))?;
-        let identities = match &config.node.identities {
-            Some(path) => Identities::load(path)?,
-            None => Identities::default(),
-        };
-        let offer_auth = identities.has_accounts();
         let lifecycle = Lifecycle::new();
         let (drain_tx, drain_rx) = tokio::sync::mpsc::channel(1);
+        let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
+        let mut slots = Vec::new();
         let rx = lifecycle.watch();
         let mut tasks = JoinSet::new();
         let mut listeners = JoinSet::new();
@@ -76,24 +85,13 @@ impl Node {
                 tasks.spawn(async move {
                     let _ = refresher.await;
                 });
-                Some(TrustPolicy {
-                    store,
-                    outside: t.outside,
-                })
+                Some(store)
             }
             None => None,
         };
-        let trust_store = trust.as_ref().map(|t| (t.store.clone(), t.outside));
-        let admin_trust = trust.as_ref().map(|t| t.store.clone());
-        let postmaster = match &config.node.postmaster {
-            Some(address) => Some(Postmaster {
-                hostname: config.node.hostname.clone(),
-                address: proto::address::Mailbox::parse(address)
-                    .map_err(|e| anyhow::anyhow!("node.postmaster {address:?}: {e}"))?,
-            }),
-            None => None,
-        };
-        let policy = Arc::new(Policy::new(&config.routes, identities, trust).with_postmaster(postmaster));
+        let trust_store = trust.clone().zip(config.trust.as_ref().map(|t| t.outside));
+        let (policy, offer_auth) = build_policy(&config, trust.clone())?;
+        let policy = Arc::new(policy);
         let (cluster, handed) = match &config.cluster {
             Some(c) => {
                 let resolver = match &c.discover {
@@ -161,35 +159,14 @@ impl Node {
                 }
                 _ => None,
             };
-            let lim = &config.limits;
-            let server_config = proto::server::ServerConfig {
-                hostname: config.node.hostname.clone(),
-                max_command_line: lim.max_command_line,
-                data: proto::data::DataLimits {
-                    max_line_len: lim.max_line_length,
-                    max_message_size: lim.max_message_size,
-                },
-                max_recipients: lim.max_recipients,
-                max_errors: lim.max_errors,
-                starttls: l.tls == TlsMode::Starttls,
-                require_tls: l.requires_tls(),
-                require_auth: l.require_auth,
-                auth_mechanisms: if l.auth && offer_auth {
-                    vec!["PLAIN".into(), "LOGIN".into()]
-                } else {
-                    Vec::new()
-                },
-                command_timeout: Duration::from_secs(l.command_timeout_secs),
-                data_timeout: Duration::from_secs(l.data_timeout_secs),
-                ..proto::server::ServerConfig::default()
-            };
+            let server_config = server_config(&config, l, offer_auth);
             let socket = TcpListener::bind(l.address)
                 .await
                 .with_context(|| format!("listener {}: binding {}", l.name, l.address))?;
             let local = socket.local_addr()?;
             info!(listener = %l.name, address = %local, tls = ?l.tls, "listening");
             addrs.push((l.name.clone(), local));
-            let ctx = Arc::new(ListenerCtx {
+            let ctx = Arc::new(ArcSwap::from_pointee(ListenerCtx {
                 listener: l.clone(),
                 server_config: Arc::new(server_config),
                 tls,
@@ -201,7 +178,8 @@ impl Node {
                 metrics: metrics.clone(),
                 auth_checks: auth_checks.clone(),
                 peer_check,
-            });
+            }));
+            slots.push(ctx.clone());
             listeners.spawn(listener::run(socket, ctx, rx.clone()));
         }
         // Last, once every listener is bound: /readyz needs no "bound yet" state.
@@ -211,8 +189,9 @@ impl Node {
                     metrics: metrics.clone(),
                     queue: queue.clone(),
                     spool: spool.clone(),
-                    trust: admin_trust,
+                    trust: trust.clone(),
                     drain: Some(drain_tx.clone()),
+                    reload: Some(reload_tx.clone()),
                 };
                 let admin = Admin::bind(a, sources, rx.clone()).await?;
                 let local = admin.local_addr()?;
@@ -221,6 +200,13 @@ impl Node {
                 Some(local)
             }
             None => None,
+        };
+        let reloader = Reloader {
+            listeners: slots,
+            queue: queue.clone(),
+            trust,
+            cert,
+            current: tokio::sync::Mutex::new(config.clone()),
         };
         Ok(Self {
             addrs,
@@ -232,6 +218,8 @@ impl Node {
             listeners,
             tasks,
             drain_rx,
+            reload_rx,
+            reloader,
             _spool_guard: guard,
         })
     }
@@ -269,11 +257,24 @@ impl Node {
         while self.listeners.join_next().await.is_some() {}
     }
 
-    /// Resolves when a drain was asked for on the admin API (`estafette drain`).
-    pub async fn drain_requested(&mut self) {
-        if self.drain_rx.recv().await.is_none() {
-            std::future::pending::<()>().await;
+    /// The next request from the admin API: a drain (`estafette drain`) or
+    /// a reload (`POST /api/reload`, whose caller waits for the answer).
+    pub async fn requested(&mut self) -> Request {
+        tokio::select! {
+            Some(()) = self.drain_rx.recv() => Request::Drain,
+            Some(reply) = self.reload_rx.recv() => Request::Reload(reply),
+            else => std::future::pending().await,
         }
+    }
+
+    /// Takes `config` in place of the running configuration where that can
+    /// be done without a restart; see [`super::reload`] for what reloads and
+    /// the all-or-nothing contract.
+    ///
+    /// # Errors
+    /// A part of `config` does not build: the running configuration stays.
+    pub async fn reload(&self, config: Config) -> anyhow::Result<ReloadReport> {
+        self.reloader.apply(config).await
     }
 
     /// Drain (DESIGN §5; the Kubernetes preStop hook runs it): listeners stop
@@ -351,112 +352,4 @@ async fn reload_certificate(cert: Arc<tls::ReloadingCert>, every: Duration, mut 
             Err(e) => tracing::error!(error = %e, "new server certificate refused; keeping the previous one"),
         }
     }
-}
-
-/// The delivery side from the config: routes, TLS, pool, retry policy.
-fn build_queue(
-    config: &Config,
-    spool: storage::Spool,
-    trust: Option<(Arc<TrustStore>, bool)>,
-) -> anyhow::Result<Queue> {
-    let o = &config.outbound;
-    let mut routes = StaticRoutes::new();
-    for r in &config.routes {
-        let security = match r.tls {
-            RouteTls::Required => Security::StartTls(proto::client::TlsPolicy::Required),
-            RouteTls::Opportunistic => Security::StartTls(proto::client::TlsPolicy::Opportunistic),
-            RouteTls::None => Security::StartTls(proto::client::TlsPolicy::Never),
-            RouteTls::Implicit => Security::Implicit,
-        };
-        let Some(host) = &r.host else {
-            if r.tls != RouteTls::None && o.ca.is_none() {
-                warn!(route = %r.domain, "MX route uses TLS but outbound.ca is not set: no MX host will be trusted");
-            }
-            routes.insert_mx(&r.domain, security);
-            if r.internal {
-                routes.set_internal(&r.domain);
-            }
-            continue;
-        };
-        let (name, port) = host
-            .rsplit_once(':')
-            .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
-            .with_context(|| format!("route {}: host must be host:port", r.domain))?;
-        let mut target = Target::new(name, port);
-        target.security = security;
-        routes.insert(&r.domain, vec![target]);
-        if r.internal {
-            routes.set_internal(&r.domain);
-        }
-    }
-    // A resolver only when some route asks for MX lookup, or in a trust
-    // space (listed domains without a route are looked up).
-    let mx = if routes.needs_mx() || trust.is_some() {
-        let timeout = Duration::from_secs(o.resolver_timeout_secs);
-        Some(MxResolver::new(&nameservers(o), o.mx_port, timeout).context("outbound.resolver")?)
-    } else {
-        None
-    };
-    let tls = match &o.ca {
-        Some(ca) => {
-            let client = o.client_cert.as_deref().zip(o.client_key.as_deref());
-            ClientTls::from_pem_files(ca, client).context("outbound TLS")?
-        }
-        None => ClientTls::new(rustls::RootCertStore::empty(), None).context("outbound TLS")?,
-    };
-    let client = proto::client::ClientConfig {
-        hostname: config.node.hostname.clone(),
-        ..proto::client::ClientConfig::default()
-    };
-    let pool_config = PoolConfig {
-        max_connections: o.max_connections,
-        max_messages_per_connection: o.max_messages_per_connection,
-        idle_timeout: Duration::from_secs(o.idle_timeout_secs),
-        circuit: crate::outbound::CircuitConfig {
-            threshold: o.circuit_threshold,
-            ..crate::outbound::CircuitConfig::default()
-        },
-    };
-    let pool = Pool::new(pool_config, ConnectSettings::new(client, tls));
-    // Ends when the queue (the pool's last owner) is dropped.
-    pool.spawn_reaper();
-    let retry = RetryPolicy {
-        first: Duration::from_secs(o.retry_first_secs),
-        cap: Duration::from_secs(o.retry_cap_secs),
-        jitter: o.retry_jitter,
-        max_age: Duration::from_secs(o.max_age_secs),
-        warn_after: (o.delay_warning_secs > 0).then(|| Duration::from_secs(o.delay_warning_secs)),
-        ..RetryPolicy::default()
-    };
-    let router = match trust {
-        Some((store, outside)) => Router::new(routes, mx).with_trust(store, outside),
-        None => Router::new(routes, mx),
-    };
-    Ok(Queue::new(
-        spool,
-        pool,
-        router,
-        retry,
-        config.node.hostname.clone(),
-        crate::queue::Schedule {
-            max_in_flight: o.max_in_flight,
-            poll: Duration::from_millis(o.poll_ms),
-            handoff_grace: Duration::from_secs(o.handoff_grace_secs),
-            max_ready: o.max_ready,
-        },
-    ))
-}
-
-/// The servers `[outbound] resolver` names.
-fn nameservers(o: &crate::config::OutboundConfig) -> Nameservers {
-    match &o.resolver {
-        ResolverSetting::System(_) => Nameservers::System,
-        ResolverSetting::Servers(s) => Nameservers::Servers(s.clone()),
-    }
-}
-
-/// A resolver asking `[outbound] resolver` (the cluster's member discovery).
-fn dns_resolver(o: &crate::config::OutboundConfig) -> anyhow::Result<hickory_resolver::TokioResolver> {
-    let timeout = Duration::from_secs(o.resolver_timeout_secs);
-    Ok(crate::dns::resolver(&nameservers(o), timeout)?)
 }

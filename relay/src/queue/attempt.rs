@@ -64,10 +64,11 @@ impl Queue {
                 hops.entry(r.next_hop.clone()).or_default().push(i);
             }
         }
+        let router = self.router.load_full();
         for (hop, indexes) in hops {
             // Static route or MX lookup; a DNS verdict (NXDOMAIN, null MX) is
             // permanent and fails these recipients, anything else defers them.
-            let result = match self.router.route(&hop).await {
+            let result = match router.route(&hop).await {
                 Ok(dest) => {
                     let msg = envelope::outgoing(&env, &indexes, &body);
                     self.pool.send(&dest, msg, &id.to_string()).await

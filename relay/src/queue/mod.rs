@@ -63,7 +63,8 @@ use crate::outbound::{Pool, Router};
 pub struct Queue {
     spool: storage::Spool,
     pool: Pool,
-    router: Router,
+    /// Swapped by a reload (routes); an attempt uses the one it started with.
+    router: arc_swap::ArcSwap<Router>,
     retry: RetryPolicy,
     hostname: String,
     in_flight: Mutex<HashSet<MessageId>>,
@@ -119,7 +120,7 @@ impl Queue {
         Self {
             spool,
             pool,
-            router,
+            router: arc_swap::ArcSwap::from_pointee(router),
             retry,
             hostname,
             in_flight: Mutex::new(HashSet::new()),
@@ -149,6 +150,14 @@ impl Queue {
     pub fn with_cluster(mut self, cluster: Option<Arc<Cluster>>) -> Self {
         self.cluster = cluster;
         self
+    }
+
+    /// Routes new attempts with `router` (a reload); attempts in progress
+    /// finish with the old one. Idle pooled connections are closed (QUIT):
+    /// they may lead to a host the new routes no longer name.
+    pub async fn set_router(&self, router: Router) {
+        self.router.store(Arc::new(router));
+        self.pool.close_idle(true).await;
     }
 
     /// The cluster, if the node is in one.

@@ -16,6 +16,8 @@
 //! | `GET /dashboard` | the operator's page (HTML, polls `/api/dashboard`), see [`dashboard`] | no (its data: read) |
 //! | `GET /api/dashboard` | JSON: what the page shows | read |
 //! | `POST /api/drain` | `202`: the node drains and exits (`estafette drain`, the preStop hook) | read |
+//! | `POST /api/reload` | JSON: what was reloaded, what needs a restart; `422` and the reason for a bad file (see [`crate::ops::reload`]) | write |
+//! | `GET /api/log`, `PUT /api/log` | the log filter in force; a new one (body: `debug`, `info,relay::outbound=debug`) | read, write |
 //!
 //! Tokens: see [`auth`]. The probes never need one, so that a kubelet can
 //! call them; drain takes the read token because the pod's preStop hook
@@ -49,6 +51,7 @@ pub use auth::OPERATOR_HEADER;
 pub mod auth;
 mod dashboard;
 pub mod queue;
+mod runtime;
 
 /// `/metrics` reads at most this many queued messages for the per-destination
 /// series (a scan of envelopes; about 50 ms per 100,000).
@@ -70,6 +73,8 @@ pub struct Sources {
     pub trust: Option<Arc<TrustStore>>,
     /// Where `POST /api/drain` asks the node's owner to drain (see `estafette drain`).
     pub drain: Option<tokio::sync::mpsc::Sender<()>>,
+    /// Where `POST /api/reload` asks the node's owner to reload its file.
+    pub reload: Option<tokio::sync::mpsc::Sender<crate::ops::node::ReloadRequest>>,
 }
 
 /// A bound admin listener, not yet serving.
@@ -175,6 +180,7 @@ fn router(state: Arc<AdminState>) -> Router {
         .route("/api/drain", axum::routing::post(drain))
         .merge(queue::routes())
         .merge(dashboard::routes())
+        .merge(runtime::routes())
         .with_state(state)
 }
 
