@@ -19,6 +19,7 @@
 mod admin;
 mod cluster;
 mod env;
+mod fairness;
 mod listener;
 mod node;
 mod outbound;
@@ -31,6 +32,7 @@ use serde::Deserialize;
 
 pub use admin::{AdminConfig, DEFAULT_ADMIN_ADDRESS};
 pub use cluster::{ordinal, ClusterConfig, DiscoverConfig, MemberConfig};
+pub use fairness::{ClientLimits, DestinationLimits, FairnessConfig};
 pub use listener::{ClientCertMode, Limits, ListenerConfig, TlsMode};
 pub use node::{NodeConfig, TlsFiles};
 pub use outbound::{OutboundConfig, ResolverSetting, RouteConfig, RouteTls, SystemResolver};
@@ -103,6 +105,9 @@ pub struct Config {
     /// Message limits, shared by every listener.
     #[serde(default)]
     pub limits: Limits,
+    /// `[fairness]`: rate limits per client and per destination.
+    #[serde(default)]
+    pub fairness: FairnessConfig,
     /// Destinations this node relays to: a RCPT is accepted only when a route
     /// matches its domain.
     #[serde(default, rename = "route")]
@@ -269,6 +274,7 @@ impl Config {
         if self.listeners.is_empty() {
             return Err(invalid("listener", "at least one [[listener]] is needed"));
         }
+        self.fairness.validate()?;
         for (i, l) in self.listeners.iter().enumerate() {
             let field = |f: &str| format!("listener[{i}].{f}");
             if l.tls != TlsMode::None && self.tls.is_none() {

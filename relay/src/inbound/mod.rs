@@ -11,12 +11,15 @@
 //! - `operator`: the checks on another operator's certificate.
 //! - [`identity`]: who a client is (AUTH account, certificate subject) and
 //!   which senders it may use.
+//! - `fairness`: each client's share (messages per second, sessions),
+//!   checked at MAIL FROM.
 //! - `accept`: the end of DATA: trace headers and envelope (`prepare`), then
 //!   the node's one commit path ([`crate::queue::Queue::commit`]).
 //!
 //! Depends on `queue` (commit, delivery hand-off) and the layers below it;
 //! nothing below depends on `inbound`.
 pub(crate) mod accept;
+pub(crate) mod fairness;
 pub mod identity;
 pub(crate) mod listener;
 pub(crate) mod operator;
@@ -44,6 +47,8 @@ pub(crate) struct ListenerCtx {
     pub(crate) accept_timeout: Duration,
     pub(crate) hostname: String,
     pub(crate) policy: Arc<policy::Policy>,
+    /// Node-wide: every listener shares the clients' counters.
+    pub(crate) fairness: Arc<fairness::Fairness>,
     pub(crate) queue: Arc<crate::queue::Queue>,
     pub(crate) metrics: Arc<Metrics>,
     /// Node-wide bound on concurrent AUTH password checks.

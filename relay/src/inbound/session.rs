@@ -35,6 +35,8 @@ pub(crate) struct Session {
     pub(crate) peer_cert: PeerCert,
     /// The side of the trust space of this transaction's recipients so far.
     pub(crate) side: Option<Side>,
+    /// Counted against its client since its first MAIL FROM (`fairness`).
+    pub(crate) slot: Option<super::fairness::Slot>,
 }
 
 impl Session {
@@ -80,6 +82,7 @@ pub(crate) async fn serve(mut tcp: TcpStream, peer: SocketAddr, ctx: Arc<Listene
         tls: false,
         peer_cert: PeerCert::Missing,
         side: None,
+        slot: None,
     };
     let tls = ServerTls {
         acceptor: ctx.tls.as_ref(),
@@ -143,6 +146,11 @@ async fn on_event(event: ServerEvent, server: &mut Server, session: &mut Session
         ServerEvent::Mail(req) => {
             session.side = None;
             // A full or failing spool refuses before the client sends a body.
+            let client = server
+                .authenticated()
+                .map(str::to_owned)
+                .or_else(|| session.client_cert.as_ref().map(ToString::to_string))
+                .unwrap_or_else(|| session.peer.ip().to_string());
             let verdict = match ctx.queue.health() {
                 Err(reply) => {
                     ctx.metrics.refused(
@@ -167,7 +175,23 @@ async fn on_event(event: ServerEvent, server: &mut Server, session: &mut Session
                         );
                         info!(peer = %session.peer, from = %req.from, reason = r.reason(), refusal = %r, "sender refused");
                     }
-                    Refusal::verdict(checked)
+                    // A sender the policy accepts takes its share: a
+                    // refused one costs its client nothing.
+                    match Refusal::verdict(checked) {
+                        Verdict::Accept => match ctx.fairness.admit(&client, &mut session.slot) {
+                            Ok(()) => Verdict::Accept,
+                            Err((reply, why)) => {
+                                ctx.metrics.refused(
+                                    reply.code,
+                                    why,
+                                    format!("{} MAIL FROM:{}: {reply}", session.peer, req.from),
+                                );
+                                debug!(peer = %session.peer, %client, reason = why, "over its share");
+                                Verdict::Reject(reply)
+                            }
+                        },
+                        other => other,
+                    }
                 }
             };
             server.answer_mail(req, verdict);

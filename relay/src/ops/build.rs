@@ -189,3 +189,17 @@ pub(super) fn dns_resolver(o: &crate::config::OutboundConfig) -> anyhow::Result<
     let timeout = Duration::from_secs(o.resolver_timeout_secs);
     Ok(crate::dns::resolver(&nameservers(o), timeout)?)
 }
+
+/// The deliveries-per-minute limits of `[fairness]`, per destination.
+pub(super) fn build_throttle(config: &Config) -> crate::rate::RateLimits {
+    let f = &config.fairness;
+    crate::rate::RateLimits::new(
+        crate::rate::per_minute(f.deliveries_per_minute),
+        f.destinations.iter().map(|d| {
+            (
+                d.destination.to_ascii_lowercase(),
+                crate::rate::per_minute(d.deliveries_per_minute),
+            )
+        }),
+    )
+}

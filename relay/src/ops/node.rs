@@ -11,10 +11,11 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use super::admin::{self, Admin};
-use super::build::{build_policy, build_queue, dns_resolver, server_config};
+use super::build::{build_policy, build_queue, build_throttle, dns_resolver, server_config};
 use super::reload::{ReloadReport, Reloader};
 use crate::cluster::Cluster;
 use crate::config::{Config, TlsMode};
+use crate::inbound::fairness::Fairness;
 use crate::inbound::listener;
 use crate::inbound::operator::PeerCheck;
 use crate::inbound::tls;
@@ -108,6 +109,7 @@ impl Node {
                 .with_metrics(metrics.clone())
                 .with_cluster(cluster.clone()),
         );
+        queue.set_throttle(build_throttle(&config));
         // Messages the cluster gives this node to deliver (taken over, given back).
         if let Some(mut handed) = handed {
             // Detached: it ends with the cluster's driver, after the node.
@@ -127,6 +129,7 @@ impl Node {
             rx.clone(),
         ));
         let auth_checks = Arc::new(tokio::sync::Semaphore::new(config.node.max_auth_checks));
+        let fairness = Arc::new(Fairness::new(&config.fairness));
         let mut addrs = Vec::new();
         let cert = match &config.tls {
             Some(files) => {
@@ -174,6 +177,7 @@ impl Node {
                 accept_timeout: config.accept_timeout(),
                 hostname: config.node.hostname.clone(),
                 policy: policy.clone(),
+                fairness: fairness.clone(),
                 queue: queue.clone(),
                 metrics: metrics.clone(),
                 auth_checks: auth_checks.clone(),

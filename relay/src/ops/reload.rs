@@ -4,7 +4,7 @@
 //! # What reloads and what needs a restart
 //! - Reloaded: routes (the router and the inbound policy), identities (the
 //!   `node.identities` file, read again), the postmaster, `[limits]`,
-//!   `trust.outside`; the server certificate and the trust list are read
+//!   `[fairness]` (with fresh counters), `trust.outside`; the server certificate and the trust list are read
 //!   again at once (they also reload by themselves every `tls.reload_secs`
 //!   and `trust.list.refresh_secs`).
 //! - Needs a restart (reported, not applied): the other `[node]` settings,
@@ -26,8 +26,9 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
-use super::build::{build_policy, build_router, server_config};
+use super::build::{build_policy, build_router, build_throttle, server_config};
 use crate::config::Config;
+use crate::inbound::fairness::Fairness;
 use crate::inbound::tls::ReloadingCert;
 use crate::inbound::ListenerCtx;
 use crate::queue::Queue;
@@ -65,6 +66,7 @@ impl Reloader {
         let policy = Arc::new(policy);
         let trust = self.trust.clone().zip(new.trust.as_ref().map(|t| t.outside));
         let router = build_router(&new, trust)?;
+        let fairness = Arc::new(Fairness::new(&new.fairness));
         // All built: swap.
         for slot in &self.listeners {
             let old = slot.load_full();
@@ -72,10 +74,13 @@ impl Reloader {
             // A listener's own settings need a restart: the running ones stay.
             ctx.server_config = Arc::new(server_config(&new, &old.listener, offer_auth));
             ctx.policy = policy.clone();
+            // New counters: sessions open now are not counted against the new limits.
+            ctx.fairness = fairness.clone();
             slot.store(Arc::new(ctx));
         }
+        self.queue.set_throttle(build_throttle(&new));
         self.queue.set_router(router).await;
-        let mut reloaded: Vec<String> = ["routes", "identities", "postmaster", "limits"]
+        let mut reloaded: Vec<String> = ["routes", "identities", "postmaster", "limits", "fairness"]
             .into_iter()
             .map(String::from)
             .collect();

@@ -65,7 +65,19 @@ impl Queue {
             }
         }
         let router = self.router.load_full();
+        let throttle = self.throttle.load_full();
         for (hop, indexes) in hops {
+            // Over the destination's rate: wait, no attempt counted.
+            if let Err(wait) = throttle.check(&hop) {
+                let at = now.saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1));
+                for &i in &indexes {
+                    if let Some(r) = env.recipients.get_mut(i) {
+                        r.next_attempt_ms = at;
+                    }
+                }
+                tracing::debug!(%id, destination = %hop, wait_ms = at - now, "destination over its rate; waiting");
+                continue;
+            }
             // Static route or MX lookup; a DNS verdict (NXDOMAIN, null MX) is
             // permanent and fails these recipients, anything else defers them.
             let result = match router.route(&hop).await {

@@ -65,6 +65,8 @@ pub struct Queue {
     pool: Pool,
     /// Swapped by a reload (routes); an attempt uses the one it started with.
     router: arc_swap::ArcSwap<Router>,
+    /// Deliveries per minute per destination (`[fairness]`); swapped by a reload.
+    throttle: arc_swap::ArcSwap<crate::rate::RateLimits>,
     retry: RetryPolicy,
     hostname: String,
     in_flight: Mutex<HashSet<MessageId>>,
@@ -121,6 +123,7 @@ impl Queue {
             spool,
             pool,
             router: arc_swap::ArcSwap::from_pointee(router),
+            throttle: arc_swap::ArcSwap::from_pointee(crate::rate::RateLimits::new(None, [])),
             retry,
             hostname,
             in_flight: Mutex::new(HashSet::new()),
@@ -158,6 +161,12 @@ impl Queue {
     pub async fn set_router(&self, router: Router) {
         self.router.store(Arc::new(router));
         self.pool.close_idle(true).await;
+    }
+
+    /// Limits deliveries per destination (next hop) with `throttle`: a
+    /// destination over its rate waits, without an attempt being counted.
+    pub fn set_throttle(&self, throttle: crate::rate::RateLimits) {
+        self.throttle.store(Arc::new(throttle));
     }
 
     /// The cluster, if the node is in one.
