@@ -471,3 +471,86 @@ async fn without_token_or_trust_list() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     t.node.shutdown().await;
 }
+
+/// `curl` against the admin port over HTTPS; (HTTP status or 0, body).
+async fn curl(t: &TestNode, path: &str, args: &[&str]) -> (u16, String) {
+    let addr = t.node.admin_addr().expect("admin");
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--max-time", "10", "-w", "\n%{http_code}", "--cacert"])
+        .arg(t.pki().join("ca.pem"))
+        .args(args)
+        .arg(format!("https://{addr}{path}"));
+    let (_, out) = run(cmd).await;
+    let (body, code) = out.trim_end().rsplit_once('\n').unwrap_or(("", out.trim()));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+/// `admin.client_ca`: HTTPS with the node's certificate; off loopback (here:
+/// with `loopback_without_certificate = false`), every route but the probes
+/// and the dashboard page needs a client certificate from the CA, and the
+/// token still applies; plain HTTP is not served. With the loopback
+/// exemption (the default) the CLI inside the pod works without one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_on_the_admin_port() {
+    let sink_dir = tempfile::tempdir().expect("tempdir");
+    let sink = relay::ops::sink::spawn("127.0.0.1:0".parse().expect("addr"), sink_dir.path().join("sink"))
+        .await
+        .expect("sink");
+    let strict = node(
+        sink,
+        &format!("token = \"{TOKEN}\"\nclient_ca = \"pki/ca.pem\"\nloopback_without_certificate = false"),
+    )
+    .await;
+    let client = |t: &TestNode| {
+        vec![
+            "--cert".to_owned(),
+            t.pki().join("client.pem").display().to_string(),
+            "--key".to_owned(),
+            t.pki().join("client.key").display().to_string(),
+        ]
+    };
+    let bearer = format!("Authorization: Bearer {TOKEN}");
+    assert_eq!(curl(&strict, "/healthz", &[]).await, (200, "ok\n".into()));
+    let (code, body) = curl(&strict, "/metrics", &["-H", &bearer]).await;
+    assert_eq!(code, 401, "{body}");
+    assert!(
+        body.contains("a client certificate from admin.client_ca is required"),
+        "{body}"
+    );
+    let with_cert = client(&strict);
+    let mut args: Vec<&str> = with_cert.iter().map(String::as_str).collect();
+    let (code, body) = curl(&strict, "/metrics", &args).await;
+    assert_eq!(code, 401, "the token still applies: {body}");
+    args.extend(["-H", &bearer]);
+    let (code, body) = curl(&strict, "/metrics", &args).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("estafette_build_info"), "{body}");
+    let (code, _) = curl(&strict, "/dashboard", &[]).await;
+    assert_eq!(code, 200, "the page itself is open");
+    // Plain HTTP gets no answer from a TLS port.
+    let plain = reqwest::get(format!("http://{}/healthz", strict.node.admin_addr().expect("admin"))).await;
+    assert!(plain.is_err() || plain.is_ok_and(|r| !r.status().is_success()));
+    strict.node.shutdown().await;
+
+    // The default: loopback callers (the pod's own CLI) need no certificate.
+    let open = node(sink, &format!("token = \"{TOKEN}\"\nclient_ca = \"pki/ca.pem\"")).await;
+    let (code, body) = curl(&open, "/api/queue/summary", &["-H", &bearer]).await;
+    assert_eq!(code, 200, "{body}");
+    let admin = open.node.admin_addr().expect("admin");
+    let config = open.dir.path().join("estafette.toml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    let cli_config = open.dir.path().join("cli.toml");
+    std::fs::write(
+        &cli_config,
+        text.replace(
+            "address = \"127.0.0.1:0\"\ntoken",
+            &format!("address = \"{admin}\"\ntoken"),
+        ),
+    )
+    .expect("cli config");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_estafette"));
+    cmd.args(["queue", "summary", "--json", "--config"]).arg(&cli_config);
+    let (ok, out) = run(cmd).await;
+    assert!(ok && out.contains("\"total\""), "{out}");
+    open.node.shutdown().await;
+}

@@ -200,4 +200,12 @@ async fn sighup_reloads_routes_and_limits_and_a_broken_file_changes_nothing() {
     let t = swaks(smtp, "dr.g@clinique.test").await;
     assert!(t.contains("250 2.0.0 queued as"), "{t}");
     node.wait_log(" DEBUG ", 1).await;
+    // Each session's lines carry its id, listener and peer.
+    assert!(
+        node.log()
+            .lines()
+            .any(|l| l.contains("session{session=") && l.contains("listener=plain") && l.contains("accepted")),
+        "{}",
+        node.log()
+    );
 }

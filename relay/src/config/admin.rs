@@ -33,6 +33,14 @@ pub struct AdminConfig {
     /// (default 1,000,000, about a second of reading): beyond it the answer
     /// says `truncated`.
     pub queue_scan_limit: usize,
+    /// Serve HTTPS (the node's `[tls]` certificate) and ask clients for a
+    /// certificate chaining to this CA (PEM): callers off loopback must show
+    /// one on every route but the probes and the dashboard page; tokens still
+    /// apply. The CLI inside the pod calls over loopback. Default: plain HTTP.
+    pub client_ca: Option<PathBuf>,
+    /// With `client_ca`: callers on loopback (the CLI inside the pod, the
+    /// preStop hook's drain) need no client certificate. Default true.
+    pub loopback_without_certificate: bool,
 }
 
 /// The default admin address.
@@ -48,6 +56,8 @@ impl Default for AdminConfig {
             write_token_file: None,
             write_token: None,
             queue_scan_limit: 1_000_000,
+            client_ca: None,
+            loopback_without_certificate: true,
         }
     }
 }

@@ -219,7 +219,7 @@ impl Config {
             }
         }
         if let Some(a) = self.admin.as_mut() {
-            for file in [a.token_file.as_mut(), a.write_token_file.as_mut()]
+            for file in [a.token_file.as_mut(), a.write_token_file.as_mut(), a.client_ca.as_mut()]
                 .into_iter()
                 .flatten()
             {
@@ -275,6 +275,12 @@ impl Config {
             return Err(invalid("listener", "at least one [[listener]] is needed"));
         }
         self.fairness.validate()?;
+        if self.admin.as_ref().is_some_and(|a| a.client_ca.is_some()) && self.tls.is_none() {
+            return Err(invalid(
+                "admin.client_ca",
+                "the admin port then serves HTTPS with the node's certificate: add [tls]",
+            ));
+        }
         for (i, l) in self.listeners.iter().enumerate() {
             let field = |f: &str| format!("listener[{i}].{f}");
             if l.tls != TlsMode::None && self.tls.is_none() {

@@ -61,7 +61,16 @@ impl Session {
 
 /// Serves one accepted connection to its end. Errors are logged, not returned:
 /// a broken client must never disturb the listener.
-pub(crate) async fn serve(mut tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerCtx>, mut shutdown: PhaseWatch) {
+pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerCtx>, shutdown: PhaseWatch) {
+    // Every line the session logs carries its id, listener and (TCP) peer:
+    // in JSON logs they are the span's fields.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let span = tracing::info_span!("session", session = id, listener = %ctx.listener.name, tcp_peer = %peer);
+    tracing::Instrument::instrument(serve_session(tcp, peer, ctx, shutdown), span).await;
+}
+
+async fn serve_session(mut tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerCtx>, mut shutdown: PhaseWatch) {
     let peer = if ctx.listener.proxy_protocol {
         let from = &ctx.listener.proxy_from;
         match super::proxy::client_address(&mut tcp, peer, from, ctx.handshake_timeout).await {

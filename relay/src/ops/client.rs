@@ -13,6 +13,7 @@ use crate::ops::admin::OPERATOR_HEADER;
 
 /// A client of one node's admin API.
 pub struct AdminClient {
+    scheme: &'static str,
     address: SocketAddr,
     read: Option<String>,
     write: Option<String>,
@@ -65,12 +66,21 @@ impl AdminClient {
                 SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
             });
         }
+        // With admin.client_ca the port speaks HTTPS; the CLI calls it on
+        // loopback, where no client certificate is asked for, and does not
+        // check the node's own certificate (the name may not match 127.0.0.1).
+        let https = admin.client_ca.is_some();
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .danger_accept_invalid_certs(https && address.ip().is_loopback())
+            .build()?;
         Ok(Self {
+            scheme: if https { "https" } else { "http" },
             address,
             read: admin.load_token()?,
             write: admin.load_write_token()?,
             operator: operator.to_owned(),
-            client: reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?,
+            client,
             runtime: tokio::runtime::Builder::new_current_thread().enable_all().build()?,
         })
     }
@@ -125,7 +135,7 @@ impl AdminClient {
         token: Option<&String>,
         json: Option<&serde_json::Value>,
     ) -> anyhow::Result<Answer> {
-        let url = format!("http://{}{path}", self.address);
+        let url = format!("{}://{}{path}", self.scheme, self.address);
         self.runtime.block_on(async {
             let mut req = self
                 .client

@@ -197,9 +197,14 @@ impl Node {
                     drain: Some(drain_tx.clone()),
                     reload: Some(reload_tx.clone()),
                 };
-                let admin = Admin::bind(a, sources, rx.clone()).await?;
+                let admin = Admin::bind(a, sources, rx.clone(), cert.clone()).await?;
                 let local = admin.local_addr()?;
-                info!(address = %local, "admin HTTP listening");
+                let scheme = if a.client_ca.is_some() {
+                    "HTTPS (client certificates)"
+                } else {
+                    "HTTP"
+                };
+                info!(address = %local, "admin {scheme} listening");
                 tasks.spawn(admin.serve(rx.clone()));
                 Some(local)
             }

@@ -7,11 +7,14 @@
 //!   token when only a read token is configured (queue changes are then
 //!   disabled). A missing or wrong token gets `401`.
 //!
+//! With `admin.client_ca`, a caller off loopback must also have shown a
+//! verified client certificate (`401` otherwise), on every route but the
+//! probes and the dashboard page; its subject is named in what it changes.
+//!
 //! Tokens are kept as HMAC tags under a random key: [`hmac::verify`]
 //! compares in constant time and, since both sides are hashed first, leaks
 //! neither the content nor the length of a token.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
@@ -21,6 +24,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use ring::hmac;
 
+use super::mtls::AdminPeer;
 use super::AdminState;
 
 /// Header naming the person behind a write (`estafette queue … --as NAME`,
@@ -94,10 +98,29 @@ fn unauthorized() -> Response {
 /// Proof that the request may read (either token, or none configured).
 pub(super) struct Reader;
 
+/// With `admin.client_ca`: a caller off loopback must have shown a
+/// verified client certificate (see [`super::mtls`]).
+fn certificate_check(parts: &Parts, state: &AdminState) -> Result<(), Response> {
+    if !state.mtls {
+        return Ok(());
+    }
+    match parts.extensions.get::<ConnectInfo<AdminPeer>>() {
+        Some(ConnectInfo(peer)) if peer.client.is_some() || (state.loopback_exempt && peer.addr.ip().is_loopback()) => {
+            Ok(())
+        }
+        _ => Err((
+            StatusCode::UNAUTHORIZED,
+            "a client certificate from admin.client_ca is required\n",
+        )
+            .into_response()),
+    }
+}
+
 impl FromRequestParts<Arc<AdminState>> for Reader {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AdminState>) -> Result<Self, Self::Rejection> {
+        certificate_check(parts, state)?;
         match state.tokens.right(parts) {
             Some(_) => Ok(Self),
             None => Err(unauthorized()),
@@ -115,6 +138,7 @@ impl FromRequestParts<Arc<AdminState>> for Writer {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AdminState>) -> Result<Self, Self::Rejection> {
+        certificate_check(parts, state)?;
         match state.tokens.right(parts) {
             Some(Right::Write) => Ok(Self { who: who(parts) }),
             Some(Right::Read) if state.tokens.write.is_none() => Err((
@@ -148,8 +172,11 @@ fn who(parts: &Parts) -> String {
         "" => "unnamed operator",
         n => n,
     };
-    match parts.extensions.get::<ConnectInfo<SocketAddr>>() {
-        Some(ConnectInfo(addr)) => format!("{name} (admin API from {})", addr.ip()),
+    match parts.extensions.get::<ConnectInfo<AdminPeer>>() {
+        Some(ConnectInfo(AdminPeer { addr, client: Some(dn) })) => {
+            format!("{name} ({dn}; admin API from {})", addr.ip())
+        }
+        Some(ConnectInfo(peer)) => format!("{name} (admin API from {})", peer.addr.ip()),
         None => format!("{name} (admin API)"),
     }
 }

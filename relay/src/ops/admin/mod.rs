@@ -50,6 +50,7 @@ pub use auth::OPERATOR_HEADER;
 
 pub mod auth;
 mod dashboard;
+mod mtls;
 pub mod queue;
 mod runtime;
 
@@ -79,8 +80,14 @@ pub struct Sources {
 
 /// A bound admin listener, not yet serving.
 pub struct Admin {
-    listener: TcpListener,
+    socket: Socket,
     router: Router,
+}
+
+/// Plain HTTP, or HTTPS with client certificates (`admin.client_ca`).
+enum Socket {
+    Plain(TcpListener),
+    Tls(mtls::TlsListener),
 }
 
 impl Admin {
@@ -88,7 +95,14 @@ impl Admin {
     ///
     /// # Errors
     /// The token file cannot be read or the address cannot be bound.
-    pub async fn bind(config: &AdminConfig, sources: Sources, shutdown: PhaseWatch) -> anyhow::Result<Self> {
+    /// With `admin.client_ca`, it serves HTTPS with `cert` (the node's
+    /// `[tls]` certificate), see [`mtls`].
+    pub async fn bind(
+        config: &AdminConfig,
+        sources: Sources,
+        shutdown: PhaseWatch,
+        cert: Option<Arc<crate::inbound::tls::ReloadingCert>>,
+    ) -> anyhow::Result<Self> {
         let tokens = auth::Tokens {
             read: config.load_token()?.as_deref().map(auth::Token::new).transpose()?,
             write: config
@@ -100,6 +114,13 @@ impl Admin {
         let listener = TcpListener::bind(config.address)
             .await
             .with_context(|| format!("admin: binding {}", config.address))?;
+        let socket = match &config.client_ca {
+            Some(ca) => {
+                let cert = cert.context("admin.client_ca: the admin port serves the node's [tls] certificate")?;
+                Socket::Tls(mtls::TlsListener::new(listener, mtls::acceptor(cert, ca)?)?)
+            }
+            None => Socket::Plain(listener),
+        };
         let drain = sources.drain.clone();
         let state = Arc::new(AdminState {
             sources,
@@ -107,9 +128,11 @@ impl Admin {
             shutdown,
             drain,
             scan_limit: config.queue_scan_limit,
+            mtls: config.client_ca.is_some(),
+            loopback_exempt: config.loopback_without_certificate,
         });
         Ok(Self {
-            listener,
+            socket,
             router: router(state),
         })
     }
@@ -119,42 +142,58 @@ impl Admin {
     /// # Errors
     /// The socket's address cannot be read.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        match &self.socket {
+            Socket::Plain(l) => l.local_addr(),
+            Socket::Tls(l) => axum::serve::Listener::local_addr(l),
+        }
     }
 
     /// Serves until the node is [`Phase::Stopping`] (or its lifecycle is gone); then
     /// stops accepting, closes idle connections and waits up to 5 s for the
     /// requests in progress.
     pub async fn serve(self, shutdown: PhaseWatch) {
-        let address = self
-            .listener
-            .local_addr()
-            .map_or_else(|_| "?".to_owned(), |a| a.to_string());
+        let address = self.local_addr().map_or_else(|_| "?".to_owned(), |a| a.to_string());
+        // The caller's address (and certificate) goes into the trace of what it changes.
+        let app = self.router.into_make_service_with_connect_info::<mtls::AdminPeer>();
         // Polled here rather than spawned: aborting this task (a node dropped
         // without shutdown) drops the listener with it.
-        // The caller's address goes into the trace of what it changes.
-        let app = self.router.into_make_service_with_connect_info::<SocketAddr>();
-        let server = axum::serve(self.listener, app)
-            .with_graceful_shutdown(stopped(shutdown.clone()))
-            .into_future();
-        tokio::pin!(server);
-        tokio::select! {
-            result = &mut server => {
-                // The server only returns by itself on an accept loop failure.
-                if let Err(e) = result {
-                    warn!(%address, error = %e, "admin listener stopped");
-                }
-                return;
+        match self.socket {
+            Socket::Plain(l) => {
+                let server = axum::serve(l, app).with_graceful_shutdown(stopped(shutdown.clone()));
+                run_until_stopped(server.into_future(), shutdown, &address).await;
             }
-            () = stopped(shutdown) => {}
+            Socket::Tls(l) => {
+                let server = axum::serve(l, app).with_graceful_shutdown(stopped(shutdown.clone()));
+                run_until_stopped(server.into_future(), shutdown, &address).await;
+            }
         }
-        // Dropping the server after the grace period stops waiting for the
-        // requests still running; their connections close as they finish.
-        if tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await.is_err() {
-            warn!("admin requests still running at shutdown; not waiting for them");
-        }
-        info!(%address, "admin listener stopped");
     }
+}
+
+/// Runs `server` until the node stops; then gives the requests in progress
+/// [`SHUTDOWN_GRACE`].
+async fn run_until_stopped(
+    server: impl std::future::Future<Output = std::io::Result<()>>,
+    shutdown: PhaseWatch,
+    address: &str,
+) {
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => {
+            // The server only returns by itself on an accept loop failure.
+            if let Err(e) = result {
+                warn!(%address, error = %e, "admin listener stopped");
+            }
+            return;
+        }
+        () = stopped(shutdown) => {}
+    }
+    // Dropping the server after the grace period stops waiting for the
+    // requests still running; their connections close as they finish.
+    if tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await.is_err() {
+        warn!("admin requests still running at shutdown; not waiting for them");
+    }
+    info!(%address, "admin listener stopped");
 }
 
 async fn stopped(mut shutdown: PhaseWatch) {
@@ -168,6 +207,10 @@ struct AdminState {
     drain: Option<tokio::sync::mpsc::Sender<()>>,
     /// Most records a queue listing, summary or change reads.
     scan_limit: usize,
+    /// Client certificates are checked (`admin.client_ca`).
+    mtls: bool,
+    /// Loopback callers need none (`admin.loopback_without_certificate`).
+    loopback_exempt: bool,
 }
 
 fn router(state: Arc<AdminState>) -> Router {
