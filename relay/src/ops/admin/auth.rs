@@ -100,27 +100,31 @@ pub(super) struct Reader;
 
 /// With `admin.client_ca`: a caller off loopback must have shown a
 /// verified client certificate (see [`super::mtls`]).
-fn certificate_check(parts: &Parts, state: &AdminState) -> Result<(), Response> {
+fn certificate_missing(parts: &Parts, state: &AdminState) -> bool {
     if !state.mtls {
-        return Ok(());
+        return false;
     }
-    match parts.extensions.get::<ConnectInfo<AdminPeer>>() {
-        Some(ConnectInfo(peer)) if peer.client.is_some() || (state.loopback_exempt && peer.addr.ip().is_loopback()) => {
-            Ok(())
-        }
-        _ => Err((
-            StatusCode::UNAUTHORIZED,
-            "a client certificate from admin.client_ca is required\n",
-        )
-            .into_response()),
-    }
+    !matches!(
+        parts.extensions.get::<ConnectInfo<AdminPeer>>(),
+        Some(ConnectInfo(peer)) if peer.client.is_some() || (state.loopback_exempt && peer.addr.ip().is_loopback())
+    )
+}
+
+fn certificate_required() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        "a client certificate from admin.client_ca is required\n",
+    )
+        .into_response()
 }
 
 impl FromRequestParts<Arc<AdminState>> for Reader {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AdminState>) -> Result<Self, Self::Rejection> {
-        certificate_check(parts, state)?;
+        if certificate_missing(parts, state) {
+            return Err(certificate_required());
+        }
         match state.tokens.right(parts) {
             Some(_) => Ok(Self),
             None => Err(unauthorized()),
@@ -138,7 +142,9 @@ impl FromRequestParts<Arc<AdminState>> for Writer {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AdminState>) -> Result<Self, Self::Rejection> {
-        certificate_check(parts, state)?;
+        if certificate_missing(parts, state) {
+            return Err(certificate_required());
+        }
         match state.tokens.right(parts) {
             Some(Right::Write) => Ok(Self { who: who(parts) }),
             Some(Right::Read) if state.tokens.write.is_none() => Err((
