@@ -256,6 +256,16 @@ async fn a_killed_nodes_queue_is_taken_over_and_delivered_by_its_peers() {
         missing.is_empty(),
         "the dashboard queries metrics a member lacks: {missing:?}"
     );
+    // The dashboard's data shows the peers and the shadows held for them.
+    let response = admin_get(&c.nodes[1].config, "/api/dashboard");
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let dash: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {response}"));
+    let peers = dash["cluster"]["peers"].as_array().expect("peers");
+    assert_eq!(peers.len(), 2, "{dash}");
+    let origin = peers.iter().find(|p| p["name"] == "estafette-0").expect("estafette-0");
+    assert_eq!(origin["link"], true, "{dash}");
+    let held_here = cluster_status(&c.nodes[1].config)["shadows_by_origin"]["estafette-0"].as_u64();
+    assert_eq!(origin["shadows_held"].as_u64(), held_here, "{dash}");
     c.nodes[0].kill();
     let killed_at = Instant::now();
     let sink = aiosmtpd_on(PyTls::None, sink_port);
@@ -376,13 +386,20 @@ async fn a_drained_node_exits_and_its_queue_is_delivered_by_peers_at_once() {
 /// `GET /api/cluster` of the node with config `config` (its admin port).
 /// The node's `/metrics` (admin listener without a token).
 fn exposition(config: &Path) -> String {
+    admin_get(config, "/metrics")
+}
+
+/// `GET path` on the admin port of the node with config `config`: the
+/// whole HTTP/1.0 response.
+fn admin_get(config: &Path, path: &str) -> String {
     use std::io::{Read, Write};
     let admin = relay::config::Config::load(config)
         .expect("config")
         .admin
         .expect("[admin]");
     let mut http = std::net::TcpStream::connect(admin.address).expect("admin listener");
-    http.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").expect("request");
+    http.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+        .expect("request");
     let mut text = String::new();
     http.read_to_string(&mut text).expect("response");
     text
