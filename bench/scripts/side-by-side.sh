@@ -111,6 +111,10 @@ smtp_tls_security_level = none
 smtpd_tls_security_level = may
 smtpd_tls_cert_file = $work/cert.pem
 smtpd_tls_key_file = $work/key.pem
+# TLS session caches, as a tuned Postfix runs (the -resume case uses them).
+smtpd_tls_session_cache_database = btree:$P/data/smtpd_scache
+smtpd_tls_session_cache_timeout = 3600s
+smtp_tls_session_cache_database = btree:$P/data/smtp_scache
 maillog_file = $P/maillog
 maillog_file_prefixes = /tmp
 EOF
@@ -135,9 +139,12 @@ for size in 1k 10k 100k 1m; do
 done
 cases+=("10k-none-20-1 10k none 20 1 $(count 3000)")
 cases+=("10k-starttls-20-1 10k starttls 20 1 $(count 3000)")
+# The same with TLS session resumption on both sides (estafette-load --resume;
+# Estafette's tickets and cache, Postfix's smtpd session cache).
+cases+=("10k-starttls-20-1-resume 10k starttls 20 1 $(count 3000) true")
 
-run_case() { # relay port pid name size tls sessions per_conn messages rep
-  local relay=$1 port=$2 pid=$3 name=$4 size=$5 tls=$6 s=$7 pc=$8 n=$9 rep=${10}
+run_case() { # relay port pid name size tls sessions per_conn messages rep [resume]
+  local relay=$1 port=$2 pid=$3 name=$4 size=$5 tls=$6 s=$7 pc=$8 n=$9 rep=${10} resume=${11:-false}
   local dir="$OUT/$name/$relay-$rep"
   mkdir -p "$dir"
   cat > "$dir/scenario.toml" <<EOF
@@ -151,6 +158,7 @@ size = "$size"
 per_connection = $pc
 tls = "$tls"
 insecure = true
+resume = $resume
 threads = 1
 [sink]
 listen = "127.0.0.1:$SINK"
@@ -165,10 +173,10 @@ EOF
 echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r); postfix $(postconf -d -h mail_version 2>/dev/null); reps=$REPS scale=$SCALE" | tee "$OUT/machine.txt"
 for rep in $(seq 1 "$REPS"); do
   for c in "${cases[@]}"; do
-    read -r name size tls s pc n <<<"$c"
+    read -r name size tls s pc n resume <<<"$c"
     if [ -n "${CASES:-}" ] && ! [[ " $CASES " == *" $name "* ]]; then continue; fi
-    run_case estafette "$EST" "$EPID" "$name" "$size" "$tls" "$s" "$pc" "$n" "$rep"
-    run_case postfix "$PF" "$PFPID" "$name" "$size" "$tls" "$s" "$pc" "$n" "$rep"
+    run_case estafette "$EST" "$EPID" "$name" "$size" "$tls" "$s" "$pc" "$n" "$rep" "${resume:-false}"
+    run_case postfix "$PF" "$PFPID" "$name" "$size" "$tls" "$s" "$pc" "$n" "$rep" "${resume:-false}"
   done
 done
 

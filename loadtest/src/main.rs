@@ -83,6 +83,9 @@ struct LoadArgs {
     /// Accept any target certificate (benchmarks against self-signed relays).
     #[arg(long)]
     insecure: bool,
+    /// Resume TLS sessions across connections (as Postfix's TLS session cache does).
+    #[arg(long)]
+    resume: bool,
     /// Server name for SNI and verification (default: the target's host).
     #[arg(long)]
     tls_name: Option<String>,
@@ -135,6 +138,7 @@ impl LoadArgs {
             tls: self.tls,
             tls_ca: self.tls_ca,
             insecure: self.insecure,
+            resume: self.resume,
             tls_name: self.tls_name,
             client_cert: self.client_cert,
             client_key: self.client_key,

@@ -50,6 +50,8 @@ pub struct ClientTlsOptions {
     pub ca: Option<PathBuf>,
     /// Accept any server certificate (benchmarks only).
     pub insecure: bool,
+    /// Resume TLS sessions across connections.
+    pub resume: bool,
     /// Client certificate chain and key (PEM files).
     pub client_cert: Option<(PathBuf, PathBuf)>,
 }
@@ -71,9 +73,14 @@ pub fn client_config(opts: &ClientTlsOptions) -> Result<Arc<rustls::ClientConfig
         Some((chain, key)) => builder.with_client_auth_cert(load_certs(chain)?, load_key(key)?)?,
         None => builder.with_no_client_auth(),
     };
-    // Resumption would hide the handshake cost that one-connection-per-message
-    // benchmarks measure; relays rarely resume either.
-    config.resumption = rustls::client::Resumption::disabled();
+    // Off unless asked: one-connection-per-message benchmarks measure the
+    // full handshake. `--resume` keeps sessions as Postfix's cache does; the
+    // run's connections share this config, so they share its cache.
+    config.resumption = if opts.resume {
+        rustls::client::Resumption::in_memory_sessions(1024)
+    } else {
+        rustls::client::Resumption::disabled()
+    };
     Ok(Arc::new(config))
 }
 

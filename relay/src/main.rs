@@ -313,38 +313,7 @@ fn main() -> anyhow::Result<()> {
                 return Ok(());
             }
             let s: serde_json::Value = serde_json::from_str(&body).context("reading /api/cluster")?;
-            println!(
-                "epoch {}  accepting {}  shadows held {}  takeovers {}  taken over {}  duplicates possible {}",
-                s["epoch"],
-                s["accepting"],
-                s["shadows_held"],
-                s["takeovers"],
-                s["taken_over"],
-                s["duplicates_possible"]
-            );
-            let r = &s["replication"];
-            println!(
-                "replication: {} accepts, p50 {} ms, p99 {} ms, max {} ms",
-                r["count"], r["p50_ms"], r["p99_ms"], r["max_ms"]
-            );
-            println!(
-                "{:<16} {:>5} {:>5} {:>5} {:>12} {:>12} {:>8} {:>14}",
-                "peer", "id", "link", "live", "silent (s)", "queue", "epoch", "shadows held"
-            );
-            for p in s["peers"].as_array().into_iter().flatten() {
-                let name = p["name"].as_str().unwrap_or("?");
-                println!(
-                    "{:<16} {:>5} {:>5} {:>5} {:>12.1} {:>12} {:>8} {:>14}",
-                    name,
-                    p["id"],
-                    p["link"],
-                    p["live"],
-                    p["silent_secs"].as_f64().unwrap_or(0.0),
-                    p["queue_depth"],
-                    p["epoch"],
-                    s["shadows_by_origin"][name].as_u64().unwrap_or(0)
-                );
-            }
+            relay::ops::client::print_cluster_status(&s);
             Ok(())
         }
         Cmd::Reload { config } => {

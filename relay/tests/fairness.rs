@@ -13,19 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::node::{run, start_node_full, Extra, TestNode};
-use support::peers::smtp_sink;
-
-/// estafette-load, built next to `estafette` by `cargo test --workspace`
-/// (the loadtest package's own tests need it).
-fn estafette_load() -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_BIN_EXE_estafette")).with_file_name("estafette-load");
-    assert!(
-        path.exists(),
-        "{} is missing: run the workspace's tests (scripts/test) or cargo build -p estafette-loadtest",
-        path.display()
-    );
-    path
-}
+use support::peers::{estafette_load, smtp_sink};
 
 fn identities(dir: &std::path::Path) -> PathBuf {
     let hash = relay::inbound::identity::hash_password("secret").expect("hash");

@@ -127,3 +127,66 @@ async fn old_protocols_and_weak_suites_are_refused() {
     assert!(ok && out.contains("ECDHE-RSA-AES256-GCM-SHA384"), "{out}");
     t.node.shutdown().await;
 }
+
+/// Inbound TLS sessions resume (tickets, rotated keys): estafette-load with
+/// `--resume`, one message per connection over STARTTLS, resumes every
+/// connection after the first; without it every handshake is full. The
+/// node counts both in `estafette_tls_sessions_total{resumed}`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starttls_sessions_resume_when_the_client_keeps_them() {
+    let sink = support::peers::smtp_sink(&[]);
+    let tail = format!(
+        "[[route]]\ndomain = \"clinique.test\"\nhost = \"{}\"\ntls = \"none\"\n",
+        sink.addr
+    );
+    let t = support::node::start_node_with("", "", &tail).await;
+    let load = |resume: bool, n: &str| {
+        let mut cmd = std::process::Command::new(support::peers::estafette_load());
+        cmd.args(["send", "--target", &format!("127.0.0.1:{}", t.port("mta"))])
+            .args([
+                "--tls",
+                "starttls",
+                "--insecure",
+                "--per-connection",
+                "1",
+                "--sessions",
+                "1",
+            ])
+            .args(["--messages", n, "--to-domain", "clinique.test", "--json", "--quiet"]);
+        if resume {
+            cmd.arg("--resume");
+        }
+        cmd
+    };
+    let sessions = |resumed: bool| {
+        let text = relay::metrics::Metrics::encode(
+            t.node.metrics(),
+            &relay::metrics::Snapshot::default(),
+            relay::metrics::Format::PrometheusText,
+        )
+        .expect("metrics");
+        text.lines()
+            .filter(|l| l.starts_with("estafette_tls_sessions_total{") && l.contains(&format!("resumed=\"{resumed}\"")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum::<u64>()
+    };
+    let accepted = |out: &str| -> u64 {
+        let report: serde_json::Value = out
+            .find('{')
+            .and_then(|at| serde_json::from_str(&out[at..]).ok())
+            .unwrap_or_else(|| panic!("no report in: {out}"));
+        report["counts"]["accepted"].as_u64().unwrap_or(0)
+    };
+    let (ok, out) = run(load(true, "6")).await;
+    assert!(ok && accepted(&out) == 6, "{out}");
+    // Only the first handshake is full (the tool may open a connection more
+    // than it has messages: that one resumes too).
+    let (full, resumed) = (sessions(false), sessions(true));
+    assert_eq!(full, 1, "the first full, then resumed");
+    assert!(resumed >= 5, "{resumed} resumed");
+    let (ok, out) = run(load(false, "3")).await;
+    assert!(ok && accepted(&out) == 3, "{out}");
+    assert!(sessions(false) >= 4, "without --resume: full handshakes");
+    assert_eq!(sessions(true), resumed, "and none resumed");
+    t.node.shutdown().await;
+}

@@ -88,6 +88,11 @@ pub struct LoadSpec {
     /// Accept any target certificate (benchmarks).
     #[serde(default)]
     pub insecure: bool,
+    /// Resume TLS sessions across connections (tickets or ids), as Postfix
+    /// does with its TLS session cache. Default false: every connection
+    /// pays a full handshake.
+    #[serde(default)]
+    pub resume: bool,
     /// Name for SNI and certificate checks; default: the target's host.
     pub tls_name: Option<String>,
     /// Client certificate chain (PEM).
@@ -311,6 +316,7 @@ pub fn send_config(
         _ => Some(tls::client_config(&ClientTlsOptions {
             ca: load.tls_ca.clone(),
             insecure: load.insecure,
+            resume: load.resume,
             client_cert: load.client_cert.clone().zip(load.client_key.clone()),
         })?),
     };

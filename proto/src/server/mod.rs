@@ -19,6 +19,7 @@ mod auth;
 mod config;
 mod content;
 mod event;
+mod extensions;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -30,7 +31,6 @@ pub use event::{AcceptedRcpt, AuthRequest, CloseReason, DataDone, MailRequest, R
 use crate::address::{ForwardPath, ReversePath};
 use crate::command::Command;
 use crate::data::DataDecoder;
-use crate::ehlo::{Extension, Extensions};
 use crate::error::CommandError;
 use crate::params::MailParams;
 use crate::reply::{EnhancedCode, Reply, ReplyBuilder};
@@ -493,34 +493,6 @@ impl Server {
             Command::StartTls => self.on_starttls(),
             Command::Auth { mechanism, initial } => self.on_auth(mechanism, initial),
         }
-    }
-
-    /// What EHLO advertises now: STARTTLS only in clear, AUTH only once
-    /// encrypted and not yet authenticated.
-    fn extensions(&self) -> Extensions {
-        let mut e = Extensions::new();
-        for x in [
-            Extension::Pipelining,
-            Extension::Size,
-            Extension::EightBitMime,
-            Extension::SmtpUtf8,
-            Extension::EnhancedStatusCodes,
-            Extension::Dsn,
-        ] {
-            e.insert(x);
-        }
-        e.size = Some(self.config.data.max_message_size as u64);
-        if self.config.chunking {
-            e.insert(Extension::Chunking);
-        }
-        if self.config.starttls && self.tls.is_none() {
-            e.insert(Extension::StartTls);
-        }
-        if self.tls.is_some() && self.authenticated.is_none() && !self.config.auth_mechanisms.is_empty() {
-            e.insert(Extension::Auth);
-            e.auth = self.config.auth_mechanisms.clone();
-        }
-        e
     }
 
     fn on_mail(&mut self, from: ReversePath, params: MailParams) {

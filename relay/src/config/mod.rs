@@ -349,6 +349,9 @@ impl Config {
             if r.domain != "*" && !proto::address::is_domain(d) {
                 return Err(invalid(format!("route[{i}].domain"), "must be a domain, .domain or *"));
             }
+            if r.max_message_size == Some(0) {
+                return Err(invalid(format!("route[{i}].max_message_size"), "must be positive"));
+            }
             if let Some(h) = &r.host {
                 if h.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
                     return Err(invalid(format!("route[{i}].host"), "must be host:port"));

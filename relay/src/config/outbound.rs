@@ -147,4 +147,11 @@ pub struct RouteConfig {
     /// apply, and `tls` is used as written. Default false.
     #[serde(default)]
     pub internal: bool,
+    /// Largest message this destination takes, octets (Mon espace santé:
+    /// 25 MB). A SIZE declared at MAIL FROM above it gets `552 5.3.4` at
+    /// the RCPT of such a recipient (the others stay valid); without SIZE,
+    /// such a recipient fails at once after DATA, with a DSN naming the
+    /// limit. Default: `limits.max_message_size` only.
+    #[serde(default)]
+    pub max_message_size: Option<usize>,
 }

@@ -28,7 +28,15 @@ fn mssante_example_loads_and_validates() {
     assert!(!trust.outside);
     assert!(trust.list.source.starts_with("https://"));
     assert!(c.listeners.iter().any(|l| l.operators));
-    assert!(c.routes.iter().all(|r| r.internal));
+    // Own mailbox servers are internal; Mon espace santé is reached by MX
+    // under the trust list's checks, with its 25 MB limit.
+    assert!(c.routes.iter().filter(|r| r.host.is_some()).all(|r| r.internal));
+    let patient = c
+        .routes
+        .iter()
+        .find(|r| r.domain == "patient.mssante.fr")
+        .expect("patient route");
+    assert_eq!(patient.max_message_size, Some(25_000_000));
     let admin = c.admin.as_ref().expect("[admin]");
     assert!(!admin.address.ip().is_loopback() && admin.token_file.is_some());
     // An operator listener without [trust] is refused, naming the field.

@@ -17,7 +17,7 @@ use proto::server::{AcceptedRcpt, DataDone, Server, TlsInfo};
 use proto::Reply;
 use storage::MessageId;
 
-use super::policy::Postmaster;
+use super::policy::{Postmaster, SizeLimits};
 use super::session::Session;
 use super::ListenerCtx;
 use crate::outbound::envelope;
@@ -44,6 +44,9 @@ pub(crate) struct Origin<'a> {
     pub(crate) authenticated: bool,
     /// Where this node's postmaster's mail goes (`node.postmaster`).
     pub(crate) postmaster: Option<&'a Mailbox>,
+    /// The routes' own size limits: a recipient whose destination takes
+    /// less than the message fails at once.
+    pub(crate) size_limits: Option<&'a SizeLimits>,
 }
 
 /// The envelope of one transaction, as the server state machine gives it.
@@ -93,6 +96,11 @@ pub(crate) fn prepare(
             origin.identity.as_deref().unwrap_or("-"),
         ),
     };
+    let mut event = event;
+    for r in envelope.recipients.iter().filter(|r| r.status.is_final()) {
+        let why = r.last_reply.as_deref().unwrap_or("");
+        event.detail.push_str(&format!("; failed at once: {} {why}", r.address));
+    }
     Prepared {
         id,
         envelope,
@@ -127,6 +135,7 @@ pub(crate) async fn store(
             .or_else(|| session.client_cert.as_ref().map(ToString::to_string)),
         authenticated: server.authenticated().is_some(),
         postmaster: ctx.policy.postmaster_for(&proto::address::ForwardPath::Postmaster),
+        size_limits: Some(ctx.policy.size_limits()),
     };
     let tx = Transaction {
         from: &done.from,
@@ -168,11 +177,27 @@ fn build_envelope(
                 Some(pm) if Postmaster::is_postmaster(origin.hostname, &r.to) => Some(pm),
                 _ => r.to.mailbox(),
             };
+            let next_hop = to.map(Mailbox::domain_lowercase).unwrap_or_default();
+            // Too big for its destination: failed now, with a DSN naming the
+            // limit, rather than refused downstream after retries.
+            let too_big = origin
+                .size_limits
+                .and_then(|l| l.limit(&next_hop))
+                .filter(|&limit| size > limit as u64)
+                .map(|limit| {
+                    format!("552 5.3.4 message size {size} exceeds the limit of {limit} octets for {next_hop}")
+                });
             storage::Recipient {
                 address: to.map_or_else(|| "postmaster".to_string(), ToString::to_string),
                 orcpt: r.params.orcpt.as_ref().map(envelope::orcpt_to_spool),
                 notify: envelope::notify_to_spool(r.params.notify),
-                next_hop: to.map(Mailbox::domain_lowercase).unwrap_or_default(),
+                status: if too_big.is_some() {
+                    storage::RecipientStatus::Failed
+                } else {
+                    storage::RecipientStatus::Queued
+                },
+                last_reply: too_big,
+                next_hop,
                 next_attempt_ms: first_due_ms,
                 ..storage::Recipient::default()
             }
@@ -286,6 +311,7 @@ mod tests {
             identity: Some("dpi".into()),
             authenticated: true,
             postmaster: None,
+            size_limits: None,
         };
         let from = ReversePath::Path(Mailbox::parse("app@ch.test").expect("mailbox"));
         let params = MailParams {
@@ -344,6 +370,7 @@ mod tests {
             identity: None,
             authenticated: false,
             postmaster: Some(&ops),
+            size_limits: None,
         };
         let from = ReversePath::Null;
         let params = MailParams::default();

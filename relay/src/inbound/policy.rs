@@ -79,17 +79,29 @@ pub enum Refusal {
     /// (see `super::operator::check_mail`); the text names it.
     #[error("{0}")]
     Operator(String),
+    /// The SIZE declared at MAIL FROM is over the recipient's route limit.
+    #[error("message size {size} exceeds the limit of {limit} octets for {domain}")]
+    TooBig {
+        /// The recipient's domain.
+        domain: String,
+        /// Its route's `max_message_size`.
+        limit: usize,
+        /// The SIZE declared.
+        size: u64,
+    },
 }
 
 impl Refusal {
-    /// The SMTP reply: `550 5.1.1` for an unknown postmaster, `550 5.7.1`
-    /// (delivery not authorized) for every other rule.
+    /// The SMTP reply: `552 5.3.4` for a message too big for the
+    /// recipient's destination, `550 5.1.1` for an unknown postmaster, `550
+    /// 5.7.1` (delivery not authorized) for every other rule.
     pub fn reply(&self) -> Reply {
-        let enhanced = match self {
-            Self::NoPostmaster => EnhancedCode::new(5, 1, 1),
-            _ => EnhancedCode::new(5, 7, 1),
+        let (code, enhanced) = match self {
+            Self::TooBig { .. } => (552, EnhancedCode::new(5, 3, 4)),
+            Self::NoPostmaster => (550, EnhancedCode::new(5, 1, 1)),
+            _ => (550, EnhancedCode::new(5, 7, 1)),
         };
-        Reply::new(550, enhanced, self.to_string())
+        Reply::new(code, enhanced, self.to_string())
     }
 
     /// A short, fixed label (for metrics and log fields).
@@ -102,6 +114,7 @@ impl Refusal {
             Self::NotServed(_) => "domain_not_served",
             Self::NoPostmaster => "no_postmaster",
             Self::Operator(_) => "operator_certificate",
+            Self::TooBig { .. } => "size_limit",
         }
     }
 
@@ -132,10 +145,33 @@ impl Pattern {
     }
 }
 
+/// The routes' own message size limits (`[[route]] max_message_size`).
+#[derive(Debug, Default)]
+pub struct SizeLimits(Vec<(Pattern, usize)>);
+
+impl SizeLimits {
+    /// The limit for recipient domain `domain` (lower case): an exact route
+    /// first, then the longest subdomain route, then `*`; `None` when no
+    /// route with a limit covers it.
+    pub fn limit(&self, domain: &str) -> Option<usize> {
+        let rank = |p: &Pattern| match p {
+            Pattern::Exact(_) => usize::MAX,
+            Pattern::Subdomains(s) => s.len(),
+            Pattern::Any => 0,
+        };
+        self.0
+            .iter()
+            .filter(|(p, _)| p.matches(domain))
+            .max_by_key(|(p, _)| rank(p))
+            .map(|(_, limit)| *limit)
+    }
+}
+
 /// The policy of one node.
 #[derive(Debug)]
 pub struct Policy {
     relay_for: Vec<Pattern>,
+    size_limits: SizeLimits,
     identities: Identities,
     trust: Option<TrustPolicy>,
     postmaster: Option<Postmaster>,
@@ -167,21 +203,26 @@ impl Policy {
     /// The recipients the routes cover; the senders each identity may use;
     /// the trust space, if the node is in one.
     pub fn new(routes: &[RouteConfig], identities: Identities, trust: Option<TrustPolicy>) -> Self {
-        let relay_for = routes
-            .iter()
-            .map(|r| {
-                let d = r.domain.to_ascii_lowercase();
-                if d == "*" {
-                    Pattern::Any
-                } else if d.starts_with('.') {
-                    Pattern::Subdomains(d)
-                } else {
-                    Pattern::Exact(d)
-                }
-            })
-            .collect();
+        let pattern = |r: &RouteConfig| {
+            let d = r.domain.to_ascii_lowercase();
+            if d == "*" {
+                Pattern::Any
+            } else if d.starts_with('.') {
+                Pattern::Subdomains(d)
+            } else {
+                Pattern::Exact(d)
+            }
+        };
+        let relay_for = routes.iter().map(pattern).collect();
+        let size_limits = SizeLimits(
+            routes
+                .iter()
+                .filter_map(|r| Some((pattern(r), r.max_message_size?)))
+                .collect(),
+        );
         Self {
             relay_for,
+            size_limits,
             identities,
             trust,
             postmaster: None,
@@ -212,6 +253,24 @@ impl Policy {
         }
         let hostname = self.postmaster.as_ref().map(|p| p.hostname.as_str()).unwrap_or("");
         (to.mailbox().is_none() || Postmaster::is_postmaster(hostname, to)).then_some(Err(Refusal::NoPostmaster))
+    }
+
+    /// The routes' own size limits.
+    pub fn size_limits(&self) -> &SizeLimits {
+        &self.size_limits
+    }
+
+    /// RCPT TO after MAIL FROM declared `size` (SIZE=): `552 5.3.4` when the
+    /// recipient's destination takes less (RFC 1870 §6.1).
+    pub(crate) fn check_size(&self, to: &ForwardPath, size: Option<u64>) -> Result<(), Refusal> {
+        let (Some(size), Some(mailbox)) = (size, to.mailbox()) else {
+            return Ok(());
+        };
+        let domain = mailbox.domain.to_lowercase();
+        match self.size_limits.limit(&domain) {
+            Some(limit) if size > limit as u64 => Err(Refusal::TooBig { domain, limit, size }),
+            _ => Ok(()),
+        }
     }
 
     /// The trust space, if any.
@@ -328,7 +387,46 @@ mod tests {
             host: None,
             tls: crate::config::RouteTls::default(),
             internal: false,
+            max_message_size: None,
         }
+    }
+
+    #[test]
+    fn the_most_specific_route_limit_applies_to_a_declared_size() {
+        let limited = |d: &str, n: usize| RouteConfig {
+            max_message_size: Some(n),
+            ..route(d)
+        };
+        let p = Policy::new(
+            &[
+                limited("*", 5_000),
+                limited(".mssante.fr", 3_000),
+                limited("patient.mssante.fr", 1_000),
+            ],
+            Identities::default(),
+            None,
+        );
+        let l = p.size_limits();
+        assert_eq!(l.limit("patient.mssante.fr"), Some(1_000));
+        assert_eq!(l.limit("ch.mssante.fr"), Some(3_000));
+        assert_eq!(l.limit("example.org"), Some(5_000));
+        assert_eq!(p.check_size(&rcpt("<dr@ch.mssante.fr>"), Some(3_000)), Ok(()));
+        let e = p
+            .check_size(&rcpt("<dr@Patient.mssante.fr>"), Some(1_001))
+            .expect_err("too big");
+        assert_eq!(
+            e.reply().to_string(),
+            "552 5.3.4 message size 1001 exceeds the limit of 1000 octets for patient.mssante.fr"
+        );
+        assert_eq!(
+            p.check_size(&rcpt("<dr@patient.mssante.fr>"), None),
+            Ok(()),
+            "no SIZE: judged after DATA"
+        );
+        assert!(Policy::new(&[route("x.fr")], Identities::default(), None)
+            .size_limits()
+            .limit("x.fr")
+            .is_none());
     }
 
     fn rcpt(s: &str) -> ForwardPath {

@@ -37,6 +37,8 @@ pub(crate) struct Session {
     pub(crate) side: Option<Side>,
     /// Counted against its client since its first MAIL FROM (`fairness`).
     pub(crate) slot: Option<super::fairness::Slot>,
+    /// The SIZE the open transaction declared at MAIL FROM.
+    pub(crate) declared_size: Option<u64>,
 }
 
 impl Session {
@@ -92,6 +94,7 @@ async fn serve_session(mut tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerCt
         peer_cert: PeerCert::Missing,
         side: None,
         slot: None,
+        declared_size: None,
     };
     let tls = ServerTls {
         acceptor: ctx.tls.as_ref(),
@@ -127,7 +130,10 @@ impl Handler for Answers<'_> {
 
     fn on_tls(&mut self, stream: &net::Stream, server: &mut Server) {
         if let Some(info) = stream.tls_info() {
-            self.ctx.metrics.tls_session(&info.version, &info.cipher);
+            let resumed = stream
+                .server_connection()
+                .is_some_and(|c| c.handshake_kind() == Some(rustls::HandshakeKind::Resumed));
+            self.ctx.metrics.tls_session(&info.version, &info.cipher, resumed);
         }
         let Some(conn) = stream.server_connection() else {
             return;
@@ -154,6 +160,7 @@ async fn on_event(event: ServerEvent, server: &mut Server, session: &mut Session
         ServerEvent::Reset => session.side = None,
         ServerEvent::Mail(req) => {
             session.side = None;
+            session.declared_size = req.params.size;
             // A full or failing spool refuses before the client sends a body.
             let client = server
                 .authenticated()
@@ -209,7 +216,9 @@ async fn on_event(event: ServerEvent, server: &mut Server, session: &mut Session
             let checked = if ctx.peer_check.is_some() {
                 ctx.policy.check_operator_rcpt(&req.to)
             } else {
-                ctx.policy.check_rcpt(&req.to, &mut session.side)
+                ctx.policy
+                    .check_size(&req.to, session.declared_size)
+                    .and_then(|()| ctx.policy.check_rcpt(&req.to, &mut session.side))
             };
             if let Err(r) = &checked {
                 ctx.metrics.refused(

@@ -40,6 +40,7 @@ pub const QUEUE_COUNT_CAP: usize = 100_000;
 
 type ListenerLabel = [(&'static str, String); 1];
 type RefusalLabel = [(&'static str, String); 2];
+type TlsLabel = [(&'static str, String); 3];
 
 /// The in-memory counters of one node. Share it as `Arc<Metrics>`; every
 /// update is one atomic operation (no lock), cheap enough for the SMTP path.
@@ -65,7 +66,7 @@ pub struct Metrics {
     commit_time: Histogram,
     accept_time: Histogram,
     delivery_time: Histogram,
-    tls: Family<RefusalLabel, Counter>,
+    tls: Family<TlsLabel, Counter>,
 }
 
 /// The node's totals since it started, as plain values (the dashboard).
@@ -184,10 +185,10 @@ impl Metrics {
             Unit::Seconds,
             delivery_time.clone(),
         );
-        let tls = Family::<RefusalLabel, Counter>::default();
+        let tls = Family::<TlsLabel, Counter>::default();
         registry.register(
             "estafette_tls_sessions",
-            "Inbound TLS sessions established, by protocol version and cipher suite",
+            "Inbound TLS sessions established, by protocol version, cipher suite and whether the session was resumed",
             tls.clone(),
         );
         registry.register(
@@ -256,10 +257,14 @@ impl Metrics {
         self.delivery_time.observe(after.as_secs_f64());
     }
 
-    /// An inbound TLS session was established.
-    pub fn tls_session(&self, version: &str, cipher: &str) {
+    /// An inbound TLS session was established (`resumed`: without a full handshake).
+    pub fn tls_session(&self, version: &str, cipher: &str, resumed: bool) {
         self.tls
-            .get_or_create(&[("version", version.to_owned()), ("cipher", cipher.to_owned())])
+            .get_or_create(&[
+                ("version", version.to_owned()),
+                ("cipher", cipher.to_owned()),
+                ("resumed", resumed.to_string()),
+            ])
             .inc();
     }
 
@@ -518,7 +523,7 @@ mod tests {
         };
         m.accepted_in(Duration::from_millis(3));
         m.delivered_after(Duration::from_secs(2));
-        m.tls_session("TLSv1.3", "TLS13_AES_256_GCM_SHA384");
+        m.tls_session("TLSv1.3", "TLS13_AES_256_GCM_SHA384", true);
         let om = m.encode(&snapshot, Format::OpenMetrics).unwrap();
         let text = m.encode(&snapshot, Format::PrometheusText).unwrap();
         assert!(om.ends_with("# EOF\n"), "{om}");
@@ -551,7 +556,7 @@ mod tests {
             "estafette_queue_destination_oldest_seconds{destination=\"medecin.mssante.fr\"} 600",
             "estafette_accept_seconds_count 1",
             "estafette_delivery_seconds_count 1",
-            "estafette_tls_sessions_total{version=\"TLSv1.3\",cipher=\"TLS13_AES_256_GCM_SHA384\"} 1",
+            "estafette_tls_sessions_total{version=\"TLSv1.3\",cipher=\"TLS13_AES_256_GCM_SHA384\",resumed=\"true\"} 1",
             &format!("estafette_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION")),
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in\n{text}");

@@ -38,10 +38,13 @@ impl ClientTls {
         let builder = rustls::ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
             .with_root_certificates(roots);
-        let config = match client_auth {
+        let mut config = match client_auth {
             Some((chain, key)) => builder.with_client_auth_cert(chain, key)?,
             None => builder.with_no_client_auth(),
         };
+        // One config for every delivery: its cache keeps a session per
+        // destination host, and the next connection resumes it.
+        config.resumption = rustls::client::Resumption::in_memory_sessions(4096);
         Ok(Self {
             config: Arc::new(config),
         })

@@ -9,6 +9,8 @@
 //!   aiosmtpd, an HTTPS file server), free ports, a test CA, and the outbound
 //!   client's settings and messages for those peers.
 //! - [`dns`]: a real DNS server (dnsmasq) for the MX tests.
+//! - [`cluster`]: a cluster of real `estafette` processes and the clients
+//!   that send through it.
 //! - [`grafana`]: the dashboard's metric names, to check against `/metrics`.
 //!
 //! Every peer is a child process killed when its guard drops, also when a
@@ -17,6 +19,7 @@
 //! nature.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod cluster;
 pub mod dns;
 pub mod grafana;
 pub mod node;

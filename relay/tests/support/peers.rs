@@ -77,6 +77,18 @@ fn wait_listening(addr: SocketAddr, child: &mut Child) {
 
 /// Postfix's smtp-sink writing each message to `dir/m.<hex>`; `extra` are
 /// more options (e.g. `-r RCPT`).
+/// estafette-load, built next to `estafette` by `cargo test --workspace`
+/// (the loadtest package's own tests need it).
+pub fn estafette_load() -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_BIN_EXE_estafette")).with_file_name("estafette-load");
+    assert!(
+        path.exists(),
+        "{} is missing: run the workspace's tests (scripts/test) or cargo build -p estafette-loadtest",
+        path.display()
+    );
+    path
+}
+
 pub fn smtp_sink(extra: &[&str]) -> Peer {
     smtp_sink_on(free_port(), extra)
 }
