@@ -20,12 +20,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPS=${1:-2}; N=${2:-20000}
-TARGET=${CARGO_TARGET_DIR:-/var/tmp/estafette-target}
-EST_BIN=${ESTAFETTE_BIN:-$TARGET/release/estafette}
-LOAD_BIN=${LOAD_BIN:-$TARGET/release/estafette-load}
-for b in "$EST_BIN" "$LOAD_BIN"; do
-  [ -x "$b" ] || { echo "missing $b: cargo build --profile bench -p estafette-relay -p estafette-loadtest" >&2; exit 1; }
-done
+. bench/scripts/lib.sh
 OUT=${OUT:-/var/tmp/estafette-cluster-bench/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
 work=$(mktemp -d /tmp/estafette-cb.XXXXXX)
@@ -36,12 +31,8 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 not listening" >&2; exit 1; }
 
-openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=relay.bench" \
-  -addext "subjectAltName=DNS:relay.bench,IP:127.0.0.1" \
-  -keyout "$work/key.pem" -out "$work/cert.pem" >/dev/null 2>&1
+bench_cert "$work"
 "$EST_BIN" pki cluster "$work/cluster" estafette-0 estafette-1 estafette-2 >/dev/null
 SINK=$(free_port)
 

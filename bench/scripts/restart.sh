@@ -17,12 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 N=${1:-1000000}
-TARGET=${CARGO_TARGET_DIR:-/var/tmp/estafette-target}
-EST_BIN=${ESTAFETTE_BIN:-$TARGET/release/estafette}
-LOAD_BIN=${LOAD_BIN:-$TARGET/release/estafette-load}
-for b in "$EST_BIN" "$LOAD_BIN"; do
-  [ -x "$b" ] || { echo "missing $b: cargo build --profile bench -p estafette-relay -p estafette-loadtest" >&2; exit 1; }
-done
+. bench/scripts/lib.sh
 OUT=${OUT:-/var/tmp/estafette-restart-bench/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
 work=$(mktemp -d /var/tmp/estafette-rb.XXXXXX)
@@ -32,7 +27,6 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 PORT=$(free_port); SINK=$(free_port); ADMIN=$(free_port)
 cat > "$work/estafette.toml" <<EOF
 [node]

@@ -65,10 +65,16 @@ def other_cores(r):
         return None
 
 
+def parts(name):
+    """size, tls, sessions, per_conn, and "resume" when the case resumes TLS sessions."""
+    size, tls, sessions, per_conn, *rest = name.split("-")
+    return size, tls, sessions, per_conn, "-".join(rest)
+
+
 def order(name):
-    size, tls, sessions, per_conn = name.split("-")
+    size, tls, sessions, per_conn, extra = parts(name)
     sizes = {"1k": 0, "10k": 1, "100k": 2, "1m": 3}
-    return (int(per_conn) == 1, sizes.get(size, 9), tls != "none", -int(sessions))
+    return (int(per_conn) == 1, sizes.get(size, 9), tls != "none", -int(sessions), extra)
 
 
 def main():
@@ -85,11 +91,11 @@ def main():
         e, p = summary(load(d, "estafette")), summary(load(d, "postfix"))
         if not e["n"] or not p["n"]:
             continue
-        size, tls, s, pc = d.name.split("-")
+        size, tls, s, pc, extra = parts(d.name)
         ratio = e["e2e"] / p["e2e"] if e["e2e"] and p["e2e"] else None
         flag = "" if e["clean"] and p["clean"] else " ⚠"
         flagged |= bool(flag)
-        label = f"{size}, {'STARTTLS' if tls == 'starttls' else 'plain'}, {s}, {pc}{flag}"
+        label = f"{size}, {'STARTTLS' if tls == 'starttls' else 'plain'}, {s}, {pc}{', ' + extra if extra else ''}{flag}"
         print(f"| {label} | {fmt(e['inject'])} / {fmt(e['e2e'])} | {fmt(p['inject'])} / {fmt(p['e2e'])} "
               f"| {fmt(ratio, 1)}× | {fmt(e['cpu'], 3)} / {fmt(p['cpu'], 3)} | {fmt(e['p99'], 1)} / {fmt(p['p99'], 1)} "
               f"| {fmt(e['e2e_p99'], 1)} / {fmt(p['e2e_p99'], 1)} | {fmt(median([e['tool'], p['tool']]), 3)} "

@@ -22,12 +22,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPS=${1:-2}; SCALE=${2:-1}
-TARGET=${CARGO_TARGET_DIR:-/var/tmp/estafette-target}
-EST_BIN=${ESTAFETTE_BIN:-$TARGET/release/estafette}
-LOAD_BIN=${LOAD_BIN:-$TARGET/release/estafette-load}
-for b in "$EST_BIN" "$LOAD_BIN"; do
-  [ -x "$b" ] || { echo "missing $b: cargo build --profile bench -p estafette-relay -p estafette-loadtest" >&2; exit 1; }
-done
+. bench/scripts/lib.sh
 [ "$(id -u)" -eq 0 ] || { echo "run as root (private Postfix instance)" >&2; exit 1; }
 
 # --- Postfix from Debian's packages, if missing.
@@ -50,14 +45,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 not listening" >&2; exit 1; }
 SINK=$(free_port); EST=$(free_port); PF=$(free_port)
 
 # --- One RSA-2048 certificate for both relays.
-openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=relay.bench" \
-  -addext "subjectAltName=DNS:relay.bench,IP:127.0.0.1" \
-  -keyout "$work/key.pem" -out "$work/cert.pem" >/dev/null 2>&1
+bench_cert "$work"
 chmod 644 "$work/key.pem"
 
 # --- Estafette: one node, one listener (STARTTLS offered, not required),

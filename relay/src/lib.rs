@@ -6,14 +6,15 @@
 //! one way only (an arrow points at what a module may use):
 //!
 //! ```text
-//! ops ──> inbound ──> queue ──> cluster, outbound ──> trust ──> config, tls, dns, rate, metrics, lifecycle
+//! ops ──> inbound ──> queue ──> cluster, outbound ──> trust ──> config, tls, dns, rate, sync, metrics, lifecycle
 //!  (composition root)                                   (the bottom layer)
 //! ```
 //!
-//! - [`config`], [`tls`], [`dns`], [`rate`], [`metrics`], [`lifecycle`]:
-//!   typed configuration (one file per TOML section), TLS providers and PEM
-//!   loading, the DNS resolver, rate limits by key, the Prometheus counters,
-//!   the node's phases. They use no other module.
+//! - [`config`], [`tls`], [`dns`], [`rate`], [`sync`], [`metrics`],
+//!   [`lifecycle`]: typed configuration (one file per TOML section), TLS
+//!   providers and PEM loading, the DNS resolver, rate limits by key, the
+//!   one way to take a lock, the Prometheus counters, the node's phases.
+//!   They use no other module.
 //! - [`trust`]: the MSSanté trust list (loaded, refreshed, swapped), the
 //!   canonical DN of a certificate, the monthly indicators.
 //! - [`outbound`]: delivery to the next hop: routes, MX, connection, pool,
@@ -40,6 +41,7 @@ pub mod ops;
 pub mod outbound;
 pub mod queue;
 pub mod rate;
+pub mod sync;
 pub mod tls;
 pub mod trust;
 

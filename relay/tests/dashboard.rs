@@ -156,11 +156,7 @@ token = "{TOKEN}"
     assert_eq!(figures["destinations"][0]["destination"], "cabinet.test", "{figures}");
     let trust = api(&t, "/api/trustlist").await;
     let (_, metrics) = get(&t, "/metrics").await;
-    let accepted_metric: u64 = metrics
-        .lines()
-        .filter(|l| l.starts_with("estafette_messages_accepted_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum();
+    let accepted_metric = support::node::metric_sum(&metrics, "estafette_messages_accepted_total{", &[]);
     assert_eq!(accepted_metric, 3, "{metrics}");
 
     // The page needs no token itself; its data does.

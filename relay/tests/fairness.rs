@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::node::{run, start_node_full, Extra, TestNode};
+use support::node::{counters, metric_sum, run, start_node_full, Extra, TestNode};
 use support::peers::{estafette_load, smtp_sink};
 
 fn identities(dir: &std::path::Path) -> PathBuf {
@@ -96,17 +96,12 @@ burst = 10
     assert!(accepted >= 10, "at least its burst: {h}");
 
     // The node's own count of those refusals, by reason.
-    let text = relay::metrics::Metrics::encode(
-        t.node.metrics(),
-        &relay::metrics::Snapshot::default(),
-        relay::metrics::Format::PrometheusText,
-    )
-    .expect("metrics");
-    let rate_refusals: u64 = text
-        .lines()
-        .filter(|l| l.starts_with("estafette_smtp_refusals_total{code=\"451\",reason=\"rate\"}"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum();
+    let text = counters(&t.node);
+    let rate_refusals = metric_sum(
+        &text,
+        "estafette_smtp_refusals_total{code=\"451\",reason=\"rate\"}",
+        &[],
+    );
     assert_eq!(rate_refusals, refused, "{text}");
     // Everything accepted is delivered; nothing refused was.
     let total = (accepted + l["accepted"].as_u64().expect("accepted")) as usize;

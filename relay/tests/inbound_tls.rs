@@ -159,16 +159,12 @@ async fn starttls_sessions_resume_when_the_client_keeps_them() {
         cmd
     };
     let sessions = |resumed: bool| {
-        let text = relay::metrics::Metrics::encode(
-            t.node.metrics(),
-            &relay::metrics::Snapshot::default(),
-            relay::metrics::Format::PrometheusText,
+        let label = format!("resumed=\"{resumed}\"");
+        support::node::metric_sum(
+            &support::node::counters(&t.node),
+            "estafette_tls_sessions_total{",
+            &[&label],
         )
-        .expect("metrics");
-        text.lines()
-            .filter(|l| l.starts_with("estafette_tls_sessions_total{") && l.contains(&format!("resumed=\"{resumed}\"")))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum::<u64>()
     };
     let accepted = |out: &str| -> u64 {
         let report: serde_json::Value = out

@@ -41,6 +41,11 @@ pub struct SpoolConfig {
     pub block_cache_bytes: usize,
     /// Told about every group commit, on the writer thread (metrics). Default: none.
     pub observer: Option<CommitObserver>,
+    /// A group commit unfinished after this long makes [`crate::Spool::health`] report
+    /// [`crate::Error::Unhealthy`] until it finishes: a stalled disk (a frozen file
+    /// system, a hung device) is seen at once, so that new mail is refused at MAIL FROM
+    /// instead of each client waiting for its accept deadline. Zero: never. Default 5 s.
+    pub stall_after: Duration,
 }
 
 /// What one group commit was: how many writes it carried, whether it was fsynced, and
@@ -82,6 +87,7 @@ impl Default for SpoolConfig {
             recovery_readahead_bytes: 8 << 20,
             block_cache_bytes: 64 << 20,
             observer: None,
+            stall_after: Duration::from_secs(5),
         }
     }
 }

@@ -183,9 +183,9 @@ impl Spool {
         let floor = newest_id_time(&db);
         let ids = IdGenerator::new(config.node_id, floor);
         let core = Arc::new(Core {
+            health: Health::with_stall_after(config.stall_after),
             db,
             config,
-            health: Health::default(),
         });
         let (writer, join) = writer::spawn(core.clone())?;
         let spool = Self {

@@ -251,10 +251,12 @@ fn commit(core: &Core, options: &WriteOptions, synced: bool, group: &mut Vec<Req
     }
     let writes = waiters.len() + detached;
     let started = Instant::now();
+    core.health.writing(true);
     let result = core
         .db
         .write_opt(batch, options)
         .map_err(|e| Error::from_db(&core.config.path, e));
+    core.health.writing(false);
     if let Some(observer) = &core.config.observer {
         (observer.0)(crate::config::Commit {
             writes,
@@ -273,13 +275,32 @@ fn commit(core: &Core, options: &WriteOptions, synced: bool, group: &mut Vec<Req
     }
 }
 
-/// The spool's health as seen by the last synced write or probe.
+/// The spool's health as seen by the last synced write or probe, and by the
+/// write in progress: one stuck longer than `stall_after` (a frozen or hung
+/// device) counts as unhealthy until it finishes.
 #[derive(Debug, Default)]
 pub(crate) struct Health {
     last_error: Mutex<Option<Error>>,
+    /// When the group commit in progress started, ms since the epoch; 0 when idle.
+    writing_since_ms: std::sync::atomic::AtomicU64,
+    /// 0: never reported as a stall.
+    stall_after_ms: u64,
 }
 
 impl Health {
+    pub(crate) fn with_stall_after(stall_after: Duration) -> Self {
+        Self {
+            stall_after_ms: u64::try_from(stall_after.as_millis()).unwrap_or(u64::MAX),
+            ..Self::default()
+        }
+    }
+
+    /// A group commit starts (`true`) or ends.
+    pub(crate) fn writing(&self, started: bool) {
+        let v = if started { crate::id::now_ms().max(1) } else { 0 };
+        self.writing_since_ms.store(v, std::sync::atomic::Ordering::Release);
+    }
+
     pub(crate) fn record(&self, result: &Result<(), Error>) {
         let mut g = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
         match result {
@@ -293,14 +314,22 @@ impl Health {
     }
 
     pub(crate) fn get(&self) -> Result<(), Error> {
-        match &*self.last_error.lock().unwrap_or_else(|p| p.into_inner()) {
-            None => Ok(()),
-            Some(e) => Err(e.clone()),
+        if let Some(e) = &*self.last_error.lock().unwrap_or_else(|p| p.into_inner()) {
+            return Err(e.clone());
         }
+        let since = self.writing_since_ms.load(std::sync::atomic::Ordering::Acquire);
+        let stuck = crate::id::now_ms().saturating_sub(since);
+        if since != 0 && self.stall_after_ms != 0 && stuck > self.stall_after_ms {
+            return Err(Error::Unhealthy {
+                reason: format!("a spool write has not finished for {} s (stalled disk?)", stuck / 1000),
+            });
+        }
+        Ok(())
     }
 
+    /// No write error on record (a write in progress, stuck or not, does not count).
     pub(crate) fn is_ok(&self) -> bool {
-        self.get().is_ok()
+        self.last_error.lock().unwrap_or_else(|p| p.into_inner()).is_none()
     }
 }
 

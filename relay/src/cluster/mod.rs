@@ -53,22 +53,18 @@ pub(crate) struct Blocked(Arc<std::sync::Mutex<std::collections::HashSet<Message
 
 impl Blocked {
     fn block(&self, ids: &[MessageId]) {
-        if let Ok(mut set) = self.0.lock() {
-            set.extend(ids.iter().copied());
-        }
+        crate::sync::lock(&self.0).extend(ids.iter().copied());
     }
 
     fn unblock(&self, ids: &[MessageId]) {
-        if let Ok(mut set) = self.0.lock() {
-            for id in ids {
-                set.remove(id);
-            }
+        let mut set = crate::sync::lock(&self.0);
+        for id in ids {
+            set.remove(id);
         }
     }
 
-    /// A poisoned lock blocks nothing: delivering is at-least-once anyway.
     fn contains(&self, id: &MessageId) -> bool {
-        self.0.lock().is_ok_and(|set| set.contains(id))
+        crate::sync::lock(&self.0).contains(id)
     }
 }
 

@@ -44,6 +44,15 @@ pub struct NodeConfig {
     /// more wait their turn (never refused). Default: the number of cores.
     #[serde(default = "default_auth_checks")]
     pub max_auth_checks: usize,
+    /// A spool write unfinished after this many seconds (a stalled disk)
+    /// makes the node refuse new mail at MAIL FROM (`451 4.3.0`) and answer
+    /// `/readyz` 503 until it finishes. 0: never. Default 5.
+    #[serde(default = "default_spool_stall_secs")]
+    pub spool_stall_secs: u64,
+}
+
+fn default_spool_stall_secs() -> u64 {
+    5
 }
 
 fn default_trace_retention_days() -> u32 {

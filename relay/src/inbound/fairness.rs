@@ -33,12 +33,11 @@ pub(crate) struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if let Ok(mut open) = self.fairness.open.lock() {
-            if let Some(n) = open.get_mut(&self.key) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    open.remove(&self.key);
-                }
+        let mut open = crate::sync::lock(&self.fairness.open);
+        if let Some(n) = open.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.key);
             }
         }
     }
@@ -65,7 +64,7 @@ impl Fairness {
     pub(crate) fn admit(self: &Arc<Self>, client: &str, slot: &mut Option<Slot>) -> Result<(), (Reply, &'static str)> {
         if slot.is_none() {
             let limit = self.sessions_own.get(client).copied().unwrap_or(self.sessions_default);
-            let mut open = self.open.lock().map_err(|_| (busy(client), "sessions"))?;
+            let mut open = crate::sync::lock(&self.open);
             let n = open.entry(client.to_owned()).or_insert(0);
             if limit > 0 && *n >= limit {
                 if *n == 0 {
@@ -100,10 +99,6 @@ impl Fairness {
             )
         })
     }
-}
-
-fn busy(client: &str) -> Reply {
-    Reply::new(451, EnhancedCode::new(4, 7, 1), format!("{client}: try again later"))
 }
 
 #[cfg(test)]

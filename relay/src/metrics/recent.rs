@@ -30,20 +30,16 @@ pub struct Recent(Mutex<VecDeque<RecentEntry>>);
 impl Recent {
     /// Adds `entry`, dropping the oldest beyond [`RECENT_CAP`].
     pub fn push(&self, entry: RecentEntry) {
-        if let Ok(mut ring) = self.0.lock() {
-            if ring.len() == RECENT_CAP {
-                ring.pop_front();
-            }
-            ring.push_back(entry);
+        let mut ring = crate::sync::lock(&self.0);
+        if ring.len() == RECENT_CAP {
+            ring.pop_front();
         }
+        ring.push_back(entry);
     }
 
     /// The entries, newest first.
     pub fn newest_first(&self) -> Vec<RecentEntry> {
-        self.0
-            .lock()
-            .map(|r| r.iter().rev().cloned().collect())
-            .unwrap_or_default()
+        crate::sync::lock(&self.0).iter().rev().cloned().collect()
     }
 }
 

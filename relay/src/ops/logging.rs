@@ -31,7 +31,7 @@ pub fn init(json: bool) {
 /// in a test).
 pub fn filter() -> Option<String> {
     let (_, text) = FILTER.get()?;
-    text.lock().ok().map(|t| t.clone())
+    Some(crate::sync::lock(text).clone())
 }
 
 /// Replaces the filter (`EnvFilter` syntax: `debug`,
@@ -48,9 +48,7 @@ pub fn set_filter(text: &str) -> Result<(), String> {
     handle
         .reload(filter)
         .map_err(|e| format!("the log filter cannot be changed: {e}"))?;
-    if let Ok(mut t) = current.lock() {
-        *t = text.to_owned();
-    }
+    *crate::sync::lock(current) = text.to_owned();
     tracing::info!(filter = text, "log filter changed");
     Ok(())
 }

@@ -68,6 +68,7 @@ impl Node {
             path: config.node.spool.clone(),
             node_id: config.node.node_id,
             observer: Some(metrics.commit_observer()),
+            stall_after: Duration::from_secs(config.node.spool_stall_secs),
             ..storage::SpoolConfig::default()
         };
         let (spool, guard) = storage::Spool::open(spool_config)

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use proto::client::{MessageOutcome, Outgoing};
@@ -22,6 +22,7 @@ use super::circuit::{Admission, Circuit, CircuitConfig};
 use super::connection::{ConnectSettings, Connection};
 use super::error::DeliveryError;
 use super::route::{Destination, PeerDns};
+use crate::sync::lock;
 
 /// Pool settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,12 +106,6 @@ fn check_peer(conn: &Connection, expected: &PeerDns) -> Result<(), DeliveryError
 #[derive(Clone)]
 pub struct Pool {
     inner: Arc<Inner>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The guarded data stays consistent at every await-free step: a panic
-    // elsewhere does not make it unusable.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn now() -> Instant {

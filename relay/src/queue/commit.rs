@@ -176,7 +176,7 @@ impl Queue {
             Ok((Ok(_), Ok(()))) => {}
             Ok((Ok(_), Err(source))) => {
                 // Not acknowledged: the local copy goes (the protocol released the shadows).
-                let _ = self.spool.remove(id, storage::Durability::Buffered).await;
+                self.forget(id);
                 return Err(CommitError::Replication { id, source });
             }
             Ok((Err(source), copies)) => {
@@ -186,7 +186,7 @@ impl Queue {
                 return Err(CommitError::Spool { id, source });
             }
             Err(_) => {
-                let _ = self.spool.remove(id, storage::Durability::Buffered).await;
+                self.forget(id);
                 self.release_copies(id);
                 return Err(CommitError::Timeout { id, after: deadline });
             }
@@ -217,6 +217,16 @@ impl Queue {
             )),
             _ => Ok(()),
         }
+    }
+
+    /// Removes a message that was not acknowledged, without waiting: after a
+    /// timeout the writer may be stuck behind a stalled disk, and the client
+    /// must get its 451 now. The removal is queued behind the write it undoes.
+    fn forget(&self, id: MessageId) {
+        let removal = self.spool.remove(id, storage::Durability::Buffered);
+        tokio::spawn(async move {
+            let _ = removal.await;
+        });
     }
 
     /// The message left this node (final, or not accepted after all): its

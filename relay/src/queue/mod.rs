@@ -58,6 +58,7 @@ use crate::cluster::Cluster;
 use crate::lifecycle::{Phase, PhaseWatch};
 use crate::metrics::Metrics;
 use crate::outbound::{Pool, Router};
+use crate::sync::lock;
 
 /// Shared state of the delivery side of a node.
 pub struct Queue {
@@ -189,13 +190,14 @@ impl Queue {
     /// Hands a message the spool just made durable to delivery, without a
     /// scan of the due index. Its `Queued` recipients are tried at once.
     pub fn submit(&self, id: MessageId) {
-        let kept = self.ready.lock().is_ok_and(|mut r| {
-            if r.len() >= self.ready_cap {
-                return false;
+        let kept = {
+            let mut r = lock(&self.ready);
+            let room = r.len() < self.ready_cap;
+            if room {
+                r.push_back(id);
             }
-            r.push_back(id);
-            true
-        });
+            room
+        };
         if !kept {
             self.look_ahead.store(true, Ordering::Release);
         }
@@ -203,22 +205,20 @@ impl Queue {
     }
 
     fn next_ready(&self) -> Option<MessageId> {
-        self.ready.lock().ok()?.pop_front()
+        lock(&self.ready).pop_front()
     }
 
     /// How many messages are being tried right now.
     pub fn in_flight(&self) -> usize {
-        self.in_flight.lock().map_or(0, |s| s.len())
+        lock(&self.in_flight).len()
     }
 
     fn claim(&self, id: MessageId) -> bool {
-        self.in_flight.lock().is_ok_and(|mut s| s.insert(id))
+        lock(&self.in_flight).insert(id)
     }
 
     fn release(&self, id: MessageId) {
-        if let Ok(mut s) = self.in_flight.lock() {
-            s.remove(&id);
-        }
+        lock(&self.in_flight).remove(&id);
     }
 
     /// Runs the scheduler until the node is [`Phase::Stopping`] (it keeps
@@ -336,6 +336,6 @@ impl Queue {
     }
 
     fn in_flight_has(&self, id: MessageId) -> bool {
-        self.in_flight.lock().is_ok_and(|s| s.contains(&id))
+        lock(&self.in_flight).contains(&id)
     }
 }

@@ -295,15 +295,15 @@ impl TrustStore {
         let result = self.try_refresh(config).await;
         match &result {
             Ok(outcome) => {
-                *self.last_good.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
-                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                *crate::sync::lock(&self.last_good) = Instant::now();
+                *crate::sync::lock(&self.last_error) = None;
                 if *outcome == RefreshOutcome::Unchanged {
                     tracing::debug!(source = %config.source, "trust list unchanged");
                 }
             }
             Err(e) => {
                 let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
-                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                *crate::sync::lock(&self.last_error) = Some(e.to_string());
                 warn!(
                     source = %config.source,
                     error = %e,
@@ -376,7 +376,7 @@ impl TrustStore {
     /// Time since the list was last loaded or confirmed unchanged by a
     /// successful refresh. Grows while refreshes fail: export it and alert on it.
     pub fn age(&self) -> Duration {
-        self.last_good.lock().unwrap_or_else(|p| p.into_inner()).elapsed()
+        crate::sync::lock(&self.last_good).elapsed()
     }
 
     /// Failed refreshes since start (a counter for the metrics).
@@ -387,7 +387,7 @@ impl TrustStore {
     /// Why the last refresh failed; `None` once a refresh succeeds (for the
     /// admin API and `/readyz` details).
     pub fn last_error(&self) -> Option<String> {
-        self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        crate::sync::lock(&self.last_error).clone()
     }
 
     /// The configuration, if the store has a source.

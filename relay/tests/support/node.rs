@@ -154,3 +154,23 @@ pub fn queued_id(transcript: &str) -> Option<String> {
 pub fn file(p: &Path) -> String {
     p.display().to_string()
 }
+
+/// The node's counters as `/metrics` writes them (no scrape-time values).
+pub fn counters(node: &Node) -> String {
+    relay::metrics::Metrics::encode(
+        node.metrics(),
+        &relay::metrics::Snapshot::default(),
+        relay::metrics::Format::PrometheusText,
+    )
+    .expect("metrics")
+}
+
+/// The sum of the samples on the exposition's lines that start with
+/// `prefix` and contain every one of `labels`.
+pub fn metric_sum(exposition: &str, prefix: &str, labels: &[&str]) -> u64 {
+    exposition
+        .lines()
+        .filter(|l| l.starts_with(prefix) && labels.iter().all(|x| l.contains(x)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
