@@ -52,12 +52,12 @@ circuit_threshold = 1000000000
 address = "127.0.0.1:$ADMIN"
 EOF
 
-start() { RUST_LOG=warn "$EST_BIN" serve --config "$work/estafette.toml" >> "$work/log" 2>&1 & NODE=$!; pids+=("$NODE"); }
-# Seconds from now until the node answers EHLO with 250.
+start() { STARTED=$(date +%s.%N); RUST_LOG=warn "$EST_BIN" serve --config "$work/estafette.toml" >> "$work/log" 2>&1 & NODE=$!; pids+=("$NODE"); }
+# Seconds from the node's start until it answers EHLO with 250.
 until_ehlo() {
-  python3 - "$PORT" <<'PYEOF'
+  python3 - "$PORT" "$STARTED" <<'PYEOF'
 import socket, sys, time
-port, t0 = int(sys.argv[1]), time.monotonic()
+port, started = int(sys.argv[1]), float(sys.argv[2])
 while True:
     try:
         s = socket.create_connection(("127.0.0.1", port), timeout=60)
@@ -69,7 +69,7 @@ while True:
                 line = f.readline()
             if line.startswith(b"250"):
                 s.sendall(b"QUIT\r\n")
-                print(f"{time.monotonic() - t0:.3f}")
+                print(f"{time.time() - started:.3f}")
                 break
         s.close()
     except OSError:
