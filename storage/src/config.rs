@@ -46,6 +46,10 @@ pub struct SpoolConfig {
     /// system, a hung device) is seen at once, so that new mail is refused at MAIL FROM
     /// instead of each client waiting for its accept deadline. Zero: never. Default 5 s.
     pub stall_after: Duration,
+    /// Most detached writes (trace events, monthly counters) waiting for the
+    /// writer; beyond it they are dropped and counted
+    /// ([`crate::Spool::detached_dropped`]). Default 100,000 (tens of MB).
+    pub max_detached_writes: usize,
 }
 
 /// What one group commit was: how many writes it carried, whether it was fsynced, and
@@ -88,6 +92,7 @@ impl Default for SpoolConfig {
             block_cache_bytes: 64 << 20,
             observer: None,
             stall_after: Duration::from_secs(5),
+            max_detached_writes: 100_000,
         }
     }
 }

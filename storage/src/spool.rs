@@ -219,6 +219,12 @@ impl Spool {
         &self.inner.core.config
     }
 
+    /// Detached writes (trace events, counters) dropped because the writer's
+    /// queue held [`SpoolConfig::max_detached_writes`] of them already.
+    pub fn detached_dropped(&self) -> u64 {
+        self.writer().backlog().dropped()
+    }
+
     /// `Ok` while writes succeed; else the error of the last failed write (for example
     /// [`Error::NoSpace`]) until a write succeeds again. The relay can refuse new mail at
     /// MAIL FROM (452 4.3.1 / 421) while this is `Err`.

@@ -96,6 +96,32 @@ enum Command {
 #[derive(Debug, Clone)]
 pub(crate) struct WriterHandle {
     tx: Sender<Command>,
+    backlog: Arc<Backlog>,
+}
+
+/// Detached writes (trace events, monthly counters) waiting in the writer's
+/// queue, bounded by [`crate::SpoolConfig::max_detached_writes`]: a stalled
+/// disk or a flood of events must not grow the queue without end. Beyond
+/// the bound they are dropped and counted (they are best effort: the trace
+/// and the counters miss them; no message is affected). Synced writes are
+/// not bounded here: each has a caller waiting for it, so their number is
+/// bounded by the sessions and the delivery slots.
+#[derive(Debug, Default)]
+pub(crate) struct Backlog {
+    pending: std::sync::atomic::AtomicUsize,
+    dropped: std::sync::atomic::AtomicU64,
+    max: usize,
+}
+
+impl Backlog {
+    /// Detached writes dropped since the spool opened.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn taken(&self) {
+        self.pending.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl std::fmt::Debug for Command {
@@ -136,13 +162,33 @@ impl WriterHandle {
     /// # Errors
     /// [`Error::Closed`] when the writer has stopped.
     pub(crate) fn submit_detached(&self, ops: Ops) -> Result<(), Error> {
+        use std::sync::atomic::Ordering;
+        if self.backlog.pending.fetch_add(1, Ordering::AcqRel) >= self.backlog.max {
+            self.backlog.taken();
+            let n = self.backlog.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if n == 1 || n.is_multiple_of(10_000) {
+                tracing::warn!(
+                    dropped = n,
+                    "spool writer queue full: detached writes (trace events, counters) dropped"
+                );
+            }
+            return Ok(());
+        }
         let req = Request {
             ops,
             enqueued: Instant::now(),
             reply: None,
             sync: false,
         };
-        self.tx.send(Command::Write(req)).map_err(|_| Error::Closed)
+        self.tx.send(Command::Write(req)).map_err(|_| {
+            self.backlog.taken();
+            Error::Closed
+        })
+    }
+
+    /// The detached writes' bound and drop count.
+    pub(crate) fn backlog(&self) -> &Backlog {
+        &self.backlog
     }
 
     pub(crate) fn stop(&self) {
@@ -154,19 +200,24 @@ impl WriterHandle {
 /// Starts the writer thread.
 pub(crate) fn spawn(core: Arc<Core>) -> Result<(WriterHandle, JoinHandle<()>), Error> {
     let (tx, rx) = channel::unbounded();
+    let backlog = Arc::new(Backlog {
+        max: core.config.max_detached_writes.max(1),
+        ..Backlog::default()
+    });
+    let taken = backlog.clone();
     let join = thread::Builder::new()
         .name("spool-writer".into())
-        .spawn(move || run(&core, &rx))
+        .spawn(move || run(&core, &rx, &taken))
         .map_err(|e| Error::Unhealthy {
             reason: format!("cannot start the spool writer thread: {e}"),
         })?;
-    Ok((WriterHandle { tx }, join))
+    Ok((WriterHandle { tx, backlog }, join))
 }
 
 /// How often the writer probes the database while it is unhealthy.
 const PROBE_INTERVAL: Duration = Duration::from_millis(500);
 
-fn run(core: &Core, rx: &Receiver<Command>) {
+fn run(core: &Core, rx: &Receiver<Command>, backlog: &Backlog) {
     let mut sync = WriteOptions::default();
     sync.set_sync(true);
     let buffered = WriteOptions::default();
@@ -180,7 +231,12 @@ fn run(core: &Core, rx: &Receiver<Command>) {
             rx.recv_timeout(PROBE_INTERVAL)
         };
         let first = match first {
-            Ok(Command::Write(r)) => r,
+            Ok(Command::Write(r)) => {
+                if r.reply.is_none() {
+                    backlog.taken();
+                }
+                r
+            }
             Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => return,
             Err(RecvTimeoutError::Timeout) => {
                 core.probe(&sync);
@@ -193,6 +249,9 @@ fn run(core: &Core, rx: &Receiver<Command>) {
         while group.len() < max_msgs && bytes < max_bytes {
             match rx.try_recv() {
                 Ok(Command::Write(r)) => {
+                    if r.reply.is_none() {
+                        backlog.taken();
+                    }
                     bytes += r.ops.bytes;
                     group.push(r);
                 }
@@ -412,5 +471,35 @@ fn block_on<F: Future>(f: F) -> F::Output {
             return v;
         }
         thread::park();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detached_writes_beyond_the_bound_are_dropped_and_counted() {
+        // No writer thread: nothing leaves the queue.
+        let (tx, rx) = channel::unbounded();
+        let handle = WriterHandle {
+            tx,
+            backlog: Arc::new(Backlog {
+                max: 3,
+                ..Backlog::default()
+            }),
+        };
+        for _ in 0..5 {
+            assert!(handle.submit_detached(Ops::default()).is_ok());
+        }
+        assert_eq!(rx.len(), 3, "the bound");
+        assert_eq!(handle.backlog().dropped(), 2);
+        // The writer taking one makes room for one more.
+        let _ = rx.try_recv();
+        handle.backlog().taken();
+        assert!(handle.submit_detached(Ops::default()).is_ok());
+        assert_eq!((rx.len(), handle.backlog().dropped()), (3, 2));
+        assert!(handle.submit_detached(Ops::default()).is_ok());
+        assert_eq!(handle.backlog().dropped(), 3);
     }
 }

@@ -49,6 +49,15 @@ pub struct NodeConfig {
     /// `/readyz` 503 until it finishes. 0: never. Default 5.
     #[serde(default = "default_spool_stall_secs")]
     pub spool_stall_secs: u64,
+    /// Most trace events and monthly counter updates waiting for the spool's
+    /// writer; beyond it they are dropped and counted
+    /// (`estafette_spool_detached_dropped_total`). Default 100,000.
+    #[serde(default = "default_spool_max_detached")]
+    pub spool_max_detached_writes: usize,
+}
+
+fn default_spool_max_detached() -> usize {
+    100_000
 }
 
 fn default_spool_stall_secs() -> u64 {

@@ -515,6 +515,7 @@ mod tests {
                 ..ClusterSnapshot::default()
             }),
             spool_bytes: Some(4096),
+            detached_dropped: 0,
             destinations: vec![Destination {
                 name: "medecin.mssante.fr".into(),
                 messages: 12,

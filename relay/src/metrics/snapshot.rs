@@ -24,6 +24,8 @@ pub struct Snapshot {
     pub cluster: Option<ClusterSnapshot>,
     /// Bytes of the spool's files on disk (SST, blob, WAL, manifest), if read.
     pub spool_bytes: Option<u64>,
+    /// Trace events and counters dropped because the spool's writer queue was full.
+    pub detached_dropped: u64,
     /// Messages waiting per destination (the busiest ones), if read.
     pub destinations: Vec<Destination>,
 }
@@ -211,6 +213,11 @@ impl Snapshot {
                 r.register(name, help, ConstCounter::new(v));
             }
         }
+        r.register(
+            "estafette_spool_detached_dropped",
+            "Trace events and monthly counters dropped because the spool writer's queue was full (a stalled disk or a flood)",
+            ConstCounter::new(self.detached_dropped),
+        );
         if let Some(bytes) = self.spool_bytes {
             r.register_with_unit(
                 "estafette_spool_size",

@@ -69,6 +69,7 @@ impl Node {
             node_id: config.node.node_id,
             observer: Some(metrics.commit_observer()),
             stall_after: Duration::from_secs(config.node.spool_stall_secs),
+            max_detached_writes: config.node.spool_max_detached_writes,
             ..storage::SpoolConfig::default()
         };
         let (spool, guard) = storage::Spool::open(spool_config)

@@ -386,6 +386,7 @@ fn collect_snapshot(queue: &Queue, spool: &storage::Spool, trust: Option<&TrustS
         cluster: None,
         spool_bytes,
         destinations,
+        detached_dropped: spool.detached_dropped(),
     }
 }
 
