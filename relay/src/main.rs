@@ -483,8 +483,10 @@ fn main() -> anyhow::Result<()> {
                     println!("{}", dev::banner(&data));
                     if let Some(admin) = node.admin_addr() {
                         println!(
-                            "Admin: http://{admin}/metrics (also /healthz, /readyz, /api/queue, \
-                             /api/trace/ID, /api/trustlist)"
+                            "Admin: http://{admin}/dashboard, http://{admin}/metrics (also /healthz, \
+                             /readyz, /api/queue, /api/trace/ID, /api/trustlist); \
+                             estafette queue summary -c {}",
+                            path.display()
                         );
                     }
                 }

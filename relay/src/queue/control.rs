@@ -210,25 +210,42 @@ impl Queue {
             }
             return Ok((out, false));
         }
+        let truncated = self.scan(scan_limit, |id, env| {
+            if filter.matches(id, &env, now) {
+                out.push((id, env));
+            }
+            out.len() < limit
+        })?;
+        Ok((out, truncated))
+    }
+
+    /// Gives `f` every stored message in acceptance order, page by page,
+    /// until it returns `false` or `scan_limit` records were read; whether
+    /// the scan stopped at the limit. A damaged record is logged and skipped.
+    pub(super) fn scan(
+        &self,
+        scan_limit: usize,
+        mut f: impl FnMut(MessageId, Envelope) -> bool,
+    ) -> Result<bool, storage::Error> {
         let mut after = None;
         let mut scanned = 0;
-        while scanned < scan_limit && out.len() < limit {
+        while scanned < scan_limit {
             let page = self.spool.envelopes(after, 1000.min(scan_limit - scanned))?;
             let Some((last, _)) = page.last() else { break };
             after = Some(*last);
             scanned += page.len();
             for (id, env) in page {
                 match env {
-                    Ok(env) if filter.matches(id, &env, now) => out.push((id, env)),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(%id, error = %e, "damaged record skipped by the queue listing"),
-                }
-                if out.len() >= limit {
-                    break;
+                    Ok(env) => {
+                        if !f(id, env) {
+                            return Ok(false);
+                        }
+                    }
+                    Err(e) => tracing::warn!(%id, error = %e, "damaged record skipped by a queue scan"),
                 }
             }
         }
-        Ok((out, scanned >= scan_limit))
+        Ok(scanned >= scan_limit)
     }
 
     /// Applies `action` to each of `ids` whose stored state still matches

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use serde::Serialize;
-use storage::{Envelope, MessageId};
+use storage::Envelope;
 
 use super::Queue;
 
@@ -59,7 +59,7 @@ pub struct Shape {
     pub total: ShapeRow,
     /// One row per destination, most messages first.
     pub rows: Vec<ShapeRow>,
-    /// Records read.
+    /// Messages read (damaged records are skipped and logged).
     pub scanned: u64,
     /// The scan stopped at its limit: counts are lower bounds.
     pub truncated: bool,
@@ -122,24 +122,13 @@ impl Queue {
     /// # Errors
     /// The spool's read error; a damaged record is skipped (and logged).
     pub fn shape(&self, scan_limit: usize) -> Result<Shape, storage::Error> {
-        let mut after: Option<MessageId> = None;
         let mut envelopes = Vec::new();
-        let mut scanned = 0;
-        while scanned < scan_limit {
-            let page = self.spool.envelopes(after, 1000.min(scan_limit - scanned))?;
-            let Some((last, _)) = page.last() else { break };
-            after = Some(*last);
-            scanned += page.len();
-            for (id, env) in page {
-                match env {
-                    Ok(env) => envelopes.push(env),
-                    Err(e) => tracing::warn!(%id, error = %e, "damaged record skipped by the queue summary"),
-                }
-            }
-        }
+        let truncated = self.scan(scan_limit, |_, env| {
+            envelopes.push(env);
+            true
+        })?;
         let mut shape = Shape::of(&envelopes, storage::now_ms());
-        shape.scanned = scanned as u64;
-        shape.truncated = scanned >= scan_limit;
+        shape.truncated = truncated;
         Ok(shape)
     }
 }
