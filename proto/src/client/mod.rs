@@ -43,7 +43,10 @@ pub struct Outgoing {
 pub struct MessageOutcome {
     /// The reply to MAIL.
     pub mail: Reply,
-    /// The reply to each RCPT, by index (empty when MAIL failed).
+    /// The reply to each RCPT, by index (empty when MAIL failed; shorter
+    /// when the session broke before every reply came, and then `data` is
+    /// the synthetic 4yz that [`MessageOutcome::recipient_reply`] gives the
+    /// rest).
     pub rcpts: Vec<Reply>,
     /// The final reply after the content, when content was sent.
     pub data: Option<Reply>,
