@@ -6,7 +6,7 @@
 //! - [`placement`]: which peers hold a message's copies (rendezvous hashing).
 //! - [`ids`]: node and message ids.
 //! - `node`, `membership`, `copy`, `origin`, `shadow`, `takeover`, `reconcile`,
-//!   `drain`: the per-node state machine [`Node`], one concept per file.
+//!   `drain`, `pause`: the per-node state machine [`Node`], one concept per file.
 //! - [`Config`], [`Counters`], and the driver contract: [`LocalEvent`] in, [`Action`]
 //!   and frames out.
 //!
@@ -49,6 +49,11 @@
 //! taker may both deliver; a node that crashes after delivering and before its final
 //! state is synced delivers again. Both are counted (`duplicates_possible`) where the
 //! protocol can see them. No copy is lost while one holder with its volume survives.
+//!
+//! **Pauses.** A node that did not run for a while (SIGSTOP, a frozen VM) does not
+//! count that time as its peers' silence, and after a pause as long as
+//! `takeover_after` its queued messages go through the restart check again
+//! (`pause.rs`).
 
 //!
 //! # What the driver (relay's QUIC layer) does
@@ -89,6 +94,7 @@ mod event;
 mod membership;
 mod node;
 mod origin;
+mod pause;
 mod reconcile;
 mod shadow;
 mod takeover;

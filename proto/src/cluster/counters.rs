@@ -43,4 +43,10 @@ pub struct Counters {
     pub releases_discarded: u64,
     /// Frames ignored: from a non-member, or stale (older epoch).
     pub frames_ignored: u64,
+    /// Times this node found it had not run for several heartbeat intervals
+    /// (stopped, frozen, starved): the gap did not count as its peers' silence.
+    pub pauses: u64,
+    /// Queued messages held after such a pause reached `takeover_after`, until
+    /// their holders said whether they took them over.
+    pub paused_rechecks: u64,
 }

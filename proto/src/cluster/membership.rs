@@ -164,6 +164,16 @@ impl Membership {
         any
     }
 
+    /// This node did not run for `pause` (see `pause.rs`): that time is not the
+    /// peers' silence.
+    pub(super) fn forgive(&mut self, now: Instant, pause: Duration) {
+        for p in self.peers.values_mut() {
+            if p.live {
+                p.last_heard = (p.last_heard + pause).min(now);
+            }
+        }
+    }
+
     /// When the next live peer turns dead if nothing is heard from it.
     pub(super) fn next_expiry(&self, takeover_after: Duration) -> Option<Instant> {
         self.peers

@@ -70,6 +70,8 @@ pub struct Node {
     /// again in that epoch it was alive (partitioned) and may have delivered them too.
     pub(super) taken_from: BTreeMap<NodeId, (Option<u64>, u64)>,
     pub(super) counters: Counters,
+    /// The last [`Node::handle_timeout`] call (see `pause.rs`).
+    pub(super) last_timeout: Instant,
 }
 
 /// Ids collected during one `handle_*` call, turned into batched actions at its end.
@@ -110,6 +112,7 @@ impl Node {
             draining: false,
             taken_from: BTreeMap::new(),
             counters: Counters::default(),
+            last_timeout: now,
             config,
         };
         node.recover(now, boot);
@@ -238,6 +241,7 @@ impl Node {
     /// Timers: call when [`poll_timeout`](Self::poll_timeout) has passed (early or
     /// repeated calls are harmless).
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.check_pause(now);
         if now >= self.next_heartbeat {
             self.next_heartbeat = now + self.config.heartbeat_interval;
             let hb = Frame::Heartbeat(self.heartbeat());

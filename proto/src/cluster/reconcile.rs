@@ -77,10 +77,42 @@ impl Node {
         }
     }
 
-    /// The link to `peer` is up: pending releases and recovery queries go out.
+    /// The link to `peer` is up: pending releases and recovery queries go out, and
+    /// the standby copies `peer` also holds are checked with it at once. Releases
+    /// sent on a connection that then broke (the peer stopped, a cut link) are lost;
+    /// waiting for the periodic round would leave those copies to be promoted, and
+    /// delivered a second time, at the next takeover (seen with SIGSTOP in
+    /// `scripts/chaos`).
     pub(super) fn link_up(&mut self, now: Instant, peer: NodeId) {
         self.flush_peer_releases(peer);
         self.query_recovering(now, Some(peer));
+        self.query_standby(now, peer);
+    }
+
+    fn query_standby(&mut self, now: Instant, peer: NodeId) {
+        // Not a copy whose accept may still be under way (see `reconcile_round`).
+        let min_age = self.config.accept_deadline * 2;
+        let items: Vec<Item> = self
+            .copies
+            .iter()
+            .filter(|(_, c)| {
+                let standby = match c.state {
+                    State::Shadow => true,
+                    State::Queued { .. } => !c.deliverable,
+                    _ => false,
+                };
+                standby
+                    && now.saturating_duration_since(c.since) >= min_age
+                    && c.placement.members().any(|m| m.node == peer)
+            })
+            .map(|(id, c)| Item {
+                id: *id,
+                status: c.status(),
+            })
+            .collect();
+        if !items.is_empty() {
+            self.send_queries(BTreeMap::from([(peer, items)]));
+        }
     }
 
     /// Re-sends the recovery queries still unanswered (lost frames): to each peer at

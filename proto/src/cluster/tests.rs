@@ -16,6 +16,8 @@ struct Harness {
     actions: Vec<Vec<Action>>,
     /// What each node holds on disk: own (id, placement, promoted) and shadows.
     own: Vec<Vec<RecoveredCopy>>,
+    /// A node that does not run (SIGSTOP): no timer calls, no frames in or out.
+    paused: Option<usize>,
 }
 
 fn id(n: u8) -> MessageId {
@@ -64,6 +66,7 @@ impl Harness {
             link: vec![vec![false; n]; n],
             actions: vec![Vec::new(); n],
             own: vec![Vec::new(); n],
+            paused: None,
         };
         for a in 0..nodes {
             for b in a + 1..nodes {
@@ -94,7 +97,7 @@ impl Harness {
                 while let Some((to, frame)) = self.nodes[n].poll_transmit() {
                     moved = true;
                     let to = usize::from(to.0);
-                    if self.link[n][to] {
+                    if self.link[n][to] && self.paused != Some(to) && self.paused != Some(n) {
                         let from = NodeId(u16::try_from(n).unwrap_or(0));
                         self.nodes[to].handle_frame(self.now, from, frame);
                     }
@@ -149,7 +152,9 @@ impl Harness {
         while self.now < end {
             self.now = (self.now + Duration::from_millis(100)).min(end);
             for n in 0..self.nodes.len() {
-                self.nodes[n].handle_timeout(self.now);
+                if self.paused != Some(n) {
+                    self.nodes[n].handle_timeout(self.now);
+                }
             }
             self.run();
         }
@@ -507,4 +512,89 @@ fn a_member_added_later_gets_copies_once_heard_from() {
         "{a:?}"
     );
     assert_eq!(outcome(&a), Some(Ok(())));
+}
+
+#[test]
+fn a_paused_node_neither_takes_over_nor_delivers_what_was_taken_over() {
+    let mut h = Harness::new(2, 2);
+    h.local(0, LocalEvent::Accepted { id: id(1), size: 10 });
+    h.local(1, LocalEvent::Accepted { id: id(2), size: 10 });
+    assert!(h.nodes[0].may_deliver(&id(1)));
+    h.take(0);
+    // Node 0 stops running for longer than takeover_after: node 1 takes id 1 over.
+    h.paused = Some(0);
+    h.advance(Duration::from_secs(61));
+    assert!(
+        h.take(1)
+            .iter()
+            .any(|a| matches!(a, Action::Promote { ids, .. } if ids == &[id(1)])),
+        "node 1 takes over the silent node's message"
+    );
+    // Node 0 runs again: its first timer call sees the gap.
+    h.paused = None;
+    h.advance(Duration::from_millis(100));
+    let a = h.take(0);
+    assert_eq!(h.nodes[0].counters().pauses, 1);
+    assert!(
+        !a.iter().any(|a| matches!(a, Action::Promote { .. })),
+        "its own stall is not node 1's silence: {a:?}"
+    );
+    assert!(
+        a.iter().any(|a| matches!(a, Action::Hold { ids } if ids == &[id(1)])),
+        "its queued message waits for the holders' word: {a:?}"
+    );
+    h.advance(Duration::from_secs(1));
+    let a = h.take(0);
+    assert!(!a.iter().any(|a| matches!(a, Action::Deliver { .. })), "{a:?}");
+    assert!(!h.nodes[0].may_deliver(&id(1)), "node 1 delivers it");
+    assert_eq!(h.nodes[0].counters().held_for_takers, 1);
+    assert_eq!(h.nodes[0].counters().recovering, 0);
+    assert_eq!(h.nodes[1].counters().taken_over, 1);
+    assert_eq!(h.nodes[0].counters().taken_over, 0);
+}
+
+#[test]
+fn a_short_pause_keeps_delivering() {
+    let mut h = Harness::new(2, 2);
+    h.local(0, LocalEvent::Accepted { id: id(1), size: 10 });
+    h.take(0);
+    h.paused = Some(0);
+    h.advance(pause::gap_for(Duration::from_secs(1)) + Duration::from_secs(1));
+    h.paused = None;
+    h.advance(Duration::from_millis(100));
+    assert_eq!(h.nodes[0].counters().pauses, 1);
+    assert!(!h.take(0).iter().any(|a| matches!(a, Action::Hold { .. })));
+    assert!(
+        h.nodes[0].may_deliver(&id(1)),
+        "shorter than takeover_after: nothing was taken over"
+    );
+}
+
+#[test]
+fn a_release_lost_on_a_broken_connection_is_repaired_when_the_link_returns() {
+    let mut h = Harness::new(2, 2);
+    h.local(0, LocalEvent::Accepted { id: id(1), size: 10 });
+    // Older than an accept can last (copies younger than that are not queried).
+    h.advance(Duration::from_secs(12));
+    assert_eq!(h.nodes[1].counters().shadows_held, 1);
+    // The connection dies with the release in it (frames vanish; neither side has
+    // noticed yet).
+    h.link[0][1] = false;
+    h.link[1][0] = false;
+    h.local(0, LocalEvent::Final { id: id(1) });
+    h.advance(Duration::from_secs(2));
+    assert_eq!(h.nodes[1].counters().shadows_held, 1, "the release was lost");
+    h.take(1);
+    // The drivers notice and reconnect: the copy is checked at once, not at the next
+    // reconcile round (30 s away), which a takeover could beat.
+    h.set_link(0, 1, false);
+    h.set_link(0, 1, true);
+    h.advance(Duration::from_millis(100));
+    assert!(
+        h.take(1)
+            .iter()
+            .any(|a| matches!(a, Action::DropShadows { ids, .. } if ids == &[id(1)])),
+        "the stale shadow goes when the link returns"
+    );
+    assert_eq!(h.nodes[1].counters().shadows_held, 0);
 }

@@ -73,6 +73,8 @@ pub(super) struct Io {
     /// ones until the protocol says `Deliver`, and those it was told a peer
     /// took over (`Hold`, `Handed`, `DropLocal`).
     pub(super) blocked: super::Blocked,
+    /// Stamped after each timer run, once its actions are applied.
+    pub(super) pulse: super::Pulse,
 }
 
 pub(super) struct Driver {
@@ -128,14 +130,23 @@ impl Driver {
                     None => std::future::pending().await,
                 }
             };
-            tokio::select! {
+            let timed = tokio::select! {
                 cmd = rx.recv() => match cmd {
-                    Some(cmd) => self.handle(cmd),
+                    Some(cmd) => {
+                        self.handle(cmd);
+                        false
+                    }
                     None => return,
                 },
-                () = sleep => self.node.handle_timeout(Instant::now()),
-            }
+                () = sleep => {
+                    self.node.handle_timeout(Instant::now());
+                    true
+                }
+            };
             self.flush();
+            if timed {
+                self.io.pulse.beat();
+            }
         }
     }
 

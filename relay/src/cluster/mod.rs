@@ -32,7 +32,7 @@ pub mod discover;
 mod driver;
 pub mod transport;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -68,6 +68,43 @@ impl Blocked {
     }
 }
 
+/// When the driver last ran the protocol's timers. Deliveries do not start
+/// while that is overdue: a node woken from a pause (SIGSTOP, a frozen VM or
+/// container) must first let the protocol see the pause and hold what its
+/// peers may have taken over meanwhile (proto's `cluster/pause.rs`); the
+/// queue's scans, woken at the same instant, would otherwise win that race.
+#[derive(Clone, Debug)]
+pub(crate) struct Pulse {
+    base: Instant,
+    last_ms: Arc<AtomicU64>,
+    /// Longer than this without a timer run is overdue.
+    limit: Duration,
+}
+
+impl Pulse {
+    fn new(heartbeat: Duration) -> Self {
+        Self {
+            base: Instant::now(),
+            last_ms: Arc::new(AtomicU64::new(0)),
+            limit: heartbeat * 3,
+        }
+    }
+
+    fn ms(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The driver ran the timers and applied their actions.
+    pub(crate) fn beat(&self) {
+        self.last_ms.store(self.ms(), Ordering::Relaxed);
+    }
+
+    fn overdue(&self) -> bool {
+        let limit = u64::try_from(self.limit.as_millis()).unwrap_or(u64::MAX);
+        self.ms().saturating_sub(self.last_ms.load(Ordering::Relaxed)) > limit
+    }
+}
+
 /// The node's cluster handle: cheap to share (`Arc`), used by the commit path.
 #[derive(Debug)]
 pub struct Cluster {
@@ -77,6 +114,7 @@ pub struct Cluster {
     counters: Arc<TransportCounters>,
     endpoint: quinn::Endpoint,
     blocked: Blocked,
+    pulse: Pulse,
 }
 
 /// A snapshot for `estafette cluster status`, `/api/cluster` and metrics.
@@ -118,6 +156,9 @@ pub struct Status {
     pub reconcile_dropped: u64,
     /// Recovered messages delivered because the restart wait expired.
     pub restart_wait_expired: u64,
+    /// Times this node found it had not run for several heartbeats (stopped,
+    /// frozen, starved); that time did not count as its peers' silence.
+    pub pauses: u64,
     /// Shadow copies held per origin (member name).
     pub shadows_by_origin: std::collections::BTreeMap<String, u64>,
     /// Replication latency since the start: from asking for the copies to the
@@ -198,6 +239,7 @@ impl Status {
             recovering: c.recovering,
             reconcile_dropped: c.reconcile_dropped,
             restart_wait_expired: c.restart_wait_expired,
+            pauses: c.pauses,
             shadows_by_origin: node
                 .shadows_by_origin()
                 .into_iter()
@@ -318,6 +360,7 @@ impl Cluster {
             own,
             shadows,
         };
+        let pulse = Pulse::new(proto_config.heartbeat_interval);
         let node = Node::new(Arc::new(proto_config), boot, Instant::now());
         let endpoint = transport::endpoint(config)?;
         let (tx, rx) = mpsc::channel(4096);
@@ -330,6 +373,7 @@ impl Cluster {
             me: tx.clone(),
             accepting: accepting.clone(),
             blocked: blocked.clone(),
+            pulse: pulse.clone(),
         };
         tokio::spawn(Driver::new(node, io).run(rx));
         let shared = Arc::new(config.clone());
@@ -366,15 +410,18 @@ impl Cluster {
                 counters,
                 endpoint,
                 blocked,
+                pulse,
             }),
             delivered,
         ))
     }
 
     /// Whether this node may start delivering `id` now: not while a restart
-    /// waits for the peers' answer about it, nor once a peer took it over.
+    /// waits for the peers' answer about it, nor once a peer took it over, nor
+    /// while the protocol's timers are overdue (see [`Pulse`]); the queue's
+    /// next scan asks again.
     pub fn may_deliver(&self, id: storage::MessageId) -> bool {
-        !self.blocked.contains(&to_proto_id(id))
+        !self.pulse.overdue() && !self.blocked.contains(&to_proto_id(id))
     }
 
     /// Whether accepted messages need copies on peers.

@@ -72,6 +72,8 @@ pub struct ClusterSnapshot {
     pub reconcile_dropped: u64,
     /// Recovered messages delivered when the restart wait expired.
     pub restart_wait_expired: u64,
+    /// Times the node had not run for several heartbeats (stopped, frozen).
+    pub pauses: u64,
 }
 
 /// Entries of the spool's due index (one per message with a pending,
@@ -208,6 +210,11 @@ impl Snapshot {
                     "estafette_cluster_restart_wait_expired",
                     "Recovered messages delivered because the peers did not answer within restart_wait",
                     c.restart_wait_expired,
+                ),
+                (
+                    "estafette_cluster_pauses",
+                    "Times this node had not run for several heartbeat intervals (stopped, frozen, starved)",
+                    c.pauses,
                 ),
             ] {
                 r.register(name, help, ConstCounter::new(v));

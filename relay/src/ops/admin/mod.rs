@@ -405,6 +405,7 @@ fn cluster_snapshot(s: &crate::cluster::Status, c: &crate::cluster::Cluster) -> 
         duplicates_possible: s.duplicates_possible,
         reconcile_dropped: s.reconcile_dropped,
         restart_wait_expired: s.restart_wait_expired,
+        pauses: s.pauses,
         refused: c
             .transport_counters()
             .refused
