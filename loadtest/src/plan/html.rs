@@ -38,7 +38,8 @@ struct Chart<'a> {
     y_desc: &'a str,
     y_fmt: &'a dyn Fn(f64) -> String,
     series: Vec<Series>,
-    limit: Option<(f64, String)>,
+    /// Dashed horizontal lines: limits and targets.
+    limits: Vec<(f64, String)>,
 }
 
 impl Chart<'_> {
@@ -53,7 +54,7 @@ impl Chart<'_> {
         if x0 > x1 {
             return "<p>No data.</p>".into();
         }
-        if let Some((l, _)) = &self.limit {
+        for (l, _) in &self.limits {
             y1 = y1.max(*l);
         }
         if x1 - x0 < 1e-9 {
@@ -92,8 +93,9 @@ impl Chart<'_> {
                         .label(s.label.as_str())
                         .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color));
                 }
-                if let Some((l, label)) = &self.limit {
-                    let grey = RGBColor(120, 120, 120);
+                let greys = [RGBColor(120, 120, 120), RGBColor(190, 120, 40)];
+                for ((l, label), grey) in self.limits.iter().zip(greys.iter().cycle()) {
+                    let grey = *grey;
                     chart
                         .draw_series(DashedLineSeries::new([(x0, *l), (x1, *l)], 6, 4, grey.stroke_width(1)))?
                         .label(label.as_str())
@@ -129,6 +131,20 @@ fn window(samples: &[Sample], from: f64, to: f64) -> Vec<Sample> {
         .collect()
 }
 
+/// A fraction on an axis as a percentage, with decimals when small.
+fn pct_axis(y: f64) -> String {
+    let v = y * 100.0;
+    if v == 0.0 {
+        "0 %".into()
+    } else if v < 1.0 {
+        format!("{v:.2} %")
+    } else if v < 10.0 {
+        format!("{v:.1} %")
+    } else {
+        format!("{v:.0} %")
+    }
+}
+
 const BLUE_: RGBColor = RGBColor(31, 119, 180);
 const RED_: RGBColor = RGBColor(214, 39, 40);
 const GREEN_: RGBColor = RGBColor(44, 160, 44);
@@ -139,7 +155,7 @@ pub fn render(plan: &Plan) -> String {
     let _ = write!(
         h,
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>estafette-load plan: {name}</title>\
-         <style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}}\
+         <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}\
          table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}\
          th{{background:#f4f4f4}}td:first-child,th:first-child{{text-align:left}}.bad{{color:#b00;font-weight:bold}}\
          .note{{background:#fff4d6;padding:.5em 1em}}</style></head><body><h1>Capacity plan: {name}</h1><p>{desc}</p>",
@@ -159,7 +175,7 @@ pub fn render(plan: &Plan) -> String {
         if plan.federation { format!("a federation of {} regional clusters", plan.clusters.len()) } else { "one cluster".into() },
         esc(&c.path),
         esc(c.commit.as_deref().unwrap_or("?")),
-        esc(c.measured_at.as_deref().unwrap_or("?")),
+        esc(c.measured_at.as_deref().unwrap_or("not yet")),
         c.host_cores,
         if c.note.is_empty() { String::new() } else { format!(": {}", esc(&c.note)) },
         esc(&plan.sizes),
@@ -209,7 +225,7 @@ pub fn render(plan: &Plan) -> String {
             "<h2>Validation on the bench host</h2><p>{} cores shared by every node, the load generator and the sink; {} messages; measured {} at commit {}.{}</p>",
             v.host_cores,
             bytes(v.size_bytes),
-            esc(v.measured_at.as_deref().unwrap_or("?")),
+            esc(v.measured_at.as_deref().unwrap_or("not yet")),
             esc(v.commit.as_deref().unwrap_or("?")),
             if v.placeholder { " <b>Placeholder figures, not a measurement.</b>" } else { "" }
         );
@@ -251,7 +267,7 @@ pub fn render(plan: &Plan) -> String {
                     dots: true,
                 },
             ],
-            limit: None,
+            limits: Vec::new(),
         };
         h.push_str("<h3>Throughput by nodes, predicted and measured</h3>");
         h.push_str(&chart.svg());
@@ -306,21 +322,22 @@ fn cluster(h: &mut String, k: &ClusterPlan) {
             x_desc: "hours since Monday 00:00",
             y_desc: "messages queued",
             y_fmt: &count,
+            // The whole queue first, so that the destination's line is drawn over it.
             series: vec![
-                Series {
-                    label: format!("{dest}, down 1 h"),
-                    color: BLUE_,
-                    points: timeline(&zoom, |s| s.focus_queue),
-                    dots: false,
-                },
                 Series {
                     label: "all destinations".into(),
                     color: GREEN_,
                     points: timeline(&zoom, |s| s.queue),
                     dots: false,
                 },
+                Series {
+                    label: format!("{dest}, down 1 h"),
+                    color: BLUE_,
+                    points: timeline(&zoom, |s| s.focus_queue),
+                    dots: false,
+                },
             ],
-            limit: None,
+            limits: Vec::new(),
         };
         let _ = write!(h, "<h3>Queue, {} down for 1 hour</h3>{}", esc(dest), chart.svg());
         let chart = Chart {
@@ -329,19 +346,19 @@ fn cluster(h: &mut String, k: &ClusterPlan) {
             y_fmt: &count,
             series: vec![
                 Series {
-                    label: format!("{dest}, down 1 day"),
-                    color: RED_,
-                    points: timeline(&day.result.timeline, |s| s.focus_queue),
-                    dots: false,
-                },
-                Series {
                     label: "all destinations".into(),
                     color: GREEN_,
                     points: timeline(&day.result.timeline, |s| s.queue),
                     dots: false,
                 },
+                Series {
+                    label: format!("{dest}, down 1 day"),
+                    color: RED_,
+                    points: timeline(&day.result.timeline, |s| s.focus_queue),
+                    dots: false,
+                },
             ],
-            limit: None,
+            limits: Vec::new(),
         };
         let _ = write!(h, "<h3>Queue, {} down for 1 day</h3>{}", esc(dest), chart.svg());
         let disk = k.disk_gb_per_node * 1e9;
@@ -355,7 +372,10 @@ fn cluster(h: &mut String, k: &ClusterPlan) {
                 points: timeline(&day.result.timeline, |s| s.disk_per_node),
                 dots: false,
             }],
-            limit: Some((disk, format!("disk per node ({})", bytes(disk)))),
+            limits: vec![
+                (disk, format!("disk per node ({})", bytes(disk))),
+                (disk * k.target_disk, format!("target_disk ({})", pct(k.target_disk))),
+            ],
         };
         let _ = write!(h, "<h3>Disk, {} down for 1 day</h3>{}", esc(dest), chart.svg());
     }
@@ -363,22 +383,24 @@ fn cluster(h: &mut String, k: &ClusterPlan) {
         let chart = Chart {
             x_desc: "hours since Monday 00:00",
             y_desc: "CPU demand per live node",
-            y_fmt: &|y| format!("{:.0} %", y * 100.0),
+            y_fmt: &pct_axis,
+            // The node loss first: the baseline is drawn over it and the loss
+            // shows where it is higher.
             series: vec![
-                Series {
-                    label: "baseline".into(),
-                    color: BLUE_,
-                    points: timeline(&base.result.timeline, |s| s.cpu),
-                    dots: false,
-                },
                 Series {
                     label: "one node lost".into(),
                     color: RED_,
                     points: timeline(&lost.result.timeline, |s| s.cpu),
                     dots: false,
                 },
+                Series {
+                    label: "baseline".into(),
+                    color: BLUE_,
+                    points: timeline(&base.result.timeline, |s| s.cpu),
+                    dots: false,
+                },
             ],
-            limit: None,
+            limits: Vec::new(),
         };
         let _ = write!(
             h,
@@ -389,7 +411,7 @@ fn cluster(h: &mut String, k: &ClusterPlan) {
     let chart = Chart {
         x_desc: "nodes",
         y_desc: "fraction",
-        y_fmt: &|y| format!("{:.0} %", y * 100.0),
+        y_fmt: &pct_axis,
         series: vec![
             Series {
                 label: "peak CPU per node, one node lost".into(),
@@ -408,7 +430,10 @@ fn cluster(h: &mut String, k: &ClusterPlan) {
                 dots: true,
             },
         ],
-        limit: None,
+        limits: vec![
+            (k.target_cpu, format!("target_cpu ({})", pct(k.target_cpu))),
+            (k.target_disk, format!("target_disk ({})", pct(k.target_disk))),
+        ],
     };
     let _ = write!(
         h,

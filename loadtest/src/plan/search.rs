@@ -77,6 +77,10 @@ pub struct ClusterPlan {
     pub cores_per_node: f64,
     /// Spool disk of each node, GB.
     pub disk_gb_per_node: f64,
+    /// `cluster.target_cpu`.
+    pub target_cpu: f64,
+    /// `cluster.target_disk`.
+    pub target_disk: f64,
     /// The sizes tried.
     pub search: Vec<SearchPoint>,
     /// The scenarios at `nodes`.
@@ -281,6 +285,8 @@ impl Inputs<'_> {
             binding,
             cores_per_node: k.cores_per_node,
             disk_gb_per_node: k.disk_gb_per_node,
+            target_cpu: k.target_cpu,
+            target_disk: k.target_disk,
             search,
             runs,
         }

@@ -143,7 +143,8 @@ pub struct Drain {
 /// One point of the timeline (the worst of its interval).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Sample {
-    /// Hours since Monday 00:00 (start of the interval).
+    /// Hours since Monday 00:00 at the end of the interval (its worst was
+    /// reached by then: plotted there, a rise does not seem to start early).
     pub hours: f64,
     /// Live nodes (fewest in the interval).
     pub live: u32,
@@ -634,7 +635,7 @@ pub fn simulate(input: &SimInput<'_>) -> SimResult {
         if input.timeline {
             let fq = dests.get(focus).map_or(0.0, |d| d.queued);
             let smp = sample.get_or_insert(Sample {
-                hours: f64::from(s) * step / 3600.0,
+                hours: 0.0,
                 live,
                 cpu: 0.0,
                 queue: 0.0,
@@ -646,6 +647,7 @@ pub fn simulate(input: &SimInput<'_>) -> SimResult {
             smp.queue = smp.queue.max(queue);
             smp.focus_queue = smp.focus_queue.max(fq);
             smp.disk_per_node = smp.disk_per_node.max(disk);
+            smp.hours = f64::from(s + 1) * step / 3600.0;
             if (s + 1) % sample_steps == 0 {
                 r.timeline.extend(sample.take());
             }

@@ -129,7 +129,7 @@ pub fn render(plan: &Plan) -> String {
             ""
         },
         c.commit.as_deref().unwrap_or("?"),
-        c.measured_at.as_deref().unwrap_or("?"),
+        c.measured_at.as_deref().unwrap_or("not yet"),
         c.host_cores
     );
     let m = &plan.mean_message;
@@ -224,7 +224,7 @@ pub fn render(plan: &Plan) -> String {
             "validation on the bench host ({} cores, {} messages; measured {} at commit {}){}:",
             v.host_cores,
             bytes(v.size_bytes),
-            v.measured_at.as_deref().unwrap_or("?"),
+            v.measured_at.as_deref().unwrap_or("not yet"),
             v.commit.as_deref().unwrap_or("?"),
             if v.placeholder { " [PLACEHOLDER figures]" } else { "" }
         );
