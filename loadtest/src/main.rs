@@ -261,6 +261,9 @@ struct PlanArgs {
     /// Write plan.json and plan.html into this directory.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Also the nodes needed for these messages per month, e.g. 300k,3m,28m,280m.
+    #[arg(long, value_delimiter = ',')]
+    volumes: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -320,7 +323,12 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
         }
         Command::Sink(a) => sink(a),
         Command::Plan(a) => {
-            let plan = estafette_load::plan::plan_files(&a.costs, &a.profile, a.measured.as_deref())?;
+            let volumes = a
+                .volumes
+                .iter()
+                .map(|v| estafette_load::plan::parse_volume(v))
+                .collect::<Result<Vec<_>, _>>()?;
+            let plan = estafette_load::plan::plan_files(&a.costs, &a.profile, a.measured.as_deref(), &volumes)?;
             print!("{}", estafette_load::plan::text::render(&plan));
             if let Some(dir) = &a.out {
                 plan.write(dir)?;

@@ -28,10 +28,12 @@ fn plan(profile: &str, out: &Path, extra: &[&str]) -> Output {
         .unwrap()
 }
 
-fn run_ok(profile: &str, dir: &Path) -> (Value, String, String) {
+fn run_ok(profile: &str, dir: &Path, extra: &[&str]) -> (Value, String, String) {
     let out = dir.join(profile);
     let measured = capacity().join("measured.json");
-    let o = plan(profile, &out, &["--measured", measured.to_str().unwrap()]);
+    let mut args = vec!["--measured", measured.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let o = plan(profile, &out, &args);
     let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(o.status.success(), "{profile}: {stderr}");
     let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
@@ -53,10 +55,10 @@ fn nodes(v: &Value) -> u64 {
 #[test]
 fn every_shipped_profile_plans_and_bigger_volumes_need_more_nodes() {
     let dir = tempfile::tempdir().unwrap();
-    let (regional, text, html) = run_ok("regional.toml", dir.path());
-    let (national, _, _) = run_ok("national.toml", dir.path());
-    let (x10, _, _) = run_ok("national-x10.toml", dir.path());
-    let (federation, fed_text, fed_html) = run_ok("federation.toml", dir.path());
+    let (regional, text, html) = run_ok("regional.toml", dir.path(), &["--volumes", "300k,3m,30m,300m"]);
+    let (national, _, _) = run_ok("national.toml", dir.path(), &[]);
+    let (x10, _, _) = run_ok("national-x10.toml", dir.path(), &[]);
+    let (federation, fed_text, fed_html) = run_ok("federation.toml", dir.path(), &[]);
 
     assert!(
         nodes(&x10) > nodes(&national),
@@ -109,6 +111,20 @@ fn every_shipped_profile_plans_and_bigger_volumes_need_more_nodes() {
     assert!((months - 280e6).abs() < 1e6, "{months}");
     assert!(fed_text.contains("total") && fed_text.contains("Île-de-France"));
 
+    // The sweep: nodes needed never fall as the volume grows, and grow in the end.
+    let sweep: Vec<u64> = regional["sweep"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["nodes"].as_u64().unwrap())
+        .collect();
+    assert_eq!(sweep.len(), 4);
+    assert!(
+        sweep.windows(2).all(|w| w[0] <= w[1]) && sweep[3] > sweep[0],
+        "{sweep:?}"
+    );
+    assert!(text.contains("nodes needed by volume") && html.contains("Nodes needed by volume"));
+
     // Validation: predicted beside measured with the error.
     let rows = regional["validation"]["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 4);
@@ -152,6 +168,10 @@ fn bad_files_exit_2_naming_the_problem() {
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains("bad.toml") && e.contains("replicas"), "{e}");
     assert!(!dir.path().join("out").exists());
+
+    let o = plan("regional.toml", &dir.path().join("out"), &["--volumes", "lots"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("lots"));
 
     std::fs::write(&bad, good.replace("share = 0.33", "share = 0.5")).unwrap();
     let o = plan(bad.to_str().unwrap(), &dir.path().join("out"), &[]);

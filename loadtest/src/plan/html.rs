@@ -216,6 +216,26 @@ pub fn render(plan: &Plan) -> String {
         );
     }
     h.push_str("</table>");
+    if !plan.sweep.is_empty() {
+        h.push_str("<h2>Nodes needed by volume</h2><p>One cluster each, with the profile's node shape, destinations and targets.</p>\
+            <table><tr><th>messages/month</th><th>busiest minute msg/s</th><th>nodes × cores</th><th>cores</th><th>bound by</th><th>peak CPU, 1 node lost</th><th>disk use, 1 day outage</th></tr>");
+        for r in &plan.sweep {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{:.1}</td><td{}>{} × {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                count(r.messages_per_month),
+                r.peak_msg_per_s,
+                if r.fits { "" } else { " class=\"bad\"" },
+                r.nodes,
+                r.cores_per_node,
+                f64::from(r.nodes) * r.cores_per_node,
+                esc(&r.binding),
+                pct(r.cpu_one_lost),
+                pct(r.disk_day_outage)
+            );
+        }
+        h.push_str("</table>");
+    }
     for k in &plan.clusters {
         cluster(&mut h, k);
     }

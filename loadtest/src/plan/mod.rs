@@ -44,6 +44,9 @@ pub enum PlanError {
     /// The profile.
     #[error(transparent)]
     Profile(#[from] ProfileError),
+    /// A `--volumes` entry is not a number of messages.
+    #[error("bad volume {0:?}: expected e.g. 300000, 300k, 28m or 1.5g (decimal multiples)")]
+    Volume(String),
     /// The output directory or its files.
     #[error("{path}: {cause}")]
     Write {
@@ -98,21 +101,63 @@ pub struct Plan {
     pub total_cores: f64,
     /// The bench host check, with `--measured`.
     pub validation: Option<Validation>,
+    /// Nodes needed by volume (`--volumes`), one cluster of the profile's node shape each.
+    pub sweep: Vec<SweepRow>,
+}
+
+/// Nodes needed for one volume, the rest of the profile unchanged.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SweepRow {
+    /// Messages per month.
+    pub messages_per_month: f64,
+    /// Messages per second in the busiest minute.
+    pub peak_msg_per_s: f64,
+    /// Nodes needed.
+    pub nodes: u32,
+    /// Cores of each.
+    pub cores_per_node: f64,
+    /// False when `max_nodes` was reached.
+    pub fits: bool,
+    /// What decided the number.
+    pub binding: String,
+    /// Peak CPU demand per live node with one lost, at that number.
+    pub cpu_one_lost: f64,
+    /// Peak spool use per node with the biggest destination down a day.
+    pub disk_day_outage: f64,
+}
+
+/// Parses a volume: `300000`, `300k`, `28m`, `1.5g` (decimal multiples).
+///
+/// # Errors
+/// [`PlanError::Volume`].
+pub fn parse_volume(s: &str) -> Result<f64, PlanError> {
+    let t = s.trim().replace('_', "");
+    let (num, mult) = match t.as_bytes().last() {
+        Some(b'k' | b'K') => (&t[..t.len() - 1], 1e3),
+        Some(b'm' | b'M') => (&t[..t.len() - 1], 1e6),
+        Some(b'g' | b'G') => (&t[..t.len() - 1], 1e9),
+        _ => (t.as_str(), 1.0),
+    };
+    match num.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v * mult <= 1e12 => Ok(v * mult),
+        _ => Err(PlanError::Volume(s.to_string())),
+    }
 }
 
 /// Reads the files and makes the plan.
 ///
 /// # Errors
 /// A [`PlanError`] naming the bad file and field.
-pub fn plan_files(costs: &Path, profile: &Path, measured: Option<&Path>) -> Result<Plan, PlanError> {
+pub fn plan_files(costs: &Path, profile: &Path, measured: Option<&Path>, volumes: &[f64]) -> Result<Plan, PlanError> {
     let c = Costs::load(costs)?;
     let p = Profile::load(profile)?;
     let m = measured.map(Measured::load).transpose()?;
-    Ok(plan(&c, &costs.display().to_string(), &p, m.as_ref()))
+    Ok(plan(&c, &costs.display().to_string(), &p, m.as_ref(), volumes))
 }
 
-/// Makes the plan: every cluster's nodes needed and standard scenarios.
-pub fn plan(c: &Costs, costs_path: &str, p: &Profile, measured: Option<&Measured>) -> Plan {
+/// Makes the plan: every cluster's nodes needed and standard scenarios, and
+/// the nodes needed for each of `volumes`.
+pub fn plan(c: &Costs, costs_path: &str, p: &Profile, measured: Option<&Measured>, volumes: &[f64]) -> Plan {
     let mean = c.mean_over(&p.size_shares());
     let inputs = Inputs {
         profile: p,
@@ -128,6 +173,24 @@ pub fn plan(c: &Costs, costs_path: &str, p: &Profile, measured: Option<&Measured
             .map(|r| inputs.plan(&r.name, total * r.share))
             .collect()
     };
+    let sweep = volumes
+        .iter()
+        .map(|&mpm| {
+            let (nodes, fits, tried) = inputs.nodes_needed(mpm);
+            let at = tried.iter().find(|t| t.nodes == nodes);
+            let busiest = sim::hourly_rates(p, mpm).into_iter().fold(0.0, f64::max);
+            SweepRow {
+                messages_per_month: mpm,
+                peak_msg_per_s: busiest / 3600.0 * p.traffic.peak_factor,
+                nodes,
+                cores_per_node: p.cluster.cores_per_node,
+                fits,
+                binding: search::binding(p.cluster.min_copies, nodes, fits, &tried, &p.cluster),
+                cpu_one_lost: at.map_or(f64::NAN, |t| t.cpu_one_lost.max(t.commit_one_lost)),
+                disk_day_outage: at.map_or(f64::NAN, |t| t.disk_day_outage),
+            }
+        })
+        .collect();
     let total_nodes = clusters.iter().map(|k| k.nodes).sum();
     let total_cores = clusters.iter().map(|k| f64::from(k.nodes) * k.cores_per_node).sum();
     Plan {
@@ -150,6 +213,7 @@ pub fn plan(c: &Costs, costs_path: &str, p: &Profile, measured: Option<&Measured
         total_nodes,
         total_cores,
         validation: measured.map(|m| validate::validate(c, m)),
+        sweep,
     }
 }
 

@@ -294,7 +294,13 @@ impl Inputs<'_> {
 }
 
 /// Why `needed` and not one fewer: the first target the size below missed.
-fn binding(min_copies: u32, needed: u32, fits: bool, search: &[SearchPoint], k: &super::profile::Cluster) -> String {
+pub(crate) fn binding(
+    min_copies: u32,
+    needed: u32,
+    fits: bool,
+    search: &[SearchPoint],
+    k: &super::profile::Cluster,
+) -> String {
     if !fits {
         return format!("does not fit within max_nodes = {}", k.max_nodes);
     }

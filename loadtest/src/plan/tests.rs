@@ -293,6 +293,18 @@ fn nodes_needed_grows_with_the_volume() {
     assert!(seen[0] == 3 && *seen.last().unwrap_or(&0) > 3, "{seen:?}");
 }
 
+#[test]
+fn volumes_parse_with_decimal_multiples() {
+    use super::parse_volume;
+    assert_eq!(parse_volume("300k").ok(), Some(300_000.0));
+    assert_eq!(parse_volume("28M").ok(), Some(28_000_000.0));
+    assert_eq!(parse_volume("1.5g").ok(), Some(1.5e9));
+    assert_eq!(parse_volume("280_000_000").ok(), Some(2.8e8));
+    for bad in ["", "k", "-3m", "lots", "2t"] {
+        assert!(parse_volume(bad).is_err(), "{bad}");
+    }
+}
+
 impl Profile {
     fn with_defer(mut self, rate: f64) -> Self {
         for d in &mut self.destinations {

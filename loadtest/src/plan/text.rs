@@ -217,6 +217,31 @@ pub fn render(plan: &Plan) -> String {
             );
         }
     }
+    if !plan.sweep.is_empty() {
+        t.push('\n');
+        let _ = writeln!(
+            t,
+            "nodes needed by volume (one cluster, the profile's node shape and targets):"
+        );
+        let _ = writeln!(
+            t,
+            "  {:>13} {:>9} {:>13} {:>7} {:<22} {:>10} {:>12}",
+            "msgs/month", "peak/s", "nodes x cores", "cores", "bound by", "CPU 1 lost", "1d disk use"
+        );
+        for r in &plan.sweep {
+            let _ = writeln!(
+                t,
+                "  {:>13} {:>9.1} {:>13} {:>7} {:<22} {:>10} {:>12}",
+                count(r.messages_per_month),
+                r.peak_msg_per_s,
+                format!("{} x {}{}", r.nodes, r.cores_per_node, if r.fits { "" } else { "!" }),
+                f64::from(r.nodes) * r.cores_per_node,
+                r.binding,
+                pct(r.cpu_one_lost),
+                pct(r.disk_day_outage)
+            );
+        }
+    }
     if let Some(v) = &plan.validation {
         t.push('\n');
         let _ = writeln!(
