@@ -10,6 +10,7 @@
 //!   interpolation.
 //! - `profile`: the traffic profile, cluster, retry schedule, events (TOML).
 //! - `sim`: the fixed-step fluid simulation of one cluster through one scenario.
+//! - `outcome`: what a simulation shows (peaks, drains, delays, timeline).
 //! - `search`: the standard scenarios, nodes needed, one cluster's plan.
 //! - `validate`: predicted vs measured on the bench host.
 //! - `text`: the text table printed on stdout.
@@ -17,6 +18,7 @@
 
 pub mod costs;
 pub mod html;
+pub mod outcome;
 pub mod profile;
 pub mod search;
 pub mod sim;
