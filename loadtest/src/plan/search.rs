@@ -266,7 +266,20 @@ impl Inputs<'_> {
         let binding = binding(k.min_copies, needed, fits, &search, k);
         let runs = scenarios(p)
             .into_iter()
-            .map(|s| {
+            .map(|mut s| {
+                // A profile's own event may name a node the plan does not
+                // have (the size was searched): say so rather than pretend.
+                let missing: Vec<String> = s
+                    .events
+                    .iter()
+                    .filter_map(|e| match e {
+                        Event::NodeLoss { node, .. } if *node >= nodes => Some(node.to_string()),
+                        _ => None,
+                    })
+                    .collect();
+                if !missing.is_empty() {
+                    s.title = format!("{} (node {} ignored: {nodes} nodes)", s.title, missing.join(", "));
+                }
                 let result = self.sim(mpm, nodes, &s.events, true, None);
                 ScenarioRun { scenario: s, result }
             })

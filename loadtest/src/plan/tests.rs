@@ -214,6 +214,36 @@ fn two_nodes_with_two_copies_refuse_while_one_is_lost_three_keep_accepting() {
 }
 
 #[test]
+fn a_zone_takes_its_nodes_with_it() {
+    let p = profile("[cluster]\nzones = 3\n");
+    let zone = |zone| {
+        [Event::ZoneLoss {
+            zone,
+            start_hours: START,
+            duration_hours: Some(2.0),
+        }]
+    };
+    // Six nodes over three zones: zone 0 holds two, four carry the load.
+    let base = run(&p, 6, &[]);
+    let lost = run(&p, 6, &zone(0));
+    assert_eq!(lost.refused, 0.0);
+    assert!(
+        close(lost.peak_cpu, base.peak_cpu * 6.0 / 4.0, 0.01),
+        "{} vs {}",
+        lost.peak_cpu,
+        base.peak_cpu
+    );
+    // Three nodes over two zones: zone 0 holds nodes 0 and 2, one is left,
+    // too few for two copies.
+    let mut two = p.clone();
+    two.cluster.zones = 2;
+    let r = run(&two, 3, &zone(0));
+    assert!(r.refused > 0.0);
+    let r = run(&two, 3, &zone(1));
+    assert_eq!(r.refused, 0.0);
+}
+
+#[test]
 fn a_lost_nodes_mail_waits_for_the_takeover() {
     // A standing deferred queue (10 % of attempts answered 4yz) for the lost
     // node to hold; takeover after 10 min, much longer than the first retry.

@@ -147,7 +147,7 @@ pub fn render(plan: &Plan) -> String {
     t.push('\n');
     let _ = writeln!(
         t,
-        "{:<26} {:>13} {:>9} {:>13} {:<12} {:>10} {:>11} {:>12} {:>10} {:>17}",
+        "{:<26} {:>13} {:>9} {:>13} {:<18} {:>10} {:>11} {:>12} {:>10} {:>17}",
         "cluster",
         "msgs/month",
         "peak/s",
@@ -290,7 +290,7 @@ fn capacity_line(t: &mut String, k: &ClusterPlan) {
     let loss = k.run("node-loss").map_or_else(|| "-".into(), |r| loss_p99(&r.result));
     let _ = writeln!(
         t,
-        "{:<26} {:>13} {:>9.1} {:>13} {:<12} {:>10} {:>11} {:>12} {:>10} {:>17}",
+        "{:<26} {:>13} {:>9.1} {:>13} {:<18} {:>10} {:>11} {:>12} {:>10} {:>17}",
         k.name,
         count(k.messages_per_month),
         k.peak_msg_per_s,
