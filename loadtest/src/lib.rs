@@ -13,6 +13,8 @@
 //! - [`report`]: the report (JSON) and its text summary.
 //! - [`html`]: the self-contained HTML report with SVG charts.
 //! - [`progress`]: progress bars while a run goes.
+//! - [`plan`]: `plan`: the capacity model (measured costs, traffic profile,
+//!   simulated cluster, nodes needed).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -20,6 +22,7 @@ pub mod conn;
 pub mod cpu;
 pub mod html;
 pub mod mix;
+pub mod plan;
 pub mod progress;
 pub mod report;
 pub mod scenario;

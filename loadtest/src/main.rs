@@ -5,6 +5,7 @@
 //! estafette-load sink --listen 127.0.0.1:2526 --reply-mix 451:2,550:1 --received-log received.log
 //! estafette-load run loadtest/scenario.example.toml
 //! estafette-load verify --sent send.log --received received.log
+//! estafette-load plan --costs bench/capacity/costs.json --profile bench/capacity/regional.toml --out plan
 //! ```
 //! Exit status: 0 done (and, for `run`/`verify`, nothing lost or duplicated),
 //! 1 loss/duplicates found, 2 bad usage or a run that could not start.
@@ -46,6 +47,8 @@ enum Command {
     Run(RunArgs),
     /// Compare a send log with a received log: lost and duplicated messages.
     Verify(VerifyArgs),
+    /// Capacity model: nodes needed, outages and node loss, from measured costs and a traffic profile.
+    Plan(PlanArgs),
 }
 
 #[derive(Args)]
@@ -244,6 +247,25 @@ struct VerifyArgs {
     received: PathBuf,
 }
 
+#[derive(Args)]
+struct PlanArgs {
+    /// Measured costs (written by bench/scripts/capacity.sh).
+    #[arg(long)]
+    costs: PathBuf,
+    /// Traffic profile (TOML), e.g. bench/capacity/regional.toml.
+    #[arg(long)]
+    profile: PathBuf,
+    /// The bench host's measurements, to show predicted and measured side by side.
+    #[arg(long)]
+    measured: Option<PathBuf>,
+    /// Write plan.json and plan.html into this directory.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Also the nodes needed for these messages per month, e.g. 300k,3m,28m,280m.
+    #[arg(long, value_delimiter = ',')]
+    volumes: Vec<String>,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -300,6 +322,24 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
             })
         }
         Command::Sink(a) => sink(a),
+        Command::Plan(a) => {
+            let volumes = a
+                .volumes
+                .iter()
+                .map(|v| estafette_load::plan::parse_volume(v))
+                .collect::<Result<Vec<_>, _>>()?;
+            let plan = estafette_load::plan::plan_files(&a.costs, &a.profile, a.measured.as_deref(), &volumes)?;
+            print!("{}", estafette_load::plan::text::render(&plan));
+            if let Some(dir) = &a.out {
+                plan.write(dir)?;
+                eprintln!(
+                    "wrote {} and {}",
+                    dir.join("plan.json").display(),
+                    dir.join("plan.html").display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

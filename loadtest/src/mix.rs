@@ -150,6 +150,20 @@ impl SizeMix {
         sum / self.total
     }
 
+    /// Each size with its share of messages (the shares add up to 1), in the
+    /// order written: what the capacity model (`plan`) averages costs over.
+    pub fn shares(&self) -> Vec<(usize, f64)> {
+        let mut prev = 0.0;
+        self.entries
+            .iter()
+            .map(|(size, cum)| {
+                let share = (cum - prev) / self.total;
+                prev = *cum;
+                (*size, share)
+            })
+            .collect()
+    }
+
     /// The largest size in the mix.
     pub fn max(&self) -> usize {
         self.entries.iter().map(|(s, _)| *s).max().unwrap_or(0)
