@@ -36,78 +36,15 @@ bench_cert "$work"
 "$EST_BIN" pki cluster "$work/cluster" estafette-0 estafette-1 estafette-2 >/dev/null
 SINK=$(free_port)
 
-# node DIR ID SMTP [CLUSTER_TOML]
-node_config() {
-  mkdir -p "$1"
-  cat > "$1/estafette.toml" <<EOF
-[node]
-hostname = "estafette-$2.bench"
-node_id = $2
-spool = "spool"
-postmaster = "postmaster@sink.test"
-[tls]
-cert = "$work/cert.pem"
-key = "$work/key.pem"
-[[listener]]
-name = "bench"
-address = "127.0.0.1:$3"
-tls = "starttls"
-require_tls = false
-max_sessions = 2000
-[[route]]
-domain = "*"
-host = "127.0.0.1:$SINK"
-tls = "none"
-[outbound]
-max_connections = 20
-poll_ms = 50
-$4
-EOF
-}
-
-start() { RUST_LOG=warn "$EST_BIN" serve --config "$1/estafette.toml" > "$1/log" 2>&1 & pids+=($!); echo $!; }
-
 # single: one node.
 A=$(free_port); node_config "$work/single" 0 "$A" ""
 APID=$(start "$work/single"); pids+=("$APID"); wait_port "$A"
 
-# cluster N: N nodes, min_copies = 2; prints "port pid..." (node 0 first).
-cluster() {
-  local n=$1 i members="" ports=() quic=() pidlist=()
-  for i in $(seq 0 $((n - 1))); do ports+=("$(free_port)"); quic+=("$(free_port)"); done
-  for i in $(seq 0 $((n - 1))); do
-    members+="[[cluster.member]]
-name = \"estafette-$i\"
-id = $i
-address = \"127.0.0.1:${quic[$i]}\"
-"
-  done
-  for i in $(seq 0 $((n - 1))); do
-    node_config "$work/c$n-$i" "$i" "${ports[$i]}" "[cluster]
-name = \"estafette-$i\"
-listen = \"127.0.0.1:${quic[$i]}\"
-min_copies = 2
-ca = \"$work/cluster/ca.pem\"
-cert = \"$work/cluster/estafette-$i.pem\"
-key = \"$work/cluster/estafette-$i.key\"
-$members"
-    RUST_LOG=warn "$EST_BIN" serve --config "$work/c$n-$i/estafette.toml" > "$work/c$n-$i/log" 2>&1 &
-    pidlist+=($!)
-  done
-  for i in $(seq 0 $((n - 1))); do wait_port "${ports[$i]}"; done
-  echo "${ports[0]} ${pidlist[*]}"
-}
 read -r B PAIR_PIDS <<< "$(cluster 2)"
 read -r C TRIO_PIDS <<< "$(cluster 3)"
 # shellcheck disable=SC2206
 pids+=($PAIR_PIDS $TRIO_PIDS)
 sleep 3   # the QUIC links come up
-
-ticks() { # summed utime+stime (clock ticks) of the given pids
-  local t=0 p
-  for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
-  echo "$t"
-}
 
 run() { # label port tls rep rate pids...
   local label=$1 port=$2 tls=$3 rep=$4 rate=$5; shift 5

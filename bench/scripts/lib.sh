@@ -18,3 +18,74 @@ bench_cert() {
     -addext "subjectAltName=DNS:relay.bench,IP:127.0.0.1" \
     -keyout "$1/key.pem" -out "$1/cert.pem" >/dev/null 2>&1
 }
+
+# Nodes of the bench (they use $work, a scratch directory, and $SINK, the
+# sink's port, set by the caller; started nodes' pids are added to $pids).
+# node_config DIR ID SMTP [EXTRA_TOML]: EXTRA_TOML lands in [outbound] until
+# its first section header.
+node_config() {
+  mkdir -p "$1"
+  cat > "$1/estafette.toml" <<EOF
+[node]
+hostname = "estafette-$2.bench"
+node_id = $2
+spool = "spool"
+postmaster = "postmaster@sink.test"
+[tls]
+cert = "$work/cert.pem"
+key = "$work/key.pem"
+[[listener]]
+name = "bench"
+address = "127.0.0.1:$3"
+tls = "starttls"
+require_tls = false
+max_sessions = 2000
+[[route]]
+domain = "*"
+host = "127.0.0.1:$SINK"
+tls = "none"
+[outbound]
+max_connections = 20
+poll_ms = 50
+$4
+EOF
+}
+
+start() { RUST_LOG=warn "$EST_BIN" serve --config "$1/estafette.toml" > "$1/log" 2>&1 & pids+=($!); echo $!; }
+
+# cluster N [EXTRA_TOML]: N nodes, min_copies = 2 (certificates from
+# `estafette pki cluster $work/cluster estafette-0 ...`); prints "port pid..."
+# (node 0 first).
+cluster() {
+  local n=$1 extra=${2:-} i members="" ports=() quic=() pidlist=()
+  for i in $(seq 0 $((n - 1))); do ports+=("$(free_port)"); quic+=("$(free_port)"); done
+  for i in $(seq 0 $((n - 1))); do
+    members+="[[cluster.member]]
+name = \"estafette-$i\"
+id = $i
+address = \"127.0.0.1:${quic[$i]}\"
+"
+  done
+  for i in $(seq 0 $((n - 1))); do
+    node_config "$work/c$n-$i" "$i" "${ports[$i]}" "$extra
+[cluster]
+name = \"estafette-$i\"
+listen = \"127.0.0.1:${quic[$i]}\"
+min_copies = 2
+ca = \"$work/cluster/ca.pem\"
+cert = \"$work/cluster/estafette-$i.pem\"
+key = \"$work/cluster/estafette-$i.key\"
+$members"
+    RUST_LOG=warn "$EST_BIN" serve --config "$work/c$n-$i/estafette.toml" > "$work/c$n-$i/log" 2>&1 &
+    pidlist+=($!)
+  done
+  for i in $(seq 0 $((n - 1))); do wait_port "${ports[$i]}"; done
+  echo "${ports[0]} ${pidlist[*]}"
+}
+
+ticks() { # summed utime+stime (clock ticks) of the given pids
+  local t=0 p
+  for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+  echo "$t"
+}
+
