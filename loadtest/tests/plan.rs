@@ -1,4 +1,5 @@
-//! `estafette-load plan` on every shipped profile with the shipped costs: the
+//! `estafette-load plan` on every shipped profile with the shipped costs
+//! (`costs-incompressible.json`): the
 //! outputs exist and parse, bigger volumes need more nodes, the HTML has its
 //! charts, and bad files are a clear message with exit status 2.
 
@@ -18,7 +19,9 @@ fn plan(profile: &str, out: &Path, extra: &[&str]) -> Output {
     Command::new(BIN)
         .arg("plan")
         .arg("--costs")
-        .arg(dir.join("costs.json"))
+        // The costs to plan with (docs/capacity.md): measured, with attachments that
+        // do not compress.
+        .arg(dir.join("costs-incompressible.json"))
         .arg("--profile")
         .arg(dir.join(profile))
         .arg("--out")
@@ -136,7 +139,7 @@ fn every_shipped_profile_plans_and_bigger_volumes_need_more_nodes() {
         );
         assert!((e - (p - m) / m * 100.0).abs() < 1e-6);
     }
-    assert!(text.contains("validation") && text.contains("predicted") && text.contains("PLACEHOLDER"));
+    assert!(text.contains("validation") && text.contains("predicted") && text.contains("measured"));
 
     // Charts: queue (1 h, 1 day), disk, CPU and the search per cluster, and the validation.
     assert!(

@@ -471,6 +471,7 @@ fn main() -> anyhow::Result<()> {
                 tracing::info!(file = %path.display(), keys = ?config.overrides, "settings from the environment");
             }
             let runtime = tokio::runtime::Runtime::new()?;
+            let mut restart = false;
             runtime.block_on(async {
                 if dev {
                     let addr = ([127, 0, 0, 1], dev::DEV_SINK_PORT).into();
@@ -512,16 +513,32 @@ fn main() -> anyhow::Result<()> {
                             Request::Reload(reply) => {
                                 let _ = reply.send(reload(&node, &path).await);
                             }
+                            Request::Restart => {
+                                tracing::error!(
+                                    "the spool is stuck read-only: shutting down, exit status {EXIT_RESTART} \
+                                     (the supervisor starts the node again and the spool is reopened)"
+                                );
+                                restart = true;
+                                break;
+                            }
                         },
                     }
                 }
                 tracing::info!("shutting down");
                 node.shutdown().await;
                 anyhow::Ok(())
-            })
+            })?;
+            if restart {
+                std::process::exit(EXIT_RESTART);
+            }
+            Ok(())
         }
     }
 }
+
+/// `estafette serve`'s exit status when the node must be started again (a
+/// spool stuck read-only): EX_TEMPFAIL.
+const EXIT_RESTART: i32 = 75;
 
 /// Reads `path` again and reloads what can change without a restart; a bad
 /// file is refused as a whole (logged, and returned for the API's caller).

@@ -50,6 +50,12 @@ pub struct SpoolConfig {
     /// writer; beyond it they are dropped and counted
     /// ([`crate::Spool::detached_dropped`]). Default 100,000 (tens of MB).
     pub max_detached_writes: usize,
+    /// Free bytes to keep on the spool's volume: below it [`crate::Spool::room`]
+    /// refuses new mail, while deliveries, which free space but need small
+    /// writes to record their outcome and delete the message, go on (Postfix's
+    /// `queue_minfree`). Without it, mail can fill the disk to the last byte and
+    /// the queue cannot even be emptied. 0: no floor.
+    pub min_free_bytes: u64,
 }
 
 /// What one group commit was: how many writes it carried, whether it was fsynced, and
@@ -93,6 +99,7 @@ impl Default for SpoolConfig {
             observer: None,
             stall_after: Duration::from_secs(5),
             max_detached_writes: 100_000,
+            min_free_bytes: 64 << 20,
         }
     }
 }

@@ -40,6 +40,7 @@ mod id;
 mod keys;
 mod record;
 mod recovery;
+mod room;
 mod shadow;
 mod spool;
 mod stats;

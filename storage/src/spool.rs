@@ -19,6 +19,7 @@ pub(crate) struct Core {
     pub(crate) db: DB,
     pub(crate) config: SpoolConfig,
     pub(crate) health: Health,
+    pub(crate) room: crate::room::Room,
 }
 
 impl Core {
@@ -40,6 +41,7 @@ impl Core {
             db: crate::db::open_read_only(&config)?,
             config,
             health: Health::default(),
+            room: crate::room::Room::default(),
         })
     }
 
@@ -184,6 +186,7 @@ impl Spool {
         let ids = IdGenerator::new(config.node_id, floor);
         let core = Arc::new(Core {
             health: Health::with_stall_after(config.stall_after),
+            room: crate::room::Room::default(),
             db,
             config,
         });
@@ -230,6 +233,25 @@ impl Spool {
     /// MAIL FROM (452 4.3.1 / 421) while this is `Err`.
     pub fn health(&self) -> Result<(), Error> {
         self.core().health.get()
+    }
+
+    /// `Err(`[`Error::NoSpace`]`)` while the spool's volume has less free
+    /// space than [`SpoolConfig::min_free_bytes`]: refuse new mail then
+    /// (`452 4.3.1`), keep delivering. Read from the file system at most once
+    /// a second.
+    pub fn room(&self) -> Result<(), Error> {
+        let core = self.core();
+        core.room.check(&core.config.path, core.config.min_free_bytes)
+    }
+
+    /// The database has refused writes for a while although its volume takes
+    /// writes again (RocksDB stays read-only after some write errors, such as
+    /// a full disk, until its free-space reserve is met; on a small volume it
+    /// may never be). Only reopening the spool clears it: the relay exits so
+    /// that its supervisor restarts it. Nothing acknowledged is lost: it is in
+    /// the synced WAL, replayed at the next open.
+    pub fn stuck(&self) -> bool {
+        self.core().health.stuck()
     }
 
     /// Bytes of the spool's files on disk (SST, blob, WAL, manifest, options): what the

@@ -217,6 +217,29 @@ pub(crate) fn spawn(core: Arc<Core>) -> Result<(WriterHandle, JoinHandle<()>), E
 /// How often the writer probes the database while it is unhealthy.
 const PROBE_INTERVAL: Duration = Duration::from_millis(500);
 
+/// How long the database may keep refusing writes while plain files in its
+/// directory can be written before the spool is declared stuck.
+const STUCK_AFTER: Duration = Duration::from_secs(30);
+
+/// The plain-file write that shows the volume takes writes again: about what
+/// a group commit and a memtable flush need to start.
+const SPACE_CHECK_BYTES: usize = 8 << 20;
+
+/// Whether the spool's volume takes a synced write of [`SPACE_CHECK_BYTES`]
+/// now (the file is removed at once).
+fn volume_writable(dir: &std::path::Path) -> bool {
+    use std::io::Write as _;
+    let path = dir.join(".estafette-space-check");
+    let ok = std::fs::File::create(&path)
+        .and_then(|mut f| {
+            f.write_all(&vec![0u8; SPACE_CHECK_BYTES])?;
+            f.sync_all()
+        })
+        .is_ok();
+    let _ = std::fs::remove_file(&path);
+    ok
+}
+
 fn run(core: &Core, rx: &Receiver<Command>, backlog: &Backlog) {
     let mut sync = WriteOptions::default();
     sync.set_sync(true);
@@ -224,6 +247,12 @@ fn run(core: &Core, rx: &Receiver<Command>, backlog: &Backlog) {
     let max_msgs = core.config.max_batch_messages.max(1);
     let max_bytes = core.config.max_batch_bytes;
     let mut group: Vec<Request> = Vec::with_capacity(max_msgs);
+    // RocksDB turns read-only after some write errors (a WAL append on a full
+    // disk) and recovers by itself only once free space passes its own reserve;
+    // on a small volume it may never. Refusing writes while the volume takes
+    // them again for STUCK_AFTER is reported (`Spool::stuck`): reopening, that
+    // is restarting the node, clears it.
+    let mut stuck = StuckCheck::default();
     loop {
         let first = if core.health.is_ok() {
             rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
@@ -240,6 +269,7 @@ fn run(core: &Core, rx: &Receiver<Command>, backlog: &Backlog) {
             Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => return,
             Err(RecvTimeoutError::Timeout) => {
                 core.probe(&sync);
+                stuck.check(core);
                 continue;
             }
         };
@@ -265,8 +295,45 @@ fn run(core: &Core, rx: &Receiver<Command>, backlog: &Backlog) {
         let synced = group.iter().any(|r| r.sync);
         let options = if synced { &sync } else { &buffered };
         commit(core, options, synced, &mut group, bytes);
+        // Writes may keep coming (trace events) while the database refuses
+        // them: the probe's timeout alone would never see the volume back.
+        stuck.check(core);
         if stop {
             return;
+        }
+    }
+}
+
+/// Tells a database that refuses writes the volume would take (see `run`).
+#[derive(Default)]
+struct StuckCheck {
+    since: Option<Instant>,
+    last: Option<Instant>,
+}
+
+impl StuckCheck {
+    /// At most every [`PROBE_INTERVAL`], and only while unhealthy.
+    fn check(&mut self, core: &Core) {
+        if core.health.is_ok() {
+            self.since = None;
+            return;
+        }
+        if self.last.is_some_and(|t| t.elapsed() < PROBE_INTERVAL) || core.health.stuck() {
+            return;
+        }
+        self.last = Some(Instant::now());
+        if !volume_writable(&core.config.path) {
+            self.since = None;
+            return;
+        }
+        let since = *self.since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= STUCK_AFTER {
+            tracing::error!(
+                path = %core.config.path.display(),
+                "the spool's database refuses writes although its volume takes them again: \
+                 it needs reopening (a restart of the node)"
+            );
+            core.health.set_stuck();
         }
     }
 }
@@ -344,6 +411,8 @@ pub(crate) struct Health {
     writing_since_ms: std::sync::atomic::AtomicU64,
     /// 0: never reported as a stall.
     stall_after_ms: u64,
+    /// The database refuses writes that its volume would take (see `run`).
+    stuck: std::sync::atomic::AtomicBool,
 }
 
 impl Health {
@@ -384,6 +453,15 @@ impl Health {
             });
         }
         Ok(())
+    }
+
+    pub(crate) fn set_stuck(&self) {
+        self.stuck.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Set once for good: only a new process clears RocksDB's read-only state.
+    pub(crate) fn stuck(&self) -> bool {
+        self.stuck.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// No write error on record (a write in progress, stuck or not, does not count).

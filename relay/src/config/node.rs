@@ -54,6 +54,15 @@ pub struct NodeConfig {
     /// (`estafette_spool_detached_dropped_total`). Default 100,000.
     #[serde(default = "default_spool_max_detached")]
     pub spool_max_detached_writes: usize,
+    /// Free space (MB) kept on the spool's volume: below it new mail gets
+    /// `452 4.3.1` at MAIL FROM (and `/readyz` 503) while deliveries go on
+    /// and free it (Postfix's `queue_minfree`). 0: none. Default 64.
+    #[serde(default = "default_spool_min_free_mb")]
+    pub spool_min_free_mb: u64,
+}
+
+fn default_spool_min_free_mb() -> u64 {
+    64
 }
 
 fn default_spool_max_detached() -> usize {

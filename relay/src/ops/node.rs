@@ -34,6 +34,10 @@ pub enum Request {
     Drain,
     /// Read the configuration file again and reload it; answer the caller.
     Reload(ReloadRequest),
+    /// The spool is stuck read-only ([`storage::Spool::stuck`]): shut down
+    /// and exit non-zero, so that the supervisor (Kubernetes, systemd)
+    /// starts the node again and the spool is reopened.
+    Restart,
 }
 
 /// A running node. Dropping it without [`Node::shutdown`] aborts its tasks.
@@ -70,6 +74,7 @@ impl Node {
             observer: Some(metrics.commit_observer()),
             stall_after: Duration::from_secs(config.node.spool_stall_secs),
             max_detached_writes: config.node.spool_max_detached_writes,
+            min_free_bytes: config.node.spool_min_free_mb << 20,
             ..storage::SpoolConfig::default()
         };
         let (spool, guard) = storage::Spool::open(spool_config)
@@ -269,12 +274,22 @@ impl Node {
     }
 
     /// The next request from the admin API: a drain (`estafette drain`) or
-    /// a reload (`POST /api/reload`, whose caller waits for the answer).
+    /// a reload (`POST /api/reload`, whose caller waits for the answer); or
+    /// from the spool: a restart when it is stuck (checked every second).
     pub async fn requested(&mut self) -> Request {
+        let spool = self.spool.clone();
+        let stuck = async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if spool.stuck() {
+                    return;
+                }
+            }
+        };
         tokio::select! {
             Some(()) = self.drain_rx.recv() => Request::Drain,
             Some(reply) = self.reload_rx.recv() => Request::Reload(reply),
-            else => std::future::pending().await,
+            () = stuck => Request::Restart,
         }
     }
 

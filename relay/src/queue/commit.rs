@@ -209,6 +209,7 @@ impl Queue {
     /// sends a body).
     pub fn health(&self) -> Result<(), Reply> {
         self.spool.health().map_err(|e| spool_reply(&e))?;
+        self.spool.room().map_err(|e| spool_reply(&e))?;
         match &self.cluster {
             Some(c) if c.replicates() && !c.can_accept() => Err(Reply::new(
                 451,

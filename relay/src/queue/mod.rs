@@ -300,6 +300,13 @@ impl Queue {
         if self.cluster.as_ref().is_some_and(|c| !c.may_deliver(id)) {
             return true; // the cluster says another node delivers it, or not yet
         }
+        // While the spool cannot write (full disk, stalled device) an attempt's
+        // outcome cannot be recorded: the message would stay due and be delivered
+        // again at every scan (seen with a full disk in scripts/chaos: one message
+        // delivered hundreds of times). Deliveries resume with the writes.
+        if self.spool.health().is_err() {
+            return true;
+        }
         if !self.claim(id) {
             return true;
         }

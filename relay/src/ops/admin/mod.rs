@@ -239,7 +239,7 @@ async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
     if state.shutdown.reached_now(Phase::Draining) {
         problems.push("draining or shutting down".to_owned());
     }
-    if let Err(e) = state.sources.spool.health() {
+    if let Err(e) = state.sources.spool.health().and_then(|()| state.sources.spool.room()) {
         problems.push(format!("spool: {e}"));
     }
     if let Some(c) = state.sources.queue.cluster() {
