@@ -82,6 +82,10 @@ impl Copy {
         match self.state {
             State::Accepting { .. } => CopyStatus::Active,
             State::Queued { .. } if self.deliverable => CopyStatus::Active,
+            // Being moved into the queue to be delivered here: answering
+            // "standby" would let an origin that asks at that moment (woken
+            // from a pause) deliver it too (seen in scripts/chaos).
+            State::Promoting { released: false } => CopyStatus::Active,
             _ => CopyStatus::Standby,
         }
     }

@@ -23,8 +23,14 @@ impl Node {
     /// shadows stand by.
     pub(super) fn recover(&mut self, now: Instant, boot: Boot) {
         let me = self.config.node;
+        // A recovered shadow was stored in an earlier life: no accept can still
+        // be under way for it, so it is old enough to be checked at once (by
+        // the link-up query; its release may have been lost with the crash).
+        let stored = now
+            .checked_sub(self.config.reconcile_interval + self.config.accept_deadline * 2)
+            .unwrap_or(now);
         for r in boot.shadows {
-            self.copies.insert(r.id, Copy::new(r.placement, State::Shadow, now));
+            self.copies.insert(r.id, Copy::new(r.placement, State::Shadow, stored));
         }
         for r in boot.own {
             let waiting: Vec<NodeId> = r

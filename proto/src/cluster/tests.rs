@@ -598,3 +598,37 @@ fn a_release_lost_on_a_broken_connection_is_repaired_when_the_link_returns() {
     );
     assert_eq!(h.nodes[1].counters().shadows_held, 0);
 }
+
+#[test]
+fn a_holder_restarted_after_a_lost_release_checks_its_shadows_at_once() {
+    let mut h = Harness::new(2, 2);
+    h.local(0, LocalEvent::Accepted { id: id(1), size: 10 });
+    let placement = h.nodes[0].placement(&id(1)).cloned().expect("placed");
+    // Node 1 crashes with the release on its way (the frame vanishes).
+    h.link[0][1] = false;
+    h.link[1][0] = false;
+    h.local(0, LocalEvent::Final { id: id(1) });
+    h.advance(Duration::from_millis(300));
+    h.take(1);
+    h.restart(
+        1,
+        Boot {
+            epoch: 20,
+            volume: 2,
+            own: Vec::new(),
+            shadows: vec![RecoveredCopy {
+                id: id(1),
+                placement,
+                promoted: false,
+            }],
+        },
+    );
+    h.advance(Duration::from_millis(100));
+    assert!(
+        h.take(1)
+            .iter()
+            .any(|a| matches!(a, Action::DropShadows { ids, .. } if ids == &[id(1)])),
+        "the recovered shadow of a final message goes when the link comes up"
+    );
+    assert_eq!(h.nodes[1].counters().shadows_held, 0);
+}

@@ -56,6 +56,12 @@ pub struct ListenerConfig {
     /// Default 1000.
     #[serde(default = "default_max_sessions")]
     pub max_sessions: usize,
+    /// Most concurrent sessions from one client address (after the PROXY
+    /// header, when there is one); the next one gets `421 4.7.0` and is
+    /// closed, so that one client cannot take every session (Postfix's
+    /// `smtpd_client_connection_count_limit`). 0: no limit. Default 100.
+    #[serde(default = "default_max_sessions_per_client")]
+    pub max_sessions_per_client: usize,
     /// Idle time allowed waiting for a command (seconds). Default 300.
     #[serde(default = "default_command_timeout")]
     pub command_timeout_secs: u64,
@@ -88,6 +94,9 @@ pub struct ListenerConfig {
 
 fn default_max_sessions() -> usize {
     1000
+}
+fn default_max_sessions_per_client() -> usize {
+    100
 }
 fn default_command_timeout() -> u64 {
     300

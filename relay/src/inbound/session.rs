@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use net::server::{Handler, ServerTls};
 use proto::server::{Server, ServerEvent, Verdict};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
 
@@ -63,16 +64,28 @@ impl Session {
 
 /// Serves one accepted connection to its end. Errors are logged, not returned:
 /// a broken client must never disturb the listener.
-pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerCtx>, shutdown: PhaseWatch) {
+pub(crate) async fn serve(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<ListenerCtx>,
+    shutdown: PhaseWatch,
+    clients: super::listener::ClientSessions,
+) {
     // Every line the session logs carries its id, listener and (TCP) peer:
     // in JSON logs they are the span's fields.
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let span = tracing::info_span!("session", session = id, listener = %ctx.listener.name, tcp_peer = %peer);
-    tracing::Instrument::instrument(serve_session(tcp, peer, ctx, shutdown), span).await;
+    tracing::Instrument::instrument(serve_session(tcp, peer, ctx, shutdown, clients), span).await;
 }
 
-async fn serve_session(mut tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerCtx>, mut shutdown: PhaseWatch) {
+async fn serve_session(
+    mut tcp: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<ListenerCtx>,
+    mut shutdown: PhaseWatch,
+    clients: super::listener::ClientSessions,
+) {
     let peer = if ctx.listener.proxy_protocol {
         let from = &ctx.listener.proxy_from;
         match super::proxy::client_address(&mut tcp, peer, from, ctx.handshake_timeout).await {
@@ -84,6 +97,16 @@ async fn serve_session(mut tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerCt
         }
     } else {
         peer
+    };
+    let Some(_slot) = clients.enter(peer.ip(), ctx.listener.max_sessions_per_client) else {
+        warn!(%peer, listener = %ctx.listener.name, "per-client session limit reached");
+        let line = format!(
+            "421 4.7.0 {} too many sessions from your address, try again later\r\n",
+            ctx.hostname
+        );
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), tcp.write_all(line.as_bytes())).await;
+        let _ = tcp.shutdown().await;
+        return;
     };
     let mut session = Session {
         peer,
