@@ -70,6 +70,20 @@ impl Spool {
         self.accept_with(id, envelope, body, Some((own_key(id), placement)))
     }
 
+    /// [`Spool::accept_spilled`] with the message's placement stored beside it in the
+    /// same synced batch (same contract).
+    pub fn accept_spilled_placed(
+        &self,
+        envelope: Envelope,
+        head: bytes::Bytes,
+        spill: crate::Spill,
+        tail: bytes::Bytes,
+        placement: Vec<u8>,
+    ) -> WriteFuture<MessageId> {
+        let id = spill.id();
+        self.accept_spilled_with(envelope, head, spill, tail, Some((own_key(id), placement)))
+    }
+
     /// The placement stored with own message `id`, if any.
     pub fn placement(&self, id: MessageId) -> Result<Option<Vec<u8>>, Error> {
         self.core().get(Cf::Cluster, &own_key(id))

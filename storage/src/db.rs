@@ -54,7 +54,7 @@ fn cf_options(cf: Cf, config: &SpoolConfig, cache: &Cache) -> Options {
         Cf::Msg => {
             o.set_write_buffer_size(config.write_buffer_bytes);
         }
-        Cf::Cluster => {
+        Cf::Cluster | Cf::Chunks => {
             o.set_write_buffer_size(4 << 20);
         }
         Cf::Stats => {
@@ -115,6 +115,9 @@ pub(crate) fn open(config: &SpoolConfig) -> Result<DB, Error> {
 pub(crate) fn open_read_only(config: &SpoolConfig) -> Result<DB, Error> {
     let cache = Cache::new_lru_cache(config.block_cache_bytes);
     let opts = db_options();
+    // Only the families the spool has: one written by an older version lacks
+    // the newer ones (`chunks`), and a read-only open cannot create them.
+    let existing = DB::list_cf(&opts, &config.path).unwrap_or_default();
     let cfs = std::iter::once(ColumnFamilyDescriptor::new(
         rocksdb::DEFAULT_COLUMN_FAMILY_NAME,
         Options::default(),
@@ -122,6 +125,7 @@ pub(crate) fn open_read_only(config: &SpoolConfig) -> Result<DB, Error> {
     .chain(
         Cf::ALL
             .iter()
+            .filter(|cf| existing.is_empty() || existing.iter().any(|e| e == cf.name()))
             .map(|&cf| ColumnFamilyDescriptor::new(cf.name(), cf_options(cf, config, &cache))),
     );
     DB::open_cf_descriptors_read_only(&opts, &config.path, cfs, false).map_err(|e| Error::Open {

@@ -23,10 +23,13 @@ pub(crate) enum Cf {
     /// big-endian; `b"o" || id (16)` → the placement of an own message;
     /// `b"s" || origin (2) || id (16)` → the placement of a shadow copy.
     Cluster,
+    /// `id (16)` → how its body is stored in pieces: `state (1) || count (4)`;
+    /// the pieces are `body` keys `id (16) || n (4)` (see `chunks.rs`).
+    Chunks,
 }
 
 impl Cf {
-    pub(crate) const ALL: [Self; 8] = [
+    pub(crate) const ALL: [Self; 9] = [
         Self::Msg,
         Self::Body,
         Self::Sched,
@@ -35,6 +38,7 @@ impl Cf {
         Self::EventByTime,
         Self::Stats,
         Self::Cluster,
+        Self::Chunks,
     ];
 
     pub(crate) const fn name(self) -> &'static str {
@@ -47,6 +51,7 @@ impl Cf {
             Self::EventByTime => "event_by_time",
             Self::Stats => "stats",
             Self::Cluster => "cluster",
+            Self::Chunks => "chunks",
         }
     }
 }

@@ -14,6 +14,8 @@
 //! - `recovery.rs`: the start-up scan ([`Entry`], [`QueuedMessage`]).
 //! - `record.rs`: [`Envelope`], [`Recipient`] and their rkyv encoding, validated on read.
 //! - `id.rs`: [`MessageId`], sortable, printable.
+//! - `chunks.rs`: bodies written and read in pieces ([`Spill`], [`BodyReader`]): large
+//!   messages never whole in memory.
 //! - `shadow.rs`: copies held for peers ([`Shadow`]).
 //! - `events.rs`: trace events ([`Event`]) and their retention sweep.
 //! - `stats.rs`: monthly counters.
@@ -21,8 +23,8 @@
 //! - `config.rs`: [`SpoolConfig`], [`Durability`]; `error.rs`: [`Error`].
 //!
 //! # Column families (keys big-endian: byte order = time order)
-//! `msg` id → envelope · `body` id → bytes (blob files above
-//! [`SpoolConfig::blob_threshold`]) · `sched` due‖id → () · `shadow` origin‖id → envelope +
+//! `msg` id → envelope · `body` id → bytes, or id‖n → piece n (blob files above
+//! [`SpoolConfig::blob_threshold`]) · `chunks` id → pieces record · `sched` due‖id → () · `shadow` origin‖id → envelope +
 //! body · `event` id‖time‖n → event · `event_by_time` time‖id‖n → () · `stats`
 //! month‖name → u64.
 //!
@@ -31,6 +33,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod chunks;
 mod cluster;
 mod config;
 mod db;
@@ -46,6 +49,7 @@ mod spool;
 mod stats;
 mod writer;
 
+pub use chunks::{BodyLayout, BodyReader, Spill};
 pub use cluster::ShadowKey;
 pub use config::{Commit, CommitObserver, Durability, SpoolConfig};
 pub use error::Error;

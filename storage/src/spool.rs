@@ -190,6 +190,7 @@ impl Spool {
             db,
             config,
         });
+        crate::chunks::sweep_partial(&core)?;
         let (writer, join) = writer::spawn(core.clone())?;
         let spool = Self {
             inner: Arc::new(Inner { core, writer, ids }),
@@ -323,20 +324,33 @@ impl Spool {
         body: impl Into<bytes::Bytes>,
         extra: Option<(Vec<u8>, Vec<u8>)>,
     ) -> WriteFuture<MessageId> {
+        let body = body.into();
+        envelope.body_size = body.len() as u64;
+        let mut ops = Ops::default();
+        ops.put(Cf::Body, id.as_bytes().to_vec(), body);
+        self.accept_ops(id, envelope, ops, extra)
+    }
+
+    /// The synced batch of a new message: `ops` (its body) plus the envelope
+    /// (`body_size` already set), its `sched` entry and an optional `cluster`
+    /// record.
+    pub(crate) fn accept_ops(
+        &self,
+        id: MessageId,
+        envelope: Envelope,
+        mut ops: Ops,
+        extra: Option<(Vec<u8>, Vec<u8>)>,
+    ) -> WriteFuture<MessageId> {
         if envelope.recipients.is_empty() {
             return WriteFuture::ready(Err(Error::InvalidArgument(
                 "a message needs at least one recipient".into(),
             )));
         }
-        let body = body.into();
-        envelope.body_size = body.len() as u64;
         let value = match encode_envelope(&envelope) {
             Ok(v) => v,
             Err(e) => return WriteFuture::ready(Err(e)),
         };
-        let mut ops = Ops::default();
         ops.put(Cf::Msg, id.as_bytes().to_vec(), value);
-        ops.put(Cf::Body, id.as_bytes().to_vec(), body);
         if let Some(due) = envelope.due_ms() {
             ops.put(Cf::Sched, sched_key(due, id).to_vec(), Vec::new());
         }
@@ -398,7 +412,15 @@ impl Spool {
     pub fn remove(&self, id: MessageId, durability: Durability) -> WriteFuture<bool> {
         let due = match self.stored_due(id) {
             Ok(Some(d)) => d,
-            Ok(None) => return WriteFuture::ready(Ok(false)),
+            Ok(None) => {
+                // Pieces of a message whose accept failed go too.
+                let mut ops = Ops::default();
+                return match crate::chunks::forget_pieces(self.core(), &mut ops, id) {
+                    Ok(()) if ops.is_empty() => WriteFuture::ready(Ok(false)),
+                    Ok(()) => self.core().submit(self.writer(), ops, durability, false),
+                    Err(e) => WriteFuture::ready(Err(e)),
+                };
+            }
             // A corrupt envelope can still be removed; only its sched entry is unknown.
             Err(Error::Corrupt { .. }) => None,
             Err(e) => return WriteFuture::ready(Err(e)),
@@ -406,6 +428,9 @@ impl Spool {
         let mut ops = Ops::default();
         ops.delete(Cf::Msg, id.as_bytes().to_vec());
         ops.delete(Cf::Body, id.as_bytes().to_vec());
+        if let Err(e) = crate::chunks::forget_pieces(self.core(), &mut ops, id) {
+            return WriteFuture::ready(Err(e));
+        }
         if let Some(d) = due {
             ops.delete(Cf::Sched, sched_key(d, id).to_vec());
         }
@@ -458,10 +483,16 @@ impl Spool {
         }
     }
 
-    /// The stored body of `id`, exactly the bytes given to [`Spool::accept`]; `None` if it
-    /// is not in the spool.
+    /// The stored body of `id`, whole in memory: exactly the bytes given to
+    /// [`Spool::accept`] (or to [`Spool::accept_spilled`], pieces joined); `None` if it
+    /// is not in the spool. For a large message read it piece by piece with
+    /// [`Spool::body_reader`] instead.
     pub fn body(&self, id: MessageId) -> Result<Option<Vec<u8>>, Error> {
-        self.core().get(Cf::Body, id.as_bytes())
+        match self.body_layout(id)? {
+            None => Ok(None),
+            Some(crate::BodyLayout::Whole) => self.core().get(Cf::Body, id.as_bytes()),
+            Some(crate::BodyLayout::Pieces { .. }) => self.body_prefix(id, usize::MAX),
+        }
     }
 
     /// Up to `limit` stored messages with ids strictly after `after` (from the first when

@@ -46,6 +46,10 @@ pub(crate) struct Ops {
 }
 
 impl Ops {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
     pub(crate) fn put(&mut self, cf: Cf, key: impl Into<Vec<u8>>, value: impl Into<bytes::Bytes>) {
         let key = key.into();
         let value = value.into();

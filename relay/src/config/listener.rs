@@ -130,6 +130,13 @@ pub struct Limits {
     pub max_command_line: usize,
     /// Protocol errors before the session is closed. Default 10.
     pub max_errors: usize,
+    /// Content beyond this many octets goes to the spool in pieces of about
+    /// this size while it arrives, and delivery reads it back piece by piece:
+    /// a large message is never whole in memory (memory per session is about
+    /// two pieces). Messages up to this size stay whole in memory and are
+    /// written once. 0 keeps every message whole in memory. Default 1 MiB;
+    /// 0 or at least 64 KiB.
+    pub body_piece_size: usize,
 }
 
 impl Default for Limits {
@@ -140,6 +147,7 @@ impl Default for Limits {
             max_line_length: 1000,
             max_command_line: 2048,
             max_errors: 10,
+            body_piece_size: 1 << 20,
         }
     }
 }

@@ -344,6 +344,9 @@ impl Config {
                 "max_recipients, max_message_size and max_errors must be positive",
             ));
         }
+        if lim.body_piece_size != 0 && lim.body_piece_size < 64 << 10 {
+            return Err(invalid("limits.body_piece_size", "must be 0 or at least 65536"));
+        }
         for (i, r) in self.routes.iter().enumerate() {
             let d = r.domain.trim_start_matches('.');
             if r.domain != "*" && !proto::address::is_domain(d) {

@@ -21,7 +21,7 @@ use super::policy::{Postmaster, SizeLimits};
 use super::session::Session;
 use super::ListenerCtx;
 use crate::outbound::envelope;
-use crate::queue::Prepared;
+use crate::queue::{Body, Prepared};
 use crate::trust::indicators;
 
 /// Who handed the message over, and how: the session facts that go into the
@@ -60,14 +60,37 @@ pub(crate) struct Transaction<'a> {
     pub(crate) recipients: &'a [AcceptedRcpt],
 }
 
+/// The content of one transaction as the session collected it.
+#[derive(Debug)]
+pub(crate) enum Content {
+    /// The whole message in memory (up to `limits.body_piece_size`).
+    Whole(Vec<u8>),
+    /// A larger one, written to the spool in pieces while it arrived.
+    Spilled {
+        /// A copy of the first octets (up to [`HEAD_SCAN`]): the header
+        /// section the trace headers and indicators look at.
+        start: Vec<u8>,
+        /// The pieces in the spool.
+        spill: storage::Spill,
+        /// What arrived after the last piece.
+        tail: Vec<u8>,
+    },
+}
+
+/// How much of a large message's start is kept to read its header section
+/// (Message-ID, MSSanté indicators). A header section longer than this is
+/// read up to here only: a `Message-ID:` past it is not seen and one is added.
+pub(crate) const HEAD_SCAN: usize = 256 << 10;
+
 /// Builds what [`crate::queue::Queue::commit`] stores for a message that
-/// will be `id`: trace headers prepended to `body`, the envelope (recipients
-/// due at `first_due_ms`), the monthly indicator counters and the trace
-/// event. No I/O; the body is copied once, to prepend the headers.
+/// will be `id`: trace headers prepended to the content, the envelope
+/// (recipients due at `first_due_ms`), the monthly indicator counters and the
+/// trace event. No I/O; a whole body is copied once, to prepend the headers,
+/// a spilled one not at all (its head becomes piece 0).
 pub(crate) fn prepare(
     origin: &Origin<'_>,
     tx: Transaction<'_>,
-    body: Vec<u8>,
+    content: Content,
     id: MessageId,
     now_ms: u64,
     first_due_ms: u64,
@@ -78,9 +101,27 @@ pub(crate) fn prepare(
         .filter_map(|r| r.to.mailbox().map(|m| m.domain.as_str()))
         .collect();
     let from_domain = tx.from.mailbox().map(|m| m.domain.as_str()).unwrap_or_default();
-    let counters = indicators::accepted(from_domain, &rcpt_domains, &body);
-    let body = with_trace_headers(origin, tx, body, id, now_ms);
-    let envelope = build_envelope(origin, tx, now_ms, first_due_ms, body.len() as u64);
+    let (start, client_size): (&[u8], u64) = match &content {
+        Content::Whole(b) => (b, b.len() as u64),
+        Content::Spilled { start, spill, tail } => (start, spill.len() + tail.len() as u64),
+    };
+    let counters = indicators::accepted(from_domain, &rcpt_domains, client_size, start);
+    let head = trace_head(origin, tx, has_header(start, b"message-id"), id, now_ms);
+    let size = head.len() as u64 + client_size;
+    let body = match content {
+        Content::Whole(b) => {
+            let mut out = Vec::with_capacity(head.len() + b.len());
+            out.extend_from_slice(head.as_bytes());
+            out.extend_from_slice(&b);
+            Body::Whole(Bytes::from(out))
+        }
+        Content::Spilled { spill, tail, .. } => Body::Spilled {
+            head: Bytes::from(head),
+            spill,
+            tail: Bytes::from(tail),
+        },
+    };
+    let envelope = build_envelope(origin, tx, now_ms, first_due_ms, size);
     let event = storage::Event {
         at_ms: now_ms,
         kind: storage::EventKind::Accepted,
@@ -104,7 +145,7 @@ pub(crate) fn prepare(
     Prepared {
         id,
         envelope,
-        body: Bytes::from(body),
+        body,
         counters,
         event: Some(event),
     }
@@ -120,7 +161,7 @@ pub(crate) async fn store(
     server: &Server,
     session: &Session,
     done: &DataDone,
-    body: Vec<u8>,
+    content: Content,
 ) -> Result<MessageId, Reply> {
     let now_ms = storage::now_ms();
     let origin = Origin {
@@ -142,9 +183,12 @@ pub(crate) async fn store(
         params: &done.params,
         recipients: &done.recipients,
     };
-    let id = ctx.queue.next_id();
-    let prepared = prepare(&origin, tx, body, id, now_ms, ctx.queue.first_due(now_ms));
-    let size = prepared.body.len() as u64;
+    let id = match &content {
+        Content::Spilled { spill, .. } => spill.id(),
+        Content::Whole(_) => ctx.queue.next_id(),
+    };
+    let prepared = prepare(&origin, tx, content, id, now_ms, ctx.queue.first_due(now_ms));
+    let size = prepared.body.len();
     let started = std::time::Instant::now();
     match ctx.queue.commit(prepared, ctx.accept_timeout).await {
         Ok(id) => {
@@ -219,8 +263,9 @@ fn build_envelope(
     }
 }
 
-/// Prepends `Received:` (and `Message-ID:` when missing) to the body.
-fn with_trace_headers(origin: &Origin<'_>, tx: Transaction<'_>, body: Vec<u8>, id: MessageId, now_ms: u64) -> Vec<u8> {
+/// The trace headers put before the client's content: `Received:`, and
+/// `Message-ID:` when the message has none.
+fn trace_head(origin: &Origin<'_>, tx: Transaction<'_>, has_message_id: bool, id: MessageId, now_ms: u64) -> String {
     let protocol = match (origin.tls.is_some(), origin.authenticated) {
         (true, true) => "ESMTPSA",
         (true, false) => "ESMTPS",
@@ -242,14 +287,11 @@ fn with_trace_headers(origin: &Origin<'_>, tx: Transaction<'_>, body: Vec<u8>, i
         origin.peer.ip(),
         origin.hostname,
     );
-    if !has_header(&body, b"message-id") {
+    if !has_message_id {
         // The queue id is unique and sortable: the Message-ID leads back to the trace.
         head.push_str(&format!("Message-ID: <{id}@{}>\r\n", origin.hostname));
     }
-    let mut out = Vec::with_capacity(head.len() + body.len());
-    out.extend_from_slice(head.as_bytes());
-    out.extend_from_slice(&body);
-    out
+    head
 }
 
 /// Whether the header section (up to the first empty line) has field `name`
@@ -284,6 +326,13 @@ mod tests {
     use proto::params::Ret;
 
     use super::*;
+
+    fn whole(b: &Body) -> &[u8] {
+        match b {
+            Body::Whole(b) => b,
+            Body::Spilled { .. } => panic!("a small body is kept whole"),
+        }
+    }
 
     #[test]
     fn finds_headers_only_in_the_header_section() {
@@ -330,8 +379,8 @@ mod tests {
         };
         let id: MessageId = "00000T428JP8CG002CXPGYAAW1".parse().expect("id");
         let body = b"Subject: CR\r\nX-MSS-NIL: DPI 1.0\r\n\r\nBonjour\r\n".to_vec();
-        let p = prepare(&origin, tx, body.clone(), id, 1_795_444_320_000, 1_795_444_620_000);
-        let text = String::from_utf8(p.body.to_vec()).expect("utf8");
+        let p = prepare(&origin, tx, Content::Whole(body.clone()), id, 1_795_444_320_000, 1_795_444_620_000);
+        let text = String::from_utf8(whole(&p.body).to_vec()).expect("utf8");
         assert!(
             text.starts_with(
                 "Received: from dpi.ch.test (192.0.2.7)\r\n\tby relay.test (Estafette) with ESMTPSA\r\n\t\
@@ -349,13 +398,13 @@ mod tests {
         assert_eq!(p.envelope.dsn_ret, Some(storage::DsnRet::Headers));
         assert_eq!(p.envelope.envid.as_deref(), Some("E1"));
         assert_eq!(p.envelope.client_identity.as_deref(), Some("dpi"));
-        assert_eq!(p.envelope.body_size, p.body.len() as u64);
+        assert_eq!(p.envelope.body_size, p.body.len());
         assert!(p.counters.iter().any(|(k, _)| k == "nil:DPI 1.0"), "{:?}", p.counters);
         let event = p.event.expect("trace event");
         assert!(event.detail.contains("identity dpi"), "{}", event.detail);
         // A message that has a Message-ID keeps it and gets none added.
-        let p = prepare(&origin, tx, b"Message-ID: <x@y>\r\n\r\nb\r\n".to_vec(), id, 0, 0);
-        assert_eq!(String::from_utf8_lossy(&p.body).matches("Message-ID").count(), 1);
+        let p = prepare(&origin, tx, Content::Whole(b"Message-ID: <x@y>\r\n\r\nb\r\n".to_vec()), id, 0, 0);
+        assert_eq!(String::from_utf8_lossy(whole(&p.body)).matches("Message-ID").count(), 1);
     }
 
     #[test]
@@ -387,7 +436,7 @@ mod tests {
             recipients: &recipients,
         };
         let id: MessageId = "00000T428JP8CG002CXPGYAAW1".parse().expect("id");
-        let p = prepare(&origin, tx, b"\r\nx\r\n".to_vec(), id, 0, 0);
+        let p = prepare(&origin, tx, Content::Whole(b"\r\nx\r\n".to_vec()), id, 0, 0);
         let got: Vec<(&str, &str)> = p
             .envelope
             .recipients

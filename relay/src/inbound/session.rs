@@ -40,6 +40,73 @@ pub(crate) struct Session {
     pub(crate) slot: Option<super::fairness::Slot>,
     /// The SIZE the open transaction declared at MAIL FROM.
     pub(crate) declared_size: Option<u64>,
+    /// A large message's content going to the spool in pieces as it arrives.
+    pub(crate) pieces: Option<Pieces>,
+}
+
+/// The pieces of the open transaction's content already handed to the
+/// spool (proto's `ServerEvent::Content`), until the end of DATA commits
+/// them or the transaction ends without `250` and they are discarded.
+pub(crate) struct Pieces {
+    spill: storage::Spill,
+    /// The first octets, kept for the header section (`accept::HEAD_SCAN`).
+    start: Vec<u8>,
+    /// The spool refused a piece: the message gets this reply at its end.
+    failed: Option<proto::Reply>,
+}
+
+impl Session {
+    /// Hands one piece of content to the spool, waiting for the write (the
+    /// back-pressure that keeps a fast client from filling memory).
+    async fn piece(&mut self, piece: Vec<u8>, ctx: &ListenerCtx) {
+        let pieces = self.pieces.get_or_insert_with(|| Pieces {
+            start: piece[..piece.len().min(accept::HEAD_SCAN)].to_vec(),
+            spill: ctx.queue.spill(),
+            failed: None,
+        });
+        if pieces.failed.is_some() {
+            return;
+        }
+        if let Err(e) = pieces.spill.write(bytes::Bytes::from(piece)).await {
+            warn!(peer = %self.peer, id = %pieces.spill.id(), error = %e, "body piece not written; the message will be refused");
+            pieces.failed = Some(crate::queue::spool_reply(&e));
+        }
+    }
+
+    /// The transaction ended without `250`: its pieces go.
+    async fn discard_pieces(&mut self) {
+        if let Some(p) = self.pieces.take() {
+            if let Err(e) = p.spill.discard().await {
+                // The spool sweeps them at its next start.
+                warn!(peer = %self.peer, error = %e, "pieces of an abandoned message not deleted");
+            }
+        }
+    }
+
+    /// The content of the message that just ended: the pieces, if any, and
+    /// the rest proto kept. `Err` is the reply when a piece was not stored
+    /// or the octets do not add up.
+    fn content(&mut self, rest: Vec<u8>, size: u64) -> Result<accept::Content, proto::Reply> {
+        let Some(p) = self.pieces.take() else {
+            return Ok(accept::Content::Whole(rest));
+        };
+        if let Some(reply) = p.failed {
+            return Err(reply);
+        }
+        if p.spill.len() + rest.len() as u64 != size {
+            warn!(peer = %self.peer, id = %p.spill.id(), stored = p.spill.len(), rest = rest.len(), size, "message content does not add up");
+            return Err(proto::Reply::new(
+                451,
+                proto::EnhancedCode::new(4, 3, 0),
+                "local error in processing, try again later",
+            ));
+        }
+        Ok(accept::Content::Spilled {
+            start: p.start,
+            spill: p.spill,
+            tail: rest,
+        })
+    }
 }
 
 impl Session {
@@ -118,6 +185,7 @@ async fn serve_session(
         side: None,
         slot: None,
         declared_size: None,
+        pieces: None,
     };
     let tls = ServerTls {
         acceptor: ctx.tls.as_ref(),
@@ -131,6 +199,8 @@ async fn serve_session(
     let draining = shutdown.reached(Phase::Draining);
     let config = ctx.server_config.clone();
     let result = net::server::serve(tcp, config, peer.to_string(), tls, &mut answers, draining).await;
+    // A connection that broke in the middle of DATA.
+    session.discard_pieces().await;
     match result {
         Ok(()) => debug!(%peer, listener = %ctx.listener.name, messages = session.messages, "session closed"),
         Err(e) => info!(%peer, listener = %ctx.listener.name, messages = session.messages, error = %e, "session ended"),
@@ -179,10 +249,16 @@ impl Handler for Answers<'_> {
 /// Answers one event; returns true when the session must switch to TLS.
 async fn on_event(event: ServerEvent, server: &mut Server, session: &mut Session, ctx: &ListenerCtx) -> bool {
     match event {
-        ServerEvent::Hello { .. } | ServerEvent::Closed(_) => {}
-        ServerEvent::Reset => session.side = None,
+        ServerEvent::Hello { .. } => {}
+        ServerEvent::Closed(_) => session.discard_pieces().await,
+        ServerEvent::Reset => {
+            session.side = None;
+            session.discard_pieces().await;
+        }
+        ServerEvent::Content(piece) => session.piece(piece, ctx).await,
         ServerEvent::Mail(req) => {
             session.side = None;
+            session.discard_pieces().await;
             session.declared_size = req.params.size;
             // A full or failing spool refuses before the client sends a body.
             let client = server
@@ -285,8 +361,12 @@ async fn on_event(event: ServerEvent, server: &mut Server, session: &mut Session
         }
         ServerEvent::Message(mut done) => {
             session.side = None;
-            let body = std::mem::take(&mut done.body);
-            match accept::store(ctx, server, session, &done, body).await {
+            let rest = std::mem::take(&mut done.body);
+            let stored = match session.content(rest, done.size) {
+                Ok(content) => accept::store(ctx, server, session, &done, content).await,
+                Err(reply) => Err(reply),
+            };
+            match stored {
                 Ok(id) => {
                     session.messages += 1;
                     info!(id = %id, peer = %session.peer, from = %done.from, rcpts = done.recipients.len(), "accepted");

@@ -69,6 +69,7 @@ pub(super) fn server_config(config: &Config, l: &ListenerConfig, offer_auth: boo
         } else {
             Vec::new()
         },
+        content_chunk: lim.body_piece_size,
         command_timeout: Duration::from_secs(l.command_timeout_secs),
         data_timeout: Duration::from_secs(l.data_timeout_secs),
         ..proto::server::ServerConfig::default()

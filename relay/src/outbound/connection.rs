@@ -134,6 +134,31 @@ impl Connection {
     /// idle or the message has no recipient.
     pub async fn send(&mut self, msg: Outgoing, id: &str) -> Result<MessageOutcome, DeliveryError> {
         let answered = self.conn.send(msg, self.log(id)).await;
+        self.answered(answered, id)
+    }
+
+    /// [`Connection::send`] for a message whose body streams from `content`
+    /// (`msg.streamed` set). A failure to read the content breaks the
+    /// connection before the end of the content (`net` never sends the
+    /// terminator then): nothing is delivered, every recipient is deferred.
+    ///
+    /// # Errors
+    /// As [`Connection::send`].
+    pub async fn send_streamed(
+        &mut self,
+        msg: Outgoing,
+        content: &mut impl net::client::ContentSource,
+        id: &str,
+    ) -> Result<MessageOutcome, DeliveryError> {
+        let answered = self.conn.send_streamed(msg, content, self.log(id)).await;
+        self.answered(answered, id)
+    }
+
+    fn answered(
+        &mut self,
+        answered: Result<net::client::Answered, ConnError>,
+        id: &str,
+    ) -> Result<MessageOutcome, DeliveryError> {
         let outcome = answered.map_err(|e| self.error(e, id))?.outcome;
         self.sent += 1;
         for (i, _) in outcome.rcpts.iter().enumerate() {

@@ -113,6 +113,7 @@ impl Dsn {
             params: MailParams::default(),
             recipients: vec![(ForwardPath::Path(self.to), params)],
             body: self.message,
+            streamed: None,
         }
     }
 }

@@ -112,6 +112,7 @@ pub fn outgoing(env: &Envelope, indexes: &[usize], body: &[u8]) -> Outgoing {
         params: mail_params(env),
         recipients,
         body: body.to_vec(),
+        streamed: None,
     }
 }
 
@@ -176,7 +177,11 @@ pub fn owed_dsn(
     if reports.is_empty() {
         return None;
     }
-    let params = mail_params(env);
+    let mut params = mail_params(env);
+    if (body.len() as u64) < env.body_size {
+        // Only the start of a large message was read: quote its headers.
+        params.ret = Some(proto::params::Ret::Headers);
+    }
     let report = dsn::Report {
         reporting_mta,
         sender: &sender,

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use net::client::ContentSource;
 use proto::client::{MessageOutcome, Outgoing};
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
@@ -155,6 +156,34 @@ impl Pool {
     /// All mean the same for each recipient: defer if
     /// [`DeliveryError::is_transient`], bounce otherwise.
     pub async fn send(&self, dest: &Destination, msg: Outgoing, id: &str) -> Result<MessageOutcome, DeliveryError> {
+        self.send_with(dest, msg, None::<&mut NoContent>, id).await
+    }
+
+    /// [`Pool::send`] for a message whose body `content` streams
+    /// (`msg.streamed` set): a large message read from the spool piece by
+    /// piece. A failure to read it breaks the connection before the end of
+    /// the content, so the server never takes a truncated message; the
+    /// recipients are deferred.
+    ///
+    /// # Errors
+    /// As [`Pool::send`].
+    pub async fn send_streamed(
+        &self,
+        dest: &Destination,
+        msg: Outgoing,
+        content: &mut impl ContentSource,
+        id: &str,
+    ) -> Result<MessageOutcome, DeliveryError> {
+        self.send_with(dest, msg, Some(content), id).await
+    }
+
+    async fn send_with(
+        &self,
+        dest: &Destination,
+        msg: Outgoing,
+        content: Option<&mut impl ContentSource>,
+        id: &str,
+    ) -> Result<MessageOutcome, DeliveryError> {
         let d = self.dest(&dest.key);
         let _permit = d
             .permits
@@ -176,7 +205,10 @@ impl Pool {
                 return Err(e);
             }
         }
-        let outcome = conn.send(msg, id).await?;
+        let outcome = match content {
+            Some(content) => conn.send_streamed(msg, content, id).await?,
+            None => conn.send(msg, id).await?,
+        };
         let max = self.inner.config.max_messages_per_connection;
         if conn.is_usable() && conn.messages_sent() < max {
             lock(&d.idle).push(Idle { conn, since: now() });
@@ -279,5 +311,15 @@ impl Pool {
                 Self { inner }.close_idle(false).await;
             }
         })
+    }
+}
+
+/// The content source of a message whose body is in `Outgoing::body`: never
+/// asked for a piece.
+struct NoContent;
+
+impl ContentSource for NoContent {
+    async fn next_piece(&mut self) -> std::io::Result<Option<bytes::Bytes>> {
+        Ok(None)
     }
 }

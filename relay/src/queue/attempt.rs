@@ -13,11 +13,12 @@ use std::collections::BTreeMap;
 use chrono::Utc;
 use proto::client::MessageOutcome;
 use proto::{EnhancedCode, Reply, Severity};
-use storage::{Durability, Envelope, Event, EventKind, MessageId, RecipientStatus};
+use storage::{BodyLayout, Durability, Envelope, Event, EventKind, MessageId, RecipientStatus};
 use tracing::{info, warn};
 
+use super::content::SpoolContent;
 use super::retry::Retry;
-use super::{CommitError, Prepared, Queue};
+use super::{Body, CommitError, Prepared, Queue};
 use crate::outbound::dsn::Action;
 use crate::outbound::{envelope, DeliveryError};
 use crate::trust::indicators;
@@ -25,6 +26,10 @@ use crate::trust::indicators;
 /// How long a DSN's commit may wait for the spool (and peers) before the
 /// attempt is given up and retried later; the DSN is then built again.
 const DSN_COMMIT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How much of a large message (stored in pieces) a report reads: enough for
+/// its header section.
+const DSN_ORIGINAL_MAX: usize = 256 << 10;
 
 impl Queue {
     /// Tries the due recipients of `id` once. Never panics; errors are logged
@@ -46,7 +51,10 @@ impl Queue {
         let Some(mut env) = self.spool.envelope(id)? else {
             return Ok(()); // removed meanwhile
         };
-        let Some(body) = self.spool.body(id)? else {
+        let streamed = matches!(self.spool.body_layout(id)?, Some(BodyLayout::Pieces { .. }));
+        // A large message streams from the spool; `body` is then only its
+        // start, for the reports (which quote its headers).
+        let Some(body) = self.dsn_original(id)? else {
             return Err(storage::Error::Corrupt {
                 cf: "body",
                 key: id.to_string(),
@@ -81,6 +89,18 @@ impl Queue {
             // Static route or MX lookup; a DNS verdict (NXDOMAIN, null MX) is
             // permanent and fails these recipients, anything else defers them.
             let result = match router.route(&hop).await {
+                Ok(dest) if streamed => {
+                    let mut msg = envelope::outgoing(&env, &indexes, &[]);
+                    msg.streamed = Some(env.body_size);
+                    match SpoolContent::open(&self.spool, id)? {
+                        Some(mut content) => {
+                            self.pool
+                                .send_streamed(&dest, msg, &mut content, &id.to_string())
+                                .await
+                        }
+                        None => return Ok(()), // removed meanwhile
+                    }
+                }
                 Ok(dest) => {
                     let msg = envelope::outgoing(&env, &indexes, &body);
                     self.pool.send(&dest, msg, &id.to_string()).await
@@ -96,6 +116,18 @@ impl Queue {
             self.spool.update(id, &env, Durability::Buffered).await?;
         }
         Ok(())
+    }
+
+    /// What a report may quote of message `id`: the whole body when it is
+    /// stored whole, the first [`DSN_ORIGINAL_MAX`] octets of a large one
+    /// stored in pieces (the report then quotes its headers only, see
+    /// `envelope::owed_dsn`). `None` when there is no body.
+    pub(super) fn dsn_original(&self, id: MessageId) -> Result<Option<Vec<u8>>, storage::Error> {
+        match self.spool.body_layout(id)? {
+            None => Ok(None),
+            Some(BodyLayout::Whole) => self.spool.body(id),
+            Some(BodyLayout::Pieces { .. }) => self.spool.body_prefix(id, DSN_ORIGINAL_MAX),
+        }
     }
 
     /// Sends one delay warning for the deferred recipients that have waited
@@ -285,7 +317,7 @@ impl Queue {
                 detail: format!("delivery status notification for {id} to <{}>", owed.to),
             }),
             envelope: owed.envelope,
-            body: owed.body.into(),
+            body: Body::Whole(owed.body.into()),
             counters: Vec::new(),
         })
     }

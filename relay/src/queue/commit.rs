@@ -35,11 +35,60 @@ pub struct Prepared {
     /// Sender, recipients with their first due time, DSN parameters, client.
     pub envelope: Envelope,
     /// The message as it will be delivered (trace headers included).
-    pub body: Bytes,
+    pub body: Body,
     /// Monthly indicator counters to add once stored (buffered).
     pub counters: Vec<(String, u64)>,
     /// The trace event that records the acceptance (buffered).
     pub event: Option<Event>,
+}
+
+/// The body of a [`Prepared`] message.
+#[derive(Debug)]
+pub enum Body {
+    /// Whole in memory (every message up to `limits.body_piece_size`).
+    Whole(Bytes),
+    /// Larger: written to the spool in pieces while it arrived
+    /// (`storage::Spill`); `head` (the trace headers) goes before the
+    /// pieces and `tail` (what arrived after the last piece) after them.
+    Spilled {
+        /// The trace headers.
+        head: Bytes,
+        /// The pieces already in the spool, under the message's id.
+        spill: storage::Spill,
+        /// The rest of the content.
+        tail: Bytes,
+    },
+}
+
+impl Body {
+    /// Octets of the whole body.
+    pub fn len(&self) -> u64 {
+        match self {
+            Self::Whole(b) => b.len() as u64,
+            Self::Spilled { head, spill, tail } => head.len() as u64 + spill.len() + tail.len() as u64,
+        }
+    }
+
+    /// Whether the body is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The whole body in memory, for the copies a cluster sends: a spilled
+    /// body is read back from the spool (the one place a large message is
+    /// whole in memory; see docs/operations.md).
+    fn joined(&self) -> Result<Bytes, storage::Error> {
+        match self {
+            Self::Whole(b) => Ok(b.clone()),
+            Self::Spilled { head, spill, tail } => {
+                let mut all = Vec::with_capacity(usize::try_from(self.len()).unwrap_or(0));
+                all.extend_from_slice(head);
+                all.extend_from_slice(&spill.read_back()?);
+                all.extend_from_slice(tail);
+                Ok(Bytes::from(all))
+            }
+        }
+    }
 }
 
 /// Why a message was not committed. Carries the message id for the logs.
@@ -126,6 +175,12 @@ impl Queue {
         self.spool.next_id()
     }
 
+    /// A new message whose body goes to the spool in pieces while it
+    /// arrives; commit it as [`Body::Spilled`] (its id is the message's).
+    pub fn spill(&self) -> storage::Spill {
+        self.spool.spill(self.spool.next_id())
+    }
+
     /// Makes `message` durable and hands it to delivery; see the module doc
     /// for the contract. `deadline` bounds the wait for the spool.
     ///
@@ -147,16 +202,22 @@ impl Queue {
                 let bytes = envelope
                     .to_bytes()
                     .map_err(|source| CommitError::Spool { id, source })?;
-                match c.place(id, bytes, body.clone()).await {
+                let copy = body.joined().map_err(|source| CommitError::Spool { id, source })?;
+                match c.place(id, bytes, copy).await {
                     Ok(r) => Some(r),
                     Err(source) => return Err(CommitError::Replication { id, source }),
                 }
             }
             _ => None,
         };
-        let local = match &replication {
-            Some(r) => self.spool.accept_placed(id, envelope, body, r.placement.clone()),
-            None => self.spool.accept_as(id, envelope, body),
+        let local = match (&replication, body) {
+            (Some(r), Body::Whole(body)) => self.spool.accept_placed(id, envelope, body, r.placement.clone()),
+            (None, Body::Whole(body)) => self.spool.accept_as(id, envelope, body),
+            (Some(r), Body::Spilled { head, spill, tail }) => {
+                self.spool
+                    .accept_spilled_placed(envelope, head, spill, tail, r.placement.clone())
+            }
+            (None, Body::Spilled { head, spill, tail }) => self.spool.accept_spilled(envelope, head, spill, tail),
         };
         // Joined, not one after the other: the histogram sees the copies' own time.
         let copies = async {

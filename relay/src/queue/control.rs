@@ -362,7 +362,7 @@ impl Queue {
         };
         self.event(id, kind, format!("{verb} by {who}: {}", touched.join(", ")));
         if action == Action::Bounce && env.is_complete() {
-            let body = self.spool.body(id)?.unwrap_or_default();
+            let body = self.dsn_original(id)?.unwrap_or_default();
             if let Some(dsn) = self.finish(id, env, &body).await? {
                 report.dsns.push(dsn.to_string());
             }

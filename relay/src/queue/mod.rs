@@ -37,11 +37,12 @@
 
 mod attempt;
 mod commit;
+mod content;
 pub mod control;
 pub mod retry;
 mod shape;
 
-pub use commit::{spool_reply, CommitError, Prepared};
+pub use commit::{spool_reply, Body, CommitError, Prepared};
 pub use retry::{Retry, RetryPolicy};
 pub use shape::{Shape, ShapeRow, AGE_BUCKETS_MIN};
 

@@ -66,12 +66,15 @@ fn domain(domain: &str) -> String {
 }
 
 /// The counter increments for one accepted message: `sender` and
-/// `recipients` are domains (empty: the null sender).
-pub fn accepted(sender: &str, recipients: &[&str], body: &[u8]) -> Vec<(String, u64)> {
+/// `recipients` are domains (empty: the null sender); `size` is the
+/// client's content in octets, `start` its first octets (all of them, or
+/// enough for the header section of a large message).
+pub fn accepted(sender: &str, recipients: &[&str], size: u64, start: &[u8]) -> Vec<(String, u64)> {
+    let body = start;
     let mut c: Vec<(String, u64)> = vec![
         ("messages".into(), 1),
-        ("bytes".into(), body.len() as u64),
-        (format!("size:{}", size_bucket(body.len())), 1),
+        ("bytes".into(), size),
+        (format!("size:{}", size_bucket(usize::try_from(size).unwrap_or(usize::MAX))), 1),
         (format!("sender_domain:{}", domain(sender)), 1),
     ];
     for r in recipients {
@@ -141,7 +144,7 @@ mod tests {
     fn mss_headers_are_counted() {
         let body = b"From: a@ch.test\r\nX-MSS-NIL:  DPI   EXEMPLE 4.2\r\nX-MSS-CODECDA: 11490-0, 34133-9\r\n\
                      X-MSS-INS: O\r\nSubject: x\r\n\r\nX-MSS-INS: N\r\n";
-        let c = accepted("CH.test", &["cab.test", "cab.test", "ch.test"], body);
+        let c = accepted("CH.test", &["cab.test", "cab.test", "ch.test"], body.len() as u64, body);
         assert_eq!(get(&c, "messages"), 1);
         assert_eq!(get(&c, "sender_domain:ch.test"), 1);
         assert_eq!(get(&c, "rcpt_domain:cab.test"), 2);
@@ -151,12 +154,12 @@ mod tests {
         assert_eq!(get(&c, "ins:O"), 1, "the header, not the body line");
         assert_eq!(get(&c, "ins:N"), 0);
         assert_eq!(get(&c, "size:<10k"), 1);
-        let bare = accepted("", &["y.test"], b"Subject: none\r\n\r\nbody\r\n");
+        let bare = accepted("", &["y.test"], 21, b"Subject: none\r\n\r\nbody\r\n");
         for name in ["nil:(none)", "ins:(none)", "codecda:(none)", "sender_domain:(none)"] {
             assert_eq!(get(&bare, name), 1, "{name}");
         }
         let long = format!("X-MSS-NIL: {}\r\n\r\n", "x".repeat(10_000));
-        let c = accepted("b.test", &[], long.as_bytes());
+        let c = accepted("b.test", &[], long.len() as u64, long.as_bytes());
         assert!(c.iter().all(|(k, _)| k.len() <= 100), "values are capped");
     }
 

@@ -458,6 +458,7 @@ pub fn message(rcpts: &[&str], body: &[u8]) -> Outgoing {
             })
             .collect(),
         body: body.to_vec(),
+        streamed: None,
     }
 }
 
