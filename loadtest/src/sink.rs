@@ -385,6 +385,9 @@ impl Handler for Session<'_> {
             | ServerEvent::Refused(_)
             | ServerEvent::Closed(_)
             | ServerEvent::StartTls { .. } => {}
+            // The sink's ServerConfig leaves content_chunk at 0, so the whole
+            // message comes in DataDone::body and no piece is ever sent.
+            ServerEvent::Content(_) => {}
             ServerEvent::Mail(req) => server.answer_mail(req, Verdict::Accept),
             ServerEvent::Rcpt(req) => server.answer_rcpt(req, Verdict::Accept),
             ServerEvent::Auth(req) => {

@@ -51,6 +51,12 @@ pub struct ServerConfig {
     /// Idle time allowed between two pieces of message content (RFC 5321 §4.5.3.2.5
     /// suggests 3 minutes for a data block). Default 3 min.
     pub data_timeout: Duration,
+    /// Hand content to the driver in pieces of at least this many octets as it
+    /// arrives ([`ServerEvent::Content`](super::ServerEvent::Content)); 0 keeps
+    /// the whole message for [`DataDone::body`](super::DataDone::body).
+    /// Default 0. With a non-zero value the server holds about this many octets
+    /// of a message at a time, whatever its size and however the driver reads.
+    pub content_chunk: usize,
 }
 
 impl Default for ServerConfig {
@@ -71,6 +77,7 @@ impl Default for ServerConfig {
             chunking: true,
             command_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(180),
+            content_chunk: 0,
         }
     }
 }

@@ -6,24 +6,73 @@
 //! as a [`DataDone`] token. The decoding itself (dot-unstuffing, smuggling
 //! checks, limits) is [`DataDecoder`]'s; this file only routes octets to it and
 //! turns its outcome into replies.
+//!
+//! With [`ServerConfig::content_chunk`](super::ServerConfig::content_chunk) set,
+//! the assembled content goes to the driver in [`ServerEvent::Content`] pieces
+//! as it arrives; [`window`] bounds how much one step decodes so a piece never
+//! grows past the chunk size however much input the driver hands over at once.
 
-use super::{code, Armed, CloseReason, DataDone, Phase, Server, ServerEvent};
+use super::{code, Armed, CloseReason, DataDone, Phase, Server, ServerEvent, Transaction};
 use crate::data::{DataDecoder, DataError, DataStatus};
 use crate::reply::Reply;
 
+/// The part of `input` to decode in one step: no more than fills the piece
+/// being assembled (`held` octets of `chunk`), so the server keeps no more than
+/// a piece of content whatever the driver's read size. All of it when content
+/// is not streamed, or once the decoder has refused the message (nothing more
+/// is kept then, and small steps would only cost time).
+fn window<'a>(chunk: usize, held: usize, decoder: &DataDecoder, input: &'a [u8]) -> &'a [u8] {
+    let room = chunk.saturating_sub(held);
+    if room == 0 || decoder.pending_error().is_some() {
+        input
+    } else {
+        &input[..input.len().min(room)]
+    }
+}
+
 impl Server {
+    /// Initial capacity of a transaction's content buffer: the declared SIZE
+    /// within the limit, and within a piece when content is streamed.
+    pub(super) fn body_capacity(&self, declared: Option<u64>) -> usize {
+        let mut cap = declared.unwrap_or(0).min(self.config.data.max_message_size as u64);
+        if self.config.content_chunk > 0 {
+            cap = cap.min(self.config.content_chunk as u64);
+        }
+        usize::try_from(cap).unwrap_or(0)
+    }
+
+    /// Hands the assembled content to the driver as a [`ServerEvent::Content`]
+    /// piece once it holds at least `content_chunk` octets; keeps an empty
+    /// buffer with room for the next piece.
+    fn hand_out_content(&mut self) {
+        let chunk = self.config.content_chunk;
+        let Some(tx) = self.tx.as_mut() else { return };
+        if chunk == 0 || tx.body.len() < chunk {
+            return;
+        }
+        let piece = std::mem::replace(&mut tx.body, Vec::with_capacity(chunk));
+        tx.streamed += piece.len() as u64;
+        self.events.push_back(ServerEvent::Content(piece));
+    }
+
     /// Reads DATA content up to CRLF.CRLF (phase [`Phase::Data`]).
     pub(super) fn read_data(&mut self, input: &[u8]) -> Option<usize> {
         let (Phase::Data(decoder), Some(tx)) = (&mut self.phase, self.tx.as_mut()) else {
             self.phase = Phase::Command;
             return Some(0);
         };
+        let input = window(self.config.content_chunk, tx.body.len(), decoder, input);
         let (used, status) = decoder.decode(input, &mut tx.body);
         match status {
-            DataStatus::NeedMore => (used > 0).then_some(used),
+            DataStatus::NeedMore => {
+                if decoder.pending_error().is_none() {
+                    self.hand_out_content();
+                }
+                (used > 0).then_some(used)
+            }
             DataStatus::Done(result) => {
                 self.phase = Phase::Command;
-                self.end_of_content(result.map(|_| ()), false);
+                self.end_of_content(result, false);
                 Some(used)
             }
         }
@@ -35,6 +84,12 @@ impl Server {
         if take == 0 && remaining > 0 {
             return None;
         }
+        let take = match self.tx.as_ref() {
+            Some(Transaction {
+                body, bdat: Some(d), ..
+            }) => window(self.config.content_chunk, body.len(), d, &input[..take]).len(),
+            _ => take,
+        };
         self.bdat_chunk(&input[..take], remaining - take as u64, last);
         Some(take)
     }
@@ -102,6 +157,7 @@ impl Server {
             return;
         };
         let (_, status) = decoder.decode(chunk, &mut tx.body);
+        let clean = decoder.pending_error().is_none();
         if let DataStatus::Done(Err(e)) = status {
             // A bad chunk ends the transaction; the rest of its octets are skipped.
             self.reset_transaction();
@@ -117,11 +173,17 @@ impl Server {
             }
             return;
         }
+        if clean {
+            self.hand_out_content();
+        }
         if remaining > 0 {
             self.phase = Phase::Bdat { remaining, last };
             return;
         }
         self.phase = Phase::Command;
+        let Some(decoder) = self.tx.as_mut().and_then(|tx| tx.bdat.as_mut()) else {
+            return;
+        };
         if let (false, Some(e)) = (last, decoder.pending_error()) {
             // Refuse now rather than at LAST: the client stops sending chunks
             // (RFC 3030 §2: a failed chunk fails the transaction).
@@ -131,7 +193,7 @@ impl Server {
             return;
         }
         if last {
-            let result = decoder.finish_chunked().map(|_| ());
+            let result = decoder.finish_chunked();
             self.end_of_content(result, true);
         } else {
             let size = decoder.size();
@@ -140,15 +202,19 @@ impl Server {
     }
 
     /// The message content ended (DATA terminator or BDAT LAST).
-    fn end_of_content(&mut self, result: Result<(), DataError>, chunked: bool) {
+    /// `Ok` holds the decoder's count of content octets.
+    fn end_of_content(&mut self, result: Result<u64, DataError>, chunked: bool) {
         match result {
-            Ok(()) => {
+            Ok(size) => {
+                self.hand_out_content();
                 let Some(tx) = self.tx.take() else { return };
+                debug_assert_eq!(tx.streamed + tx.body.len() as u64, size, "pieces + body = content");
                 self.await_decision(ServerEvent::Message(DataDone {
                     from: tx.from,
                     params: tx.params,
                     recipients: tx.rcpts,
                     body: tx.body,
+                    size,
                     chunked,
                     armed: Armed::new("DataDone"),
                 }));

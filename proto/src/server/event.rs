@@ -33,15 +33,45 @@ pub enum ServerEvent {
         /// (command injection, CVE-2011-0411).
         discarded: usize,
     },
+    /// A piece of the open transaction's message, dot-unstuffed: exactly the
+    /// octets [`DataDone::body`] would otherwise have held, in order. Sent only
+    /// when [`ServerConfig::content_chunk`](super::ServerConfig::content_chunk)
+    /// is not 0, each time the content assembled reaches that many octets, for
+    /// DATA and BDAT alike (a piece may span BDAT chunks). Not a decision: there
+    /// is no token, the driver just consumes it (e.g. appends it to a spool file).
+    ///
+    /// Every piece holds at least `content_chunk` octets: `content_chunk`, or
+    /// one more when a CRLF straddles the boundary (the server decodes no more
+    /// input at a time than fills the piece, whatever the driver's read size).
+    /// No piece is sent for content the server has already decided to refuse.
+    ///
+    /// Contract: once a piece of a transaction was sent, that transaction ends
+    /// with exactly one of
+    /// - [`ServerEvent::Message`]: the message is the pieces in order followed by
+    ///   [`DataDone::body`], [`DataDone::size`] octets in all;
+    /// - [`ServerEvent::Reset`]: the transaction was abandoned (RSET, EHLO/HELO,
+    ///   STARTTLS, refused content such as a size or line limit, a refused BDAT
+    ///   chunk, and bare CR/LF before the session closes);
+    /// - [`ServerEvent::Closed`]: the session ended with the transaction open
+    ///   (timeout, QUIT, too many errors, [`Server::close`](super::Server::close)).
+    ///
+    /// So a driver discards the pieces it holds on `Reset` or `Closed` (and when
+    /// it ends the session itself, e.g. on an I/O error), and stores them with
+    /// the rest on `Message`. A `Reset` may come without pieces before it, and a
+    /// `Closed` may follow a `Reset`.
+    Content(Vec<u8>),
     /// A whole message arrived (DATA or BDAT LAST): store it, then call
     /// [`Server::message_stored`](super::Server::message_stored).
     Message(DataDone),
-    /// The open transaction was abandoned (RSET, EHLO, refused content).
+    /// The open transaction was abandoned (RSET, EHLO/HELO, STARTTLS, refused
+    /// content or BDAT chunk): discard any [`ServerEvent::Content`] pieces.
     Reset,
     /// The server refused something on its own (syntax, sequence, limits,
     /// content): for the trace log. The reply has already been queued.
     Refused(Reply),
     /// The session is over: send what `poll_transmit` still holds, then close.
+    /// An open transaction ends with it: discard any [`ServerEvent::Content`]
+    /// pieces not followed by a [`ServerEvent::Message`].
     Closed(CloseReason),
 }
 
@@ -149,8 +179,14 @@ pub struct DataDone {
     pub params: MailParams,
     /// Accepted recipients, in order.
     pub recipients: Vec<AcceptedRcpt>,
-    /// The message, dot-unstuffed, as the client sent it (no header added).
+    /// The message, dot-unstuffed, as the client sent it (no header added):
+    /// the content after the last [`ServerEvent::Content`] piece, or all of it.
+    /// With [`ServerConfig::content_chunk`](super::ServerConfig::content_chunk)
+    /// not 0, it is shorter than a piece (possibly empty).
     pub body: Vec<u8>,
+    /// Octets of content in the whole message: the [`ServerEvent::Content`]
+    /// pieces plus `body`. A driver that streams can check what it stored.
+    pub size: u64,
     /// Whether it came by BDAT.
     pub chunked: bool,
     pub(crate) armed: Armed,

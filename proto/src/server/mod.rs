@@ -47,7 +47,10 @@ struct Transaction {
     from: ReversePath,
     params: MailParams,
     rcpts: Vec<AcceptedRcpt>,
+    /// Content not yet handed out as a [`ServerEvent::Content`] piece.
     body: Vec<u8>,
+    /// Octets already handed out as pieces.
+    streamed: u64,
     /// BDAT decoder, present once the first BDAT chunk started.
     bdat: Option<DataDecoder>,
 }
@@ -211,12 +214,13 @@ impl Server {
         armed.disarm();
         match verdict {
             Verdict::Accept => {
-                let capacity = params.size.unwrap_or(0).min(self.config.data.max_message_size as u64);
+                let body = Vec::with_capacity(self.body_capacity(params.size));
                 self.tx = Some(Transaction {
                     from,
                     params,
                     rcpts: Vec::new(),
-                    body: Vec::with_capacity(capacity as usize),
+                    body,
+                    streamed: 0,
                     bdat: None,
                 });
                 self.send(&Reply::new(250, code(2, 1, 0), "sender OK"));

@@ -2,6 +2,8 @@ use std::time::Duration;
 
 use super::*;
 
+mod content;
+
 /// Drives a server with a fixed policy: rejects recipients at `reject.test`,
 /// accepts password `secret`, stores every message as `Q1`, `Q2`…
 struct Harness {
@@ -11,6 +13,10 @@ struct Harness {
     messages: Vec<Vec<u8>>,
     events: Vec<String>,
     stored: usize,
+    /// Every [`ServerEvent::Content`] piece, in order.
+    pieces: Vec<Vec<u8>>,
+    /// The pieces of the open transaction, as a streaming driver keeps them.
+    streamed: Vec<u8>,
 }
 
 fn tls() -> TlsInfo {
@@ -43,6 +49,8 @@ impl Harness {
             messages: Vec::new(),
             events: Vec::new(),
             stored: 0,
+            pieces: Vec::new(),
+            streamed: Vec::new(),
         };
         assert_eq!(h.take_output(), "220 mx.test ESMTP Estafette\r\n");
         h
@@ -95,18 +103,31 @@ impl Harness {
                     };
                     self.server.answer_auth(req, verdict);
                 }
+                ServerEvent::Content(piece) => {
+                    self.events.push(format!("content {}", piece.len()));
+                    self.streamed.extend_from_slice(&piece);
+                    self.pieces.push(piece);
+                }
                 ServerEvent::Message(mut done) => {
                     self.stored += 1;
                     let id = format!("Q{}", self.stored);
-                    let body = std::mem::take(&mut done.body);
+                    let mut body = std::mem::take(&mut self.streamed);
+                    body.append(&mut done.body);
+                    assert_eq!(done.size, body.len() as u64, "DataDone::size counts pieces and body");
                     self.server.message_stored(done, Ok(&id));
                     self.messages.push(body);
                 }
                 ServerEvent::StartTls { discarded } => self.events.push(format!("starttls discarded={discarded}")),
                 ServerEvent::Hello { name, extended } => self.events.push(format!("hello {name} {extended}")),
-                ServerEvent::Reset => self.events.push("reset".into()),
+                ServerEvent::Reset => {
+                    self.streamed.clear();
+                    self.events.push("reset".into());
+                }
                 ServerEvent::Refused(r) => self.events.push(format!("refused {}", r.code)),
-                ServerEvent::Closed(reason) => self.events.push(format!("closed {reason:?}")),
+                ServerEvent::Closed(reason) => {
+                    self.streamed.clear();
+                    self.events.push(format!("closed {reason:?}"));
+                }
             }
         }
         any

@@ -18,6 +18,10 @@ struct Pair {
     to_client: Vec<u8>,
     /// Messages the server stored: (sender, recipients, body).
     stored: Vec<(String, Vec<String>, Vec<u8>)>,
+    /// Content pieces of the open transaction (`ServerConfig::content_chunk`).
+    streamed: Vec<u8>,
+    /// How many pieces the server sent.
+    pieces: usize,
     client_events: Vec<ClientEvent>,
     /// Largest number of client writes needed for one message (pipelining check).
     writes: usize,
@@ -37,6 +41,8 @@ impl Pair {
             to_server: Vec::new(),
             to_client: Vec::new(),
             stored: Vec::new(),
+            streamed: Vec::new(),
+            pieces: 0,
             client_events: Vec::new(),
             writes: 0,
         }
@@ -93,10 +99,17 @@ impl Pair {
                 };
                 self.server.answer_rcpt(req, verdict);
             }
+            ServerEvent::Content(piece) => {
+                self.pieces += 1;
+                self.streamed.extend_from_slice(&piece);
+            }
+            ServerEvent::Reset | ServerEvent::Closed(_) => self.streamed.clear(),
             ServerEvent::Message(mut done) => {
                 let rcpts = done.recipients.iter().map(|r| r.to.to_string()).collect();
-                self.stored
-                    .push((done.from.to_string(), rcpts, std::mem::take(&mut done.body)));
+                let mut body = std::mem::take(&mut self.streamed);
+                body.append(&mut done.body);
+                assert_eq!(done.size, body.len() as u64);
+                self.stored.push((done.from.to_string(), rcpts, body));
                 let id = format!("ID{}", self.stored.len());
                 self.server.message_stored(done, Ok(&id));
             }
@@ -183,6 +196,40 @@ fn chunking_transaction_and_connection_reuse() {
     p.drive();
     assert!(p.client.is_closed());
     assert!(p.server.is_closed());
+}
+
+#[test]
+fn streamed_content_crosses_whole() {
+    let mut big = Vec::new();
+    for i in 0..3000 {
+        let line = match i % 4 {
+            0 => format!(".line {i} starts with a dot\r\n"),
+            1 => ".\r\n".to_string(),
+            _ => format!("line {i} of a large message, nothing special\r\n"),
+        };
+        big.extend_from_slice(line.as_bytes());
+    }
+    for chunking in [false, true] {
+        let server = ServerConfig {
+            content_chunk: 4096,
+            ..ServerConfig::default()
+        };
+        let mut p = Pair::new(server, plain_client(chunking));
+        p.drive();
+        for (i, body) in [&big[..], BODY, &big[..]].into_iter().enumerate() {
+            p.client
+                .send_message(p.now, message(&["dr@cabinet.test"], body))
+                .unwrap();
+            p.drive();
+            assert_eq!(p.stored[i].2, body, "chunking={chunking}, message {i}");
+        }
+        assert!(
+            p.pieces >= 2 * (big.len() / 4097),
+            "chunking={chunking}: {} pieces",
+            p.pieces
+        );
+        assert_eq!(done_events(&p.client_events).len(), 3);
+    }
 }
 
 #[test]
