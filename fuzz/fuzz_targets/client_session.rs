@@ -23,6 +23,7 @@ fn message() -> Option<Outgoing> {
         params: MailParams::default(),
         recipients: vec![rcpt("a@clinique.test")?, rcpt("b@clinique.test")?],
         body: b"Subject: x\r\n\r\n.line\r\nbody\r\n".to_vec(),
+        streamed: None,
     })
 }
 

@@ -118,7 +118,9 @@ impl From<net::client::ConnError> for ConnError {
             Net::DataAfterStartTls => Self::Tls("data after the STARTTLS reply".into()),
             Net::AlreadyTls => Self::Tls("TLS on an encrypted connection".into()),
             Net::Smtp(e) => Self::Smtp(e),
-            Net::NotIdle | Net::NoRecipient => Self::NotReady,
+            // The sender never streams a body.
+            Net::NotIdle | Net::NoRecipient | Net::StreamedMismatch => Self::NotReady,
+            Net::Content(e) => Self::Lost(format!("content source: {e}")),
         }
     }
 }

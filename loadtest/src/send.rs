@@ -440,6 +440,7 @@ async fn session(shared: Arc<Shared>, index: u64) -> SessionResult {
                 params: MailParams::default(),
                 recipients: shared.rcpts.clone(),
                 body,
+                streamed: None,
             };
             live.started.fetch_add(1, Ordering::Relaxed);
             let t1 = if cfg.open_loop {

@@ -7,6 +7,11 @@
 //! then carries message after message ([`Connection::send`]) until
 //! [`Connection::quit`]. Dropping it closes the socket without QUIT.
 //!
+//! A message whose body stays in the spool goes with
+//! [`Connection::send_streamed`]: when proto asks for the content the loop
+//! pulls it from a [`ContentSource`] piece by piece, writing each piece before
+//! pulling the next, so the body is never whole in memory.
+//!
 //! Per message the loop allocates nothing of its own: the read and write
 //! buffers live as long as the connection and are reused.
 
@@ -36,6 +41,21 @@ pub struct TlsTarget {
     pub config: Arc<rustls::ClientConfig>,
     /// The server's name.
     pub name: ServerName<'static>,
+}
+
+/// Where a streamed message's content comes from (the relay reads its spool).
+pub trait ContentSource: Send {
+    /// The next piece, `Ok(None)` after the last.
+    fn next_piece(&mut self) -> impl std::future::Future<Output = io::Result<Option<bytes::Bytes>>> + Send;
+}
+
+/// The source of [`Connection::send`] and [`Connection::ready`]: none.
+struct NoContent;
+
+impl ContentSource for NoContent {
+    async fn next_piece(&mut self) -> io::Result<Option<bytes::Bytes>> {
+        Ok(None)
+    }
 }
 
 /// Why a connection failed. After any of these the connection is not
@@ -81,6 +101,17 @@ pub enum ConnError {
     /// [`Connection::send`] of a message without recipients.
     #[error("message without recipient")]
     NoRecipient,
+    /// [`Connection::send`] of a streamed message ([`Outgoing::streamed`]
+    /// set), or [`Connection::send_streamed`] of one that is not. Nothing
+    /// was sent; the connection stays usable.
+    #[error("streamed message without a content source, or the reverse")]
+    StreamedMismatch,
+    /// The [`ContentSource`] failed mid-content, or gave no piece within
+    /// proto's per-piece deadline (`TimedOut`). The content was cut off
+    /// without its end (no DATA terminator, the socket shut down), so the
+    /// server cannot take the message: deliver it again later.
+    #[error("content source: {0}")]
+    Content(io::Error),
 }
 
 /// A message's end, from [`Connection::send`].
@@ -156,7 +187,7 @@ impl Connection {
         if self.client.is_tls() && !self.stream.as_ref().is_some_and(Stream::is_tls) {
             self.start_tls().await?;
         }
-        self.drive(Goal::Ready, observe).await.map(drop)
+        self.drive(Goal::Ready, None::<&mut NoContent>, observe).await.map(drop)
     }
 
     /// Sends one message and waits for its end.
@@ -169,16 +200,53 @@ impl Connection {
     /// `NotIdle`, `NoRecipient`, or the connection broke before the message
     /// was reported: nothing is known (the server may have taken it).
     pub async fn send(&mut self, msg: Outgoing, observe: impl FnMut(&ClientEvent)) -> Result<Answered, ConnError> {
-        if let Err(msg) = self.client.send_message(now(), msg) {
-            return Err(if msg.recipients.is_empty() {
-                ConnError::NoRecipient
-            } else {
-                ConnError::NotIdle
-            });
+        if msg.streamed.is_some() {
+            return Err(ConnError::StreamedMismatch);
         }
-        self.drive(Goal::Message, observe)
+        self.start(msg)?;
+        self.drive(Goal::Message, None::<&mut NoContent>, observe)
             .await?
             .ok_or(ConnError::SessionClosed)
+    }
+
+    /// Sends one message whose body comes from `content` ([`Outgoing::streamed`]
+    /// holds its size; [`Outgoing::body`] is ignored) and waits for its end, as
+    /// [`Connection::send`]. When proto asks for the content, each piece is
+    /// written (bounded by proto's per-piece deadline) before the next is
+    /// pulled; the content is ended after `Ok(None)`.
+    ///
+    /// `Ok` with [`Answered::synthetic`] also when the source gave more or
+    /// fewer octets than declared: proto fails the session without ending the
+    /// content, and the message is reported with a synthetic `451`.
+    ///
+    /// # Errors
+    /// As [`Connection::send`]; `StreamedMismatch` when `msg.streamed` is
+    /// `None`; `Content` when the source failed (or gave no piece within
+    /// proto's per-piece deadline): the content is never ended
+    /// then (a truncated message must not be delivered), the socket is shut
+    /// down and the connection is no longer usable.
+    pub async fn send_streamed(
+        &mut self,
+        msg: Outgoing,
+        content: &mut impl ContentSource,
+        observe: impl FnMut(&ClientEvent),
+    ) -> Result<Answered, ConnError> {
+        if msg.streamed.is_none() {
+            return Err(ConnError::StreamedMismatch);
+        }
+        self.start(msg)?;
+        self.drive(Goal::Message, Some(content), observe)
+            .await?
+            .ok_or(ConnError::SessionClosed)
+    }
+
+    /// Hands a message to proto.
+    fn start(&mut self, msg: Outgoing) -> Result<(), ConnError> {
+        match self.client.send_message(now(), msg) {
+            Ok(()) => Ok(()),
+            Err(msg) if msg.recipients.is_empty() => Err(ConnError::NoRecipient),
+            Err(_) => Err(ConnError::NotIdle),
+        }
     }
 
     /// Says QUIT when usable (bounded by the connection's timeout) and shuts
@@ -186,7 +254,9 @@ impl Connection {
     pub async fn quit(mut self) {
         if self.is_usable() {
             self.client.quit(now());
-            let _ = tokio::time::timeout(self.timeout, self.drive(Goal::Closed, |_| {})).await;
+            let limit = self.timeout;
+            let drive = self.drive(Goal::Closed, None::<&mut NoContent>, |_| {});
+            let _ = tokio::time::timeout(limit, drive).await;
         }
         if let Some(stream) = self.stream.as_mut() {
             let _ = stream.shutdown().await;
@@ -321,11 +391,65 @@ impl Connection {
         self.check(r)
     }
 
+    /// Gives proto the content from `source` after [`ClientEvent::SendContent`]:
+    /// each piece is written before the next is pulled, then the content is
+    /// ended. On a source error (or no piece within proto's per-piece
+    /// deadline) the content is NOT ended: the connection is
+    /// marked broken and the socket shut down, so that the server sees the
+    /// connection close mid-content and drops the message.
+    async fn stream_content(&mut self, source: Option<&mut impl ContentSource>) -> Result<(), ConnError> {
+        let Some(source) = source else {
+            // proto asks for content only for a streamed message, which only
+            // `send_streamed` (with a source) hands over: never end it.
+            self.abort().await;
+            return Err(ConnError::StreamedMismatch);
+        };
+        loop {
+            // A source stuck longer than proto's per-piece deadline fails the
+            // content like a source error: the server would time out anyway.
+            let piece = tokio::select! {
+                piece = source.next_piece() => piece,
+                () = sleep_until(self.client.poll_timeout()) => {
+                    Err(io::Error::new(io::ErrorKind::TimedOut, "no content piece within the deadline"))
+                }
+            };
+            match piece {
+                Ok(Some(piece)) => {
+                    self.client.send_content(now(), &piece);
+                    if !self.client.is_sending_content() {
+                        // Past the declared size: proto failed the session,
+                        // its events say so.
+                        return Ok(());
+                    }
+                    self.flush().await?;
+                }
+                Ok(None) => {
+                    self.client.end_content(now());
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.abort().await;
+                    return Err(ConnError::Content(e));
+                }
+            }
+        }
+    }
+
+    /// Breaks the connection mid-content: shuts the socket down (bounded by
+    /// the connection's timeout) without writing anything proto queued.
+    async fn abort(&mut self) {
+        self.broken = true;
+        if let Some(stream) = self.stream.as_mut() {
+            let _ = tokio::time::timeout(self.timeout, stream.shutdown()).await;
+        }
+    }
+
     /// Moves bytes and timers until `goal`; for [`Goal::Message`] returns the
-    /// message's end.
-    async fn drive(
+    /// message's end. `source` gives a streamed message's content.
+    async fn drive<S: ContentSource>(
         &mut self,
         goal: Goal,
+        mut source: Option<&mut S>,
         mut observe: impl FnMut(&ClientEvent),
     ) -> Result<Option<Answered>, ConnError> {
         let mut outcome = None;
@@ -353,6 +477,7 @@ impl Connection {
                         }
                         _ => {}
                     },
+                    ClientEvent::SendContent => self.stream_content(source.as_deref_mut()).await?,
                     ClientEvent::MessageDone(o) => outcome = Some(o),
                     ClientEvent::Failed(e) => failure = Some(e),
                     ClientEvent::Closed => {

@@ -1,16 +1,17 @@
 //! net's client and server loops talking to each other over loopback TCP:
 //! plain, STARTTLS and implicit TLS, a handler that drops the connection,
-//! shutdown; and `drive` alone over an in-memory pipe: a pipelined batch
+//! shutdown, streamed bodies (DATA and BDAT, a failing source); and `drive` alone over an in-memory pipe: a pipelined batch
 //! answered in one write, the STARTTLS hand-off.
 
 use std::ops::ControlFlow;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use net::client::{ConnError, Connection, TlsTarget};
+use bytes::Bytes;
+use net::client::{ConnError, Connection, ContentSource, TlsTarget};
 use net::server::{drive, serve, Handler, Next, ServerTls};
 use net::Stream;
 use proto::address::{ForwardPath, ReversePath};
@@ -26,11 +27,15 @@ use tokio_rustls::TlsAcceptor;
 
 const LIMIT: Duration = Duration::from_secs(10);
 
+/// Messages a server stored: (came by BDAT, body).
+type Stored = Arc<Mutex<Vec<(bool, Vec<u8>)>>>;
+
 /// Accepts everything; `drop_messages`: disconnects instead of answering
-/// the content.
+/// the content. `stored` keeps each message's (came by BDAT, body).
 #[derive(Default)]
 struct Accept {
     messages: Arc<AtomicU32>,
+    stored: Stored,
     drop_messages: bool,
     saw_tls: bool,
 }
@@ -40,13 +45,15 @@ impl Handler for Accept {
         match event {
             ServerEvent::Mail(r) => server.answer_mail(r, Verdict::Accept),
             ServerEvent::Rcpt(r) => server.answer_rcpt(r, Verdict::Accept),
-            ServerEvent::Message(done) => {
+            ServerEvent::Message(mut done) => {
                 if self.drop_messages {
                     let r = proto::Reply::new(421, proto::EnhancedCode::new(4, 4, 2), "dropped");
                     server.message_stored(done, Err(r));
                     return ControlFlow::Break(());
                 }
                 self.messages.fetch_add(1, Ordering::Relaxed);
+                let body = std::mem::take(&mut done.body);
+                self.stored.lock().unwrap().push((done.chunked, body));
                 server.message_stored(done, Ok("test"));
             }
             ServerEvent::Auth(_) => unreachable!("AUTH is not offered"),
@@ -105,14 +112,25 @@ async fn one_session(
     drop_messages: bool,
     shutdown: oneshot::Receiver<()>,
 ) -> (std::net::SocketAddr, Arc<AtomicU32>, Session) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let messages = Arc::new(AtomicU32::new(0));
-    let mut handler = Accept {
+    let handler = Accept {
         messages: messages.clone(),
         drop_messages,
-        saw_tls: false,
+        ..Accept::default()
     };
+    let (addr, task) = spawn_session(config, tls, handler, shutdown).await;
+    (addr, messages, task)
+}
+
+/// Serves one session with `handler` on a fresh loopback port.
+async fn spawn_session(
+    config: ServerConfig,
+    tls: Option<(TlsAcceptor, bool)>,
+    mut handler: Accept,
+    shutdown: oneshot::Receiver<()>,
+) -> (std::net::SocketAddr, Session) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
         let (tcp, peer) = listener.accept().await.unwrap();
         let acceptor = tls.as_ref().map(|(a, _)| a);
@@ -127,7 +145,7 @@ async fn one_session(
         let r = serve(tcp, Arc::new(config), peer.to_string(), tls, &mut handler, stop).await;
         (r, handler.saw_tls)
     });
-    (addr, messages, task)
+    (addr, task)
 }
 
 fn message() -> Outgoing {
@@ -136,6 +154,7 @@ fn message() -> Outgoing {
         params: MailParams::default(),
         recipients: vec![(ForwardPath::parse("<b@example.net>").unwrap(), RcptParams::default())],
         body: b"Subject: t\r\n\r\nhello\r\n".to_vec(),
+        streamed: None,
     }
 }
 
@@ -332,4 +351,174 @@ async fn starttls_is_handed_to_the_caller_and_pipelined_input_discarded() {
     assert_eq!(next, Next::StartTls);
     // Greeting, EHLO, STARTTLS; the MAIL behind STARTTLS is never answered.
     assert_eq!(codes, ["220", "250", "220"]);
+}
+
+/// A spool stand-in: gives `body` in pieces of `piece` octets, or fails after
+/// `fail_after` pieces.
+struct Pieces {
+    body: Bytes,
+    piece: usize,
+    pos: usize,
+    given: usize,
+    fail_after: Option<usize>,
+}
+
+impl Pieces {
+    fn new(body: &Bytes, piece: usize) -> Self {
+        Self {
+            body: body.clone(),
+            piece,
+            pos: 0,
+            given: 0,
+            fail_after: None,
+        }
+    }
+}
+
+impl ContentSource for Pieces {
+    async fn next_piece(&mut self) -> std::io::Result<Option<Bytes>> {
+        if self.fail_after == Some(self.given) {
+            return Err(std::io::Error::other("spool read failed"));
+        }
+        if self.pos == self.body.len() {
+            return Ok(None);
+        }
+        let end = (self.pos + self.piece).min(self.body.len());
+        let piece = self.body.slice(self.pos..end);
+        self.pos = end;
+        self.given += 1;
+        Ok(Some(piece))
+    }
+}
+
+/// About 5 MB of CRLF lines, among them lines that must be dot-stuffed (a
+/// lone `.` among them) and one over a piece boundary at every offset.
+fn big_body() -> Bytes {
+    let mut body = b"Subject: streamed\r\n\r\n".to_vec();
+    let mut i = 0u64;
+    while body.len() < 5_000_000 {
+        match i % 5 {
+            0 => body.extend_from_slice(b".\r\n"),
+            1 => body.extend_from_slice(format!(".dot line {i}\r\n").as_bytes()),
+            _ => body.extend_from_slice(format!("line {i} {}\r\n", "x".repeat((i % 97) as usize)).as_bytes()),
+        }
+        i += 1;
+    }
+    Bytes::from(body)
+}
+
+fn streamed_message(size: usize) -> Outgoing {
+    Outgoing {
+        body: Vec::new(),
+        streamed: Some(size as u64),
+        ..message()
+    }
+}
+
+fn chunking_client(chunking: bool) -> Arc<ClientConfig> {
+    Arc::new(ClientConfig {
+        tls: TlsPolicy::Never,
+        chunking,
+        ..ClientConfig::default()
+    })
+}
+
+/// A ready plain connection to a fresh one-session server (which offers
+/// CHUNKING); the client uses BDAT when `chunking`. Returns the server's
+/// stored messages too, and its shutdown trigger (dropping it shuts the
+/// server down).
+async fn streaming_pair(chunking: bool) -> (Connection, Stored, Session, oneshot::Sender<()>) {
+    let (tx, rx) = oneshot::channel();
+    let handler = Accept::default();
+    let stored = handler.stored.clone();
+    let (addr, task) = spawn_session(ServerConfig::default(), None, handler, rx).await;
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let mut conn = Connection::new(tcp, chunking_client(chunking), false, None, LIMIT);
+    conn.ready(|_| {}).await.unwrap();
+    (conn, stored, task, tx)
+}
+
+#[tokio::test]
+async fn a_streamed_message_arrives_byte_exact_over_data_and_bdat() {
+    let body = big_body();
+    for chunking in [false, true] {
+        let (mut conn, stored, task, _tx) = streaming_pair(chunking).await;
+        // The wrong method for either kind of message is refused up front.
+        let r = conn.send(streamed_message(body.len()), |_| {}).await;
+        assert!(matches!(r, Err(ConnError::StreamedMismatch)), "{r:?}");
+        let r = conn.send_streamed(message(), &mut Pieces::new(&body, 1), |_| {}).await;
+        assert!(matches!(r, Err(ConnError::StreamedMismatch)), "{r:?}");
+        assert!(conn.is_usable());
+
+        let mut source = Pieces::new(&body, 64 * 1024);
+        let mut asked = 0;
+        let a = conn
+            .send_streamed(streamed_message(body.len()), &mut source, |e| {
+                asked += usize::from(*e == proto::client::ClientEvent::SendContent);
+            })
+            .await
+            .unwrap();
+        assert_eq!(asked, 1);
+        assert!(!a.synthetic);
+        assert_eq!(a.outcome.data.as_ref().map(|r| r.code), Some(250));
+        assert_eq!(source.given, body.len().div_ceil(64 * 1024));
+        // A plain message after it on the same connection.
+        assert!(conn.send(message(), |_| {}).await.unwrap().outcome.data.is_some());
+        conn.quit().await;
+        task.await.unwrap().0.unwrap();
+        let stored = stored.lock().unwrap();
+        assert_eq!(stored.len(), 2);
+        let (chunked, got) = &stored[0];
+        assert_eq!(*chunked, chunking);
+        assert_eq!(got.len(), body.len());
+        assert!(got[..] == body[..], "the body arrived altered (chunking: {chunking})");
+    }
+}
+
+#[tokio::test]
+async fn a_failing_source_never_ends_the_content() {
+    let body = big_body();
+    for chunking in [false, true] {
+        let (mut conn, stored, task, _tx) = streaming_pair(chunking).await;
+        let mut source = Pieces::new(&body, 64 * 1024);
+        source.fail_after = Some(3);
+        let mut asked = false;
+        let r = conn
+            .send_streamed(streamed_message(body.len()), &mut source, |e| {
+                asked |= *e == proto::client::ClientEvent::SendContent;
+            })
+            .await;
+        assert!(
+            matches!(&r, Err(ConnError::Content(e)) if e.to_string() == "spool read failed"),
+            "{r:?}"
+        );
+        // The content had begun (354 or BDAT) when the source failed.
+        assert!(asked);
+        assert_eq!(source.given, 3);
+        assert!(!conn.is_usable());
+        // The server sees the connection close mid-content, and no message.
+        let (r, _) = tokio::time::timeout(LIMIT, task).await.unwrap().unwrap();
+        r.unwrap();
+        assert!(stored.lock().unwrap().is_empty(), "chunking: {chunking}");
+        drop(conn);
+    }
+}
+
+#[tokio::test]
+async fn a_source_shorter_than_declared_is_reported_not_ended() {
+    let body = Bytes::from_static(b"Subject: t\r\n\r\nshort\r\n");
+    for chunking in [false, true] {
+        let (mut conn, stored, task, _tx) = streaming_pair(chunking).await;
+        let mut source = Pieces::new(&body, 8);
+        let a = conn
+            .send_streamed(streamed_message(body.len() + 10), &mut source, |_| {})
+            .await
+            .unwrap();
+        assert!(a.synthetic);
+        assert_eq!(a.outcome.data.as_ref().map(|r| r.code), Some(451));
+        assert!(!conn.is_usable());
+        conn.quit().await;
+        tokio::time::timeout(LIMIT, task).await.unwrap().unwrap().0.unwrap();
+        assert!(stored.lock().unwrap().is_empty(), "chunking: {chunking}");
+    }
 }

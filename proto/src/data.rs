@@ -22,7 +22,8 @@
 //! (RFC 3030), which carry no terminator and no dot-stuffing: there every octet,
 //! a leading dot included, counts.
 //!
-//! [`encode_data`] is the inverse: it dot-stuffs a body and appends the terminator.
+//! [`encode_data`] is the inverse: it dot-stuffs a body and appends the terminator;
+//! [`DataEncoder`] does the same for a body given piece by piece.
 
 use memchr::{memchr3, memmem};
 use thiserror::Error;
@@ -407,25 +408,79 @@ impl DataDecoder {
 /// For a body of CRLF-separated lines without CR, LF or NUL inside,
 /// [`DataDecoder::decode`] gives back `body` (plus a final CRLF if it had none).
 /// A dot is stuffed after every LF, bare or not. Hot path: no allocation besides
-/// `out` growing, a memchr scan and one copy per run between stuffed dots.
+/// `out` growing, a memchr scan and one copy per run between stuffed dots. The
+/// same code as [`DataEncoder`], in one piece.
 pub fn encode_data(body: &[u8], out: &mut Vec<u8>) {
     out.reserve(body.len() + 5);
-    let mut run = 0;
-    if body.first() == Some(&b'.') {
-        out.push(b'.');
+    let mut encoder = DataEncoder::new();
+    encoder.push(body, out);
+    encoder.finish(out);
+}
+
+/// [`encode_data`] for a body given piece by piece (a message streamed from the
+/// spool): [`push`](Self::push) each piece in order, then
+/// [`finish`](Self::finish). The output is the same as `encode_data` of the
+/// concatenated pieces, however the body is split: a dot at the start of a
+/// piece is doubled when the previous piece ended a line, and the final line
+/// end follows the body's last two octets, whichever pieces they came in.
+#[derive(Clone, Debug, Default)]
+pub struct DataEncoder {
+    /// The last two octets pushed, older first (zero where fewer were pushed).
+    tail: [u8; 2],
+    /// Octets pushed so far.
+    len: u64,
+}
+
+impl DataEncoder {
+    /// An encoder at the start of the body.
+    pub fn new() -> Self {
+        Self::default()
     }
-    for p in memmem::find_iter(body, b"\n.") {
-        // Copy up to and including the dot, then the dot again on the next run.
-        out.extend_from_slice(&body[run..p + 2]);
-        run = p + 1;
+
+    /// Body octets pushed so far (before dot-stuffing).
+    pub fn len(&self) -> u64 {
+        self.len
     }
-    out.extend_from_slice(&body[run..]);
-    if !body.is_empty() && !body.ends_with(b"\r\n") {
-        if body.ends_with(b"\r") {
-            out.push(b'\n');
-        } else {
-            out.extend_from_slice(b"\r\n");
+
+    /// Whether nothing was pushed yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends `piece`, the next octets of the body, to `out`, dot-stuffed.
+    pub fn push(&mut self, piece: &[u8], out: &mut Vec<u8>) {
+        let (Some(&first), Some(&last)) = (piece.first(), piece.last()) else {
+            return;
+        };
+        // A line starts at the body's start and after every LF, bare or not.
+        if first == b'.' && (self.len == 0 || self.tail[1] == b'\n') {
+            out.push(b'.');
         }
+        let mut run = 0;
+        for p in memmem::find_iter(piece, b"\n.") {
+            // Copy up to and including the dot, then the dot again on the next run.
+            out.extend_from_slice(&piece[run..p + 2]);
+            run = p + 1;
+        }
+        out.extend_from_slice(&piece[run..]);
+        self.tail = match piece {
+            [.., a, _] => [*a, last],
+            _ => [self.tail[1], last],
+        };
+        self.len += piece.len() as u64;
     }
-    out.extend_from_slice(b".\r\n");
+
+    /// Ends the body: CRLF when it did not end with one (LF alone after a
+    /// final CR), then the terminator `.` CRLF. An empty body gives just the
+    /// terminator.
+    pub fn finish(self, out: &mut Vec<u8>) {
+        if self.len > 0 && self.tail != *b"\r\n" {
+            if self.tail[1] == b'\r' {
+                out.push(b'\n');
+            } else {
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        out.extend_from_slice(b".\r\n");
+    }
 }

@@ -29,6 +29,18 @@ pub struct Timeouts {
     pub data_command: Duration,
     /// The final reply after the content. Default 10 min.
     pub data_end: Duration,
+    /// Each piece of a streamed content: from [`ClientEvent::SendContent`] or
+    /// the last [`Client::send_content`] until the next piece or
+    /// [`Client::end_content`]; the driver bounds its writes of the pieces by
+    /// [`Client::poll_timeout`]. Default 3 min, like Postfix's
+    /// `smtp_data_xfer_timeout` (180 s): a server that stops reading mid-body
+    /// is given up without waiting for the 10 minutes of `data_end`.
+    ///
+    /// [`ClientEvent::SendContent`]: super::ClientEvent::SendContent
+    /// [`Client::send_content`]: super::Client::send_content
+    /// [`Client::end_content`]: super::Client::end_content
+    /// [`Client::poll_timeout`]: super::Client::poll_timeout
+    pub data_block: Duration,
 }
 
 impl Default for Timeouts {
@@ -41,6 +53,7 @@ impl Default for Timeouts {
             rcpt: min(5),
             data_command: min(2),
             data_end: min(10),
+            data_block: min(3),
         }
     }
 }

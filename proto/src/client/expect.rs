@@ -208,6 +208,9 @@ impl Client {
             return self.end_failed(now);
         }
         if flight.chunked {
+            if let Some(size) = flight.msg.streamed {
+                return self.start_streamed(now, size, true);
+            }
             let size = flight.msg.body.len() as u64;
             Command::Bdat { size, last: true }.encode(&mut self.out);
             self.out.extend_from_slice(&flight.msg.body);
@@ -223,6 +226,9 @@ impl Client {
         let any_rcpt = flight.rcpts.iter().any(Reply::is_success);
         let mail_ok = flight.mail.as_ref().is_some_and(Reply::is_success);
         if reply.code == 354 && any_rcpt && mail_ok {
+            if let Some(size) = flight.msg.streamed {
+                return self.start_streamed(now, size, false);
+            }
             encode_data(&flight.msg.body, &mut self.out);
             self.arm(now, &Expect::DataEnd);
             self.expect.push_back(Expect::DataEnd);

@@ -7,8 +7,14 @@
 //! calls [`Client::send_message`] or [`Client::quit`]. MAIL, RCPT and DATA are
 //! pipelined when the server offers PIPELINING; BDAT is used when it offers
 //! CHUNKING (and the config allows); bodies sent with DATA are dot-stuffed.
+//!
+//! A body may also be streamed ([`Outgoing::streamed`]): when the content is
+//! due the client says [`ClientEvent::SendContent`], and the driver hands it
+//! the body piece by piece ([`Client::send_content`], then
+//! [`Client::end_content`]), so that a large message is never whole in memory.
 
 mod config;
+mod content;
 mod expect;
 
 use std::collections::VecDeque;
@@ -34,8 +40,14 @@ pub struct Outgoing {
     pub params: MailParams,
     /// RCPT TO, in order; results come back with the same indexes.
     pub recipients: Vec<(ForwardPath, RcptParams)>,
-    /// The message.
+    /// The message (ignored when `streamed` is set).
     pub body: Vec<u8>,
+    /// `Some(size)`: the body is not in `body` (leave it empty) but streamed
+    /// by the driver when the client asks ([`ClientEvent::SendContent`]):
+    /// exactly `size` octets through [`Client::send_content`], then
+    /// [`Client::end_content`]. `size` is also the `SIZE=` declared to a
+    /// server that offers SIZE.
+    pub streamed: Option<u64>,
 }
 
 /// What happened to one message.
@@ -89,11 +101,24 @@ pub enum ClientError {
         /// What was wrong.
         error: ReplyError,
     },
-    /// The server was silent longer than the stage's timeout.
+    /// The server was silent longer than the stage's timeout (or, in
+    /// [`Stage::Content`], the driver did not hand the next piece in time).
     #[error("{stage}: timed out")]
     Timeout {
         /// Where it happened.
         stage: Stage,
+    },
+    /// A streamed content was not the size declared in
+    /// [`Outgoing::streamed`]. The session is failed before the content is
+    /// ended (no terminator, no octet past the BDAT size): a message cut
+    /// short or overlong must never be delivered as if complete.
+    #[error("content size did not match: {declared} octets declared, {given} given")]
+    ContentSize {
+        /// The size declared in [`Outgoing::streamed`].
+        declared: u64,
+        /// The octets given (at the first piece past `declared`, or at
+        /// [`Client::end_content`]).
+        given: u64,
     },
 }
 
@@ -119,6 +144,9 @@ pub enum Stage {
     Rcpt,
     /// DATA command (waiting for 354).
     DataCommand,
+    /// Sending a streamed content (between [`ClientEvent::SendContent`] and
+    /// [`Client::end_content`]).
+    Content,
     /// Waiting for the reply after the content.
     DataEnd,
     /// RSET.
@@ -145,6 +173,13 @@ pub enum ClientEvent {
     StartTls,
     /// Idle: call [`Client::send_message`] or [`Client::quit`].
     Ready,
+    /// A streamed message's content is due (after `354` to DATA, or with
+    /// `BDAT <size> LAST` queued): give the body with [`Client::send_content`],
+    /// piece by piece, exactly [`Outgoing::streamed`] octets in all, then call
+    /// [`Client::end_content`]. Each piece must come within
+    /// `data_block` of [`ClientConfig::timeouts`]. Never for a
+    /// message whose body is in [`Outgoing::body`].
+    SendContent,
     /// A recipient's RCPT reply, as soon as it is known.
     RcptResult {
         /// Index in [`Outgoing::recipients`].
@@ -184,6 +219,8 @@ pub struct Client {
     idle: bool,
     closed: bool,
     current: Option<InFlight>,
+    /// A streamed content being given, between `SendContent` and `end_content`.
+    content: Option<content::Streaming>,
     out: Vec<u8>,
     events: VecDeque<ClientEvent>,
     deadline: Option<Instant>,
@@ -202,6 +239,7 @@ impl Client {
             idle: false,
             closed: false,
             current: None,
+            content: None,
             out: Vec::new(),
             events: VecDeque::new(),
             deadline,
@@ -220,7 +258,7 @@ impl Client {
                     self.on_reply(now, reply);
                 }
                 Err(error) => {
-                    let stage = self.expect.front().map_or(Stage::Quit, Expect::stage);
+                    let stage = self.stage();
                     self.fail(ClientError::Protocol { stage, error });
                     return input.len();
                 }
@@ -232,7 +270,7 @@ impl Client {
     /// Fails the connection if the current stage's deadline has passed.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.deadline.is_some_and(|d| now >= d) {
-            let stage = self.expect.front().map_or(Stage::Quit, Expect::stage);
+            let stage = self.stage();
             self.fail(ClientError::Timeout { stage });
         }
     }
@@ -340,6 +378,15 @@ impl Client {
         self.extensions = e;
     }
 
+    /// Where the session stands, for error reports.
+    fn stage(&self) -> Stage {
+        match self.expect.front() {
+            Some(expect) => expect.stage(),
+            None if self.content.is_some() => Stage::Content,
+            None => Stage::Quit,
+        }
+    }
+
     fn command(&mut self, now: Instant, cmd: &Command, expect: Expect) {
         cmd.encode(&mut self.out);
         self.arm(now, &expect);
@@ -366,6 +413,7 @@ impl Client {
     fn close(&mut self) {
         self.closed = true;
         self.idle = false;
+        self.content = None;
         self.deadline = None;
         self.expect.clear();
         self.events.push_back(ClientEvent::Closed);
@@ -379,11 +427,13 @@ impl Client {
 }
 
 /// Parameters are sent only where the server offers their extension (RFC 1870,
-/// 3461 §4, 4954 §5, 6152): SIZE is set to the body's size; DSN parameters
+/// 3461 §4, 4954 §5, 6152): SIZE is set to the body's size (the streamed
+/// size for a streamed body); DSN parameters
 /// (RET, ENVID, NOTIFY, ORCPT), BODY and AUTH= are dropped when not offered.
 /// SMTPUTF8 is kept: a server without it must refuse the message (RFC 6531).
 fn strip_unoffered(ext: &Extensions, msg: &mut Outgoing) {
-    msg.params.size = ext.contains(Extension::Size).then_some(msg.body.len() as u64);
+    let size = msg.streamed.unwrap_or(msg.body.len() as u64);
+    msg.params.size = ext.contains(Extension::Size).then_some(size);
     if !ext.contains(Extension::Dsn) {
         msg.params.ret = None;
         msg.params.envid = None;

@@ -5,6 +5,7 @@ use proptest::prelude::*;
 
 use super::*;
 
+mod encoder;
 mod line_limit;
 
 const LIMITS: DataLimits = DataLimits {

@@ -133,6 +133,7 @@ fn message(rcpts: &[&str], body: &[u8]) -> Outgoing {
         params: MailParams::default(),
         recipients: rcpts.iter().map(|r| rcpt(r)).collect(),
         body: body.to_vec(),
+        streamed: None,
     }
 }
 
