@@ -252,8 +252,16 @@ impl Connection {
         };
         match e {
             ConnError::Io(e) => lost(e.to_string()),
-            ConnError::Eof | ConnError::SessionClosed | ConnError::NotIdle | ConnError::NoRecipient => {
-                lost(e.to_string())
+            ConnError::Eof
+            | ConnError::SessionClosed
+            | ConnError::NotIdle
+            | ConnError::NoRecipient
+            | ConnError::StreamedMismatch => lost(e.to_string()),
+            // The spool could not give the body: cut off before its end,
+            // nothing delivered; tried again later.
+            ConnError::Content(e) => {
+                warn!(msg_id = id, peer = %peer, error = %e, "message content not read from the spool; connection cut before its end");
+                lost(format!("reading the message from the spool: {e}"))
             }
             ConnError::WriteTimeout | ConnError::HandshakeTimeout => DeliveryError::Timeout { peer, stage: None },
             ConnError::Handshake(reason) => {
@@ -282,6 +290,7 @@ impl Connection {
                     peer,
                     stage: Some(stage),
                 },
+                e @ ClientError::ContentSize { .. } => lost(e.to_string()),
             },
         }
     }
