@@ -105,6 +105,10 @@ address = "127.0.0.1:{admin}"
 max_message_size = 500000000
 {extra_limits}
 
+[outbound]
+retry_first_secs = 1
+retry_cap_secs = 2
+
 [[route]]
 domain = "cabinet.test"
 host = "127.0.0.1:{sink}"

@@ -260,13 +260,7 @@ impl Spool {
     /// [`Spool::accept_as`]: `Ok` means envelope and every piece are on
     /// stable storage; a crash before it leaves nothing that is acknowledged
     /// (the pieces are swept at the next open).
-    pub fn accept_spilled(
-        &self,
-        envelope: Envelope,
-        head: Bytes,
-        spill: Spill,
-        tail: Bytes,
-    ) -> WriteFuture<MessageId> {
+    pub fn accept_spilled(&self, envelope: Envelope, head: Bytes, spill: Spill, tail: Bytes) -> WriteFuture<MessageId> {
         self.accept_spilled_with(envelope, head, spill, tail, None)
     }
 
@@ -294,58 +288,56 @@ impl Spool {
         self.accept_ops(id, envelope, pieces, extra)
     }
 
-    /// How the body of `id` is stored; `None` if there is no body.
+    /// How the body of `id` is stored: in pieces when it has a complete
+    /// pieces record, else whole (whether or not it exists: reading says).
+    /// One point read of a small record (a Bloom filter miss for a whole
+    /// body).
     ///
     /// # Errors
     /// A RocksDB read error; [`Error::Corrupt`] for a malformed record.
-    pub fn body_layout(&self, id: MessageId) -> Result<Option<BodyLayout>, Error> {
-        let core = self.core();
-        if let Some(v) = pieces_record(core, id)? {
-            return match parse_record(&v) {
-                Some((COMPLETE, count)) => Ok(Some(BodyLayout::Pieces { count })),
-                Some(_) => Ok(None),
+    pub fn body_layout(&self, id: MessageId) -> Result<BodyLayout, Error> {
+        match pieces_record(self.core(), id)? {
+            None => Ok(BodyLayout::Whole),
+            Some(v) => match parse_record(&v) {
+                Some((COMPLETE, count)) => Ok(BodyLayout::Pieces { count }),
+                Some(_) => Ok(BodyLayout::Whole),
                 None => Err(Error::Corrupt {
                     cf: Cf::Chunks.name(),
                     key: id.to_string(),
                     error: "malformed pieces record".into(),
                 }),
-            };
+            },
         }
-        let cf = core.cf(Cf::Body)?;
-        let found = core
-            .db
-            .key_may_exist_cf(cf, id.as_bytes())
-            .then(|| core.db.get_pinned_cf(cf, id.as_bytes()))
-            .transpose()
-            .map_err(|e| Error::from_read(&core.config.path, Cf::Body.name(), id.as_bytes(), e))?
-            .flatten();
-        Ok(found.map(|_| BodyLayout::Whole))
     }
 
     /// A reader over the body of `id`, piece by piece (a whole body is one
-    /// piece); `None` if there is no body.
+    /// piece). A body that is not there is reported by the first read.
     ///
     /// # Errors
     /// As [`Spool::body_layout`].
-    pub fn body_reader(&self, id: MessageId) -> Result<Option<BodyReader>, Error> {
-        Ok(self.body_layout(id)?.map(|layout| BodyReader {
+    pub fn body_reader(&self, id: MessageId) -> Result<BodyReader, Error> {
+        Ok(BodyReader {
             spool: self.clone(),
             id,
-            layout,
+            layout: self.body_layout(id)?,
             next: 0,
-        }))
+        })
     }
 
     /// The first `max` octets of the body of `id` (all of it when smaller),
     /// reading only the pieces needed: for a report that quotes the header
-    /// section of a large message.
+    /// section of a large message. `None` if there is no body.
     ///
     /// # Errors
-    /// As [`Spool::body_layout`].
+    /// As [`Spool::body_layout`], and a missing piece.
     pub fn body_prefix(&self, id: MessageId, max: usize) -> Result<Option<Vec<u8>>, Error> {
-        let Some(mut reader) = self.body_reader(id)? else {
-            return Ok(None);
-        };
+        let mut reader = self.body_reader(id)?;
+        if reader.layout == BodyLayout::Whole {
+            return Ok(self.core().get(Cf::Body, id.as_bytes())?.map(|mut b| {
+                b.truncate(max);
+                b
+            }));
+        }
         let mut out = Vec::new();
         while out.len() < max {
             let Some(piece) = reader.next_piece()? else { break };
@@ -440,14 +432,19 @@ mod tests {
         let tail = Bytes::from_static(b"the end\r\n");
         let env = crate::record::tests::sample(1);
         spool
-            .accept_spilled(env, head.clone(), spill, tail.clone()).wait().expect("accept");
+            .accept_spilled(env, head.clone(), spill, tail.clone())
+            .wait()
+            .expect("accept");
         let mut expected = head.to_vec();
         written.iter().for_each(|p| expected.extend_from_slice(p));
         expected.extend_from_slice(&tail);
-        assert_eq!(spool.body_layout(id).expect("layout"), Some(BodyLayout::Pieces { count: 7 }));
+        assert_eq!(spool.body_layout(id).expect("layout"), BodyLayout::Pieces { count: 7 });
         assert_eq!(spool.body(id).expect("body"), Some(expected.clone()));
-        assert_eq!(spool.envelope(id).expect("env").map(|e| e.body_size), Some(expected.len() as u64));
-        let mut reader = spool.body_reader(id).expect("reader").expect("some");
+        assert_eq!(
+            spool.envelope(id).expect("env").map(|e| e.body_size),
+            Some(expected.len() as u64)
+        );
+        let mut reader = spool.body_reader(id).expect("reader");
         assert_eq!(reader.next_piece().expect("head"), Some(head));
         for p in &written {
             assert_eq!(reader.next_piece().expect("piece").as_ref(), Some(p));
@@ -459,7 +456,7 @@ mod tests {
         assert_eq!(stored(&spool, id), (7, true));
         assert!(spool.remove(id, crate::Durability::Synced).wait().expect("remove"));
         assert_eq!(stored(&spool, id), (0, false));
-        assert_eq!(spool.body_layout(id).expect("layout"), None);
+        assert_eq!(spool.body(id).expect("body"), None);
     }
 
     #[test]
@@ -483,9 +480,11 @@ mod tests {
         assert_eq!(stored(&spool, id), (0, false));
         // A whole body is one piece.
         let id = spool
-            .accept(crate::record::tests::sample(1), b"small".to_vec()).wait().expect("accept");
-        assert_eq!(spool.body_layout(id).expect("layout"), Some(BodyLayout::Whole));
-        let mut reader = spool.body_reader(id).expect("reader").expect("some");
+            .accept(crate::record::tests::sample(1), b"small".to_vec())
+            .wait()
+            .expect("accept");
+        assert_eq!(spool.body_layout(id).expect("layout"), BodyLayout::Whole);
+        let mut reader = spool.body_reader(id).expect("reader");
         assert_eq!(reader.next_piece().expect("whole").as_deref(), Some(&b"small"[..]));
         assert_eq!(reader.next_piece().expect("end"), None);
     }
@@ -502,13 +501,16 @@ mod tests {
             }
             spool.sync().wait().expect("sync");
             assert_eq!(stored(&spool, id), (4, true));
-            // The process dies: no discard, no drop.
-            std::mem::forget(spill);
+            // The process dies: no discard (a drop would discard).
+            spill.open = false;
+            drop(spill);
+            drop(spool);
             drop(guard);
             id
         };
         let (spool, _guard) = open(dir.path());
         assert_eq!(stored(&spool, id), (0, false));
-        assert_eq!(spool.body_layout(id).expect("layout"), None);
+        assert_eq!(spool.body_layout(id).expect("layout"), BodyLayout::Whole);
+        assert_eq!(spool.body(id).expect("body"), None);
     }
 }

@@ -489,9 +489,8 @@ impl Spool {
     /// [`Spool::body_reader`] instead.
     pub fn body(&self, id: MessageId) -> Result<Option<Vec<u8>>, Error> {
         match self.body_layout(id)? {
-            None => Ok(None),
-            Some(crate::BodyLayout::Whole) => self.core().get(Cf::Body, id.as_bytes()),
-            Some(crate::BodyLayout::Pieces { .. }) => self.body_prefix(id, usize::MAX),
+            crate::BodyLayout::Whole => self.core().get(Cf::Body, id.as_bytes()),
+            crate::BodyLayout::Pieces { .. } => self.body_prefix(id, usize::MAX),
         }
     }
 

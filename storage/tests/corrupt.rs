@@ -10,7 +10,7 @@ use common::{body, envelope};
 use rocksdb::{Options, DB};
 use storage::{Durability, Entry, Error, MessageId, Spool, SpoolConfig};
 
-const CFS: [&str; 8] = [
+const CFS: [&str; 9] = [
     "msg",
     "body",
     "sched",
@@ -19,6 +19,7 @@ const CFS: [&str; 8] = [
     "event_by_time",
     "stats",
     "cluster",
+    "chunks",
 ];
 
 /// Opens the spool's database directly, bypassing the crate (to damage it).

@@ -379,7 +379,14 @@ mod tests {
         };
         let id: MessageId = "00000T428JP8CG002CXPGYAAW1".parse().expect("id");
         let body = b"Subject: CR\r\nX-MSS-NIL: DPI 1.0\r\n\r\nBonjour\r\n".to_vec();
-        let p = prepare(&origin, tx, Content::Whole(body.clone()), id, 1_795_444_320_000, 1_795_444_620_000);
+        let p = prepare(
+            &origin,
+            tx,
+            Content::Whole(body.clone()),
+            id,
+            1_795_444_320_000,
+            1_795_444_620_000,
+        );
         let text = String::from_utf8(whole(&p.body).to_vec()).expect("utf8");
         assert!(
             text.starts_with(
@@ -403,7 +410,14 @@ mod tests {
         let event = p.event.expect("trace event");
         assert!(event.detail.contains("identity dpi"), "{}", event.detail);
         // A message that has a Message-ID keeps it and gets none added.
-        let p = prepare(&origin, tx, Content::Whole(b"Message-ID: <x@y>\r\n\r\nb\r\n".to_vec()), id, 0, 0);
+        let p = prepare(
+            &origin,
+            tx,
+            Content::Whole(b"Message-ID: <x@y>\r\n\r\nb\r\n".to_vec()),
+            id,
+            0,
+            0,
+        );
         assert_eq!(String::from_utf8_lossy(whole(&p.body)).matches("Message-ID").count(), 1);
     }
 

@@ -180,7 +180,7 @@ pub fn owed_dsn(
     let mut params = mail_params(env);
     if (body.len() as u64) < env.body_size {
         // Only the start of a large message was read: quote its headers.
-        params.ret = Some(proto::params::Ret::Headers);
+        params.ret = Some(Ret::Headers);
     }
     let report = dsn::Report {
         reporting_mta,

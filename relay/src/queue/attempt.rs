@@ -51,10 +51,13 @@ impl Queue {
         let Some(mut env) = self.spool.envelope(id)? else {
             return Ok(()); // removed meanwhile
         };
-        let streamed = matches!(self.spool.body_layout(id)?, Some(BodyLayout::Pieces { .. }));
         // A large message streams from the spool; `body` is then only its
         // start, for the reports (which quote its headers).
-        let Some(body) = self.dsn_original(id)? else {
+        let (streamed, body) = match self.spool.body_layout(id)? {
+            BodyLayout::Whole => (false, self.spool.body(id)?),
+            BodyLayout::Pieces { .. } => (true, self.spool.body_prefix(id, DSN_ORIGINAL_MAX)?),
+        };
+        let Some(body) = body else {
             return Err(storage::Error::Corrupt {
                 cf: "body",
                 key: id.to_string(),
@@ -92,14 +95,8 @@ impl Queue {
                 Ok(dest) if streamed => {
                     let mut msg = envelope::outgoing(&env, &indexes, &[]);
                     msg.streamed = Some(env.body_size);
-                    match SpoolContent::open(&self.spool, id)? {
-                        Some(mut content) => {
-                            self.pool
-                                .send_streamed(&dest, msg, &mut content, &id.to_string())
-                                .await
-                        }
-                        None => return Ok(()), // removed meanwhile
-                    }
+                    let mut content = SpoolContent::open(&self.spool, id)?;
+                    self.pool.send_streamed(&dest, msg, &mut content, &id.to_string()).await
                 }
                 Ok(dest) => {
                     let msg = envelope::outgoing(&env, &indexes, &body);
@@ -124,9 +121,8 @@ impl Queue {
     /// `envelope::owed_dsn`). `None` when there is no body.
     pub(super) fn dsn_original(&self, id: MessageId) -> Result<Option<Vec<u8>>, storage::Error> {
         match self.spool.body_layout(id)? {
-            None => Ok(None),
-            Some(BodyLayout::Whole) => self.spool.body(id),
-            Some(BodyLayout::Pieces { .. }) => self.spool.body_prefix(id, DSN_ORIGINAL_MAX),
+            BodyLayout::Whole => self.spool.body(id),
+            BodyLayout::Pieces { .. } => self.spool.body_prefix(id, DSN_ORIGINAL_MAX),
         }
     }
 

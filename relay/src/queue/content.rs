@@ -16,15 +16,16 @@ pub(crate) struct SpoolContent {
 }
 
 impl SpoolContent {
-    /// `Ok(None)` when the message has no body (removed meanwhile).
+    /// A body that is not there (removed meanwhile) fails the first read,
+    /// which cuts the connection before the end of the content.
     ///
     /// # Errors
     /// The spool's read error.
-    pub(crate) fn open(spool: &Spool, id: MessageId) -> Result<Option<Self>, storage::Error> {
-        Ok(spool.body_reader(id)?.map(|reader| Self {
-            reader: Some(reader),
+    pub(crate) fn open(spool: &Spool, id: MessageId) -> Result<Self, storage::Error> {
+        Ok(Self {
+            reader: Some(spool.body_reader(id)?),
             id,
-        }))
+        })
     }
 }
 

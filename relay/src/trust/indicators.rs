@@ -74,7 +74,10 @@ pub fn accepted(sender: &str, recipients: &[&str], size: u64, start: &[u8]) -> V
     let mut c: Vec<(String, u64)> = vec![
         ("messages".into(), 1),
         ("bytes".into(), size),
-        (format!("size:{}", size_bucket(usize::try_from(size).unwrap_or(usize::MAX))), 1),
+        (
+            format!("size:{}", size_bucket(usize::try_from(size).unwrap_or(usize::MAX))),
+            1,
+        ),
         (format!("sender_domain:{}", domain(sender)), 1),
     ];
     for r in recipients {
