@@ -8,6 +8,11 @@
 //! - `accept_10KB/one_sync_per_message/{1,16,64,256}`: the naive baseline in the same
 //!   run: the same spool with `max_batch_messages = 1`, i.e. one synced RocksDB write
 //!   (one WAL fsync) per message.
+//! - `delivery_reads/{10KB,1MiB_piece}/{fresh,reopened}`: what a delivery attempt
+//!   reads on its task: the envelope and the body of a random message among 50,000
+//!   (10 KB, read whole on the async worker) or 200 (1 MiB pieces of 5 MiB
+//!   messages; read one piece at a time, on a blocking thread), right after the
+//!   fill (memtables) and after a reopen (SST and blob files, page cache warm).
 //!
 //! The spool directory is under `$ESTAFETTE_BENCH_DIR` if set (put it on the disk you
 //! want to measure), else the system temp dir.
@@ -65,6 +70,8 @@ struct TempSpool {
     spool: Spool,
     guard: Option<SpoolDropGuard>,
     dir: PathBuf,
+    /// Leave the directory when dropped (to reopen it).
+    keep: bool,
 }
 
 impl TempSpool {
@@ -77,6 +84,7 @@ impl TempSpool {
             spool,
             guard: Some(guard),
             dir,
+            keep: false,
         }
     }
 }
@@ -84,7 +92,9 @@ impl TempSpool {
 impl Drop for TempSpool {
     fn drop(&mut self) {
         self.guard.take();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
@@ -131,5 +141,97 @@ fn accept(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, accept);
+/// A spool holding `n` messages of `size` octets, their ids, and the spool's
+/// temp dir; with `size` over a MiB the bodies are stored in 1 MiB pieces.
+fn filled(n: usize, size: usize) -> (TempSpool, Vec<storage::MessageId>) {
+    let t = TempSpool::open(1024);
+    let piece = bytes::Bytes::from(body().repeat(size.div_ceil(BODY).min(103)));
+    let mut ids = Vec::with_capacity(n);
+    let mut pending = Vec::new();
+    for _ in 0..n {
+        if size <= BODY {
+            pending.push(t.spool.accept(envelope(), body()));
+        } else {
+            let id = t.spool.next_id();
+            let mut spill = t.spool.spill(id);
+            while spill.len() + (piece.len() as u64) < size as u64 {
+                spill.write(piece.clone()).wait().expect("piece");
+            }
+            pending.push(
+                t.spool
+                    .accept_spilled(envelope(), bytes::Bytes::new(), spill, piece.clone()),
+            );
+        }
+        if pending.len() >= 256 {
+            ids.extend(pending.drain(..).map(|f| f.wait().expect("accept")));
+        }
+    }
+    ids.extend(pending.drain(..).map(|f| f.wait().expect("accept")));
+    (t, ids)
+}
+
+/// Closes the spool (a clean stop: memtables flushed) and opens it again.
+fn reopen(mut t: TempSpool) -> TempSpool {
+    t.keep = true;
+    let dir = t.dir.clone();
+    drop(t);
+    let (spool, guard) = Spool::open(SpoolConfig::new(&dir, 1)).expect("reopen");
+    TempSpool {
+        spool,
+        guard: Some(guard),
+        dir,
+        keep: false,
+    }
+}
+
+fn delivery_reads(c: &mut Criterion) {
+    let mut g = c.benchmark_group("delivery_reads");
+    g.sample_size(20);
+    g.measurement_time(Duration::from_secs(4));
+    g.warm_up_time(Duration::from_secs(1));
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut pick = move |n: usize| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % n as u64) as usize
+    };
+    let (t, ids) = filled(50_000, BODY);
+    let mut t = Some(t);
+    for state in ["fresh", "reopened"] {
+        if state == "reopened" {
+            t = t.take().map(reopen);
+        }
+        let spool = &t.as_ref().expect("spool").spool;
+        g.bench_function(BenchmarkId::new("10KB", state), |b| {
+            b.iter(|| {
+                let id = ids[pick(ids.len())];
+                let env = spool.envelope(id).expect("read").expect("envelope");
+                let body = spool.body(id).expect("read").expect("body");
+                (env.recipients.len(), body.len())
+            })
+        });
+    }
+    drop(t);
+    let (t, ids) = filled(200, 5 << 20);
+    let mut t = Some(t);
+    for state in ["fresh", "reopened"] {
+        if state == "reopened" {
+            t = t.take().map(reopen);
+        }
+        let spool = &t.as_ref().expect("spool").spool;
+        g.bench_function(BenchmarkId::new("1MiB_piece", state), |b| {
+            b.iter(|| {
+                let id = ids[pick(ids.len())];
+                let mut reader = spool.body_reader(id).expect("reader");
+                let head = reader.next_piece().expect("read");
+                let piece = reader.next_piece().expect("read").expect("piece");
+                (head.map(|h| h.len()), piece.len())
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, accept, delivery_reads);
 criterion_main!(benches);
