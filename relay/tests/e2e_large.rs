@@ -11,7 +11,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use support::cluster::Proc;
 use support::peers::{free_port, smtp_sink_on};
+use support::raw::{cmd, reply, vm_kib};
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -61,19 +62,6 @@ fn as_dump(message: &[u8]) -> Vec<u8> {
 
 fn head(i: usize) -> String {
     format!("Subject: large {i}\r\nMessage-ID: <large-{i}@chu.test>\r\n\r\n")
-}
-
-/// Peak and current resident set of `pid`, in KiB.
-fn rss_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("field")
-    };
-    (field("VmHWM:"), field("VmRSS:"))
 }
 
 fn config(dir: &Path, smtp: u16, admin: u16, sink: u16, extra_limits: &str) -> PathBuf {
@@ -226,7 +214,7 @@ fn twenty_large_messages_stream_through_with_flat_memory() {
     wait_port(smtp, &node);
     wait_port(admin, &node);
     let pid = node.child.as_ref().expect("child").id();
-    let (_, idle_kib) = rss_kib(pid);
+    let idle_kib = vm_kib(pid, "VmRSS");
 
     let bulk = bulk(mb);
     let bulk_path = dir.path().join("bulk.eml");
@@ -245,7 +233,7 @@ fn twenty_large_messages_stream_through_with_flat_memory() {
     assert_eq!(accepted, n, "every message acknowledged:\n{replies}\n{}", node.log());
     wait_delivered(admin, n as u64, &node, 600);
     let elapsed = started.elapsed();
-    let (peak_kib, _) = rss_kib(pid);
+    let peak_kib = vm_kib(pid, "VmHWM");
 
     // smtp-sink writes its dump before it answers 250.
     let paths = sink.files();
@@ -278,25 +266,6 @@ fn twenty_large_messages_stream_through_with_flat_memory() {
         above < 300 * 1024,
         "peak RSS {peak_kib} KiB is {above} KiB above idle ({idle_kib} KiB)"
     );
-}
-
-fn reply(r: &mut impl BufRead) -> String {
-    let mut all = String::new();
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line).expect("read") == 0 {
-            return all;
-        }
-        all.push_str(&line);
-        if line.as_bytes().get(3) != Some(&b'-') {
-            return all;
-        }
-    }
-}
-
-fn cmd(w: &mut TcpStream, r: &mut impl BufRead, line: &str) -> String {
-    w.write_all(format!("{line}\r\n").as_bytes()).expect("write");
-    reply(r)
 }
 
 /// Opens a plain session and starts a transaction to `rcpt`, up to the 354.

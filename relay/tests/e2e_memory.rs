@@ -4,12 +4,13 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::peers::free_port;
+use support::raw::{cmd, reply, vm_kib};
 
 struct Node(Child);
 
@@ -22,31 +23,7 @@ impl Drop for Node {
 
 /// Peak resident set of `pid` in KiB.
 fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM")
-}
-
-fn reply(r: &mut impl BufRead) -> String {
-    let mut all = String::new();
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line).expect("read") == 0 {
-            return all;
-        }
-        all.push_str(&line);
-        if line.as_bytes().get(3) != Some(&b'-') {
-            return all;
-        }
-    }
-}
-
-fn cmd(w: &mut TcpStream, r: &mut impl BufRead, line: &str) -> String {
-    w.write_all(format!("{line}\r\n").as_bytes()).expect("write");
-    reply(r)
+    vm_kib(pid, "VmHWM")
 }
 
 #[test]

@@ -12,6 +12,7 @@
 //! - [`cluster`]: a cluster of real `estafette` processes and the clients
 //!   that send through it.
 //! - [`grafana`]: the dashboard's metric names, to check against `/metrics`.
+//! - [`raw`]: a bare SMTP line client and a process's memory from /proc.
 //!
 //! Every peer is a child process killed when its guard drops, also when a
 //! test fails. A test binary uses only part of this module, hence the
@@ -24,3 +25,4 @@ pub mod dns;
 pub mod grafana;
 pub mod node;
 pub mod peers;
+pub mod raw;
