@@ -7,11 +7,12 @@
 
 mod support;
 
-use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use support::cluster::{cluster, send, send_batch, seqs, until_accepting, Cluster, Proc};
+use support::cluster::{
+    admin_get, cluster, cluster_status, exposition, metric, send, send_batch, seqs, until_accepting, Cluster, Proc,
+};
 use support::peers::{aiosmtpd_on, free_port, PyTls};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,43 +182,6 @@ async fn a_drained_node_exits_and_its_queue_is_delivered_by_peers_at_once() {
 
 /// `GET /api/cluster` of the node with config `config` (its admin port).
 /// The node's `/metrics` (admin listener without a token).
-fn exposition(config: &Path) -> String {
-    admin_get(config, "/metrics")
-}
-
-/// `GET path` on the admin port of the node with config `config`: the
-/// whole HTTP/1.0 response.
-fn admin_get(config: &Path, path: &str) -> String {
-    use std::io::{Read, Write};
-    let admin = relay::config::Config::load(config)
-        .expect("config")
-        .admin
-        .expect("[admin]");
-    let mut http = std::net::TcpStream::connect(admin.address).expect("admin listener");
-    http.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
-        .expect("request");
-    let mut text = String::new();
-    http.read_to_string(&mut text).expect("response");
-    text
-}
-
-/// One sample of the node's `/metrics`.
-fn metric(config: &Path, name: &str) -> f64 {
-    let text = exposition(config);
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{text}"))
-}
-
-fn cluster_status(config: &Path) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_estafette"))
-        .args(["cluster", "status", "--json", "--config"])
-        .arg(config)
-        .output()
-        .expect("estafette cluster status");
-    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_node_is_not_taken_over_before_takeover_after_and_its_shadows_are_released() {
     let sink_port = free_port();

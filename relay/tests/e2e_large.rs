@@ -18,51 +18,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::cluster::Proc;
+use support::large::{as_dump, assert_whole, bulk, dump_of, env_or, head, CLIENT};
 use support::peers::{free_port, smtp_sink_on};
 use support::raw::{cmd, reply, vm_kib};
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// `mb` MiB of 76-character lines (CRLF) that no compressor shrinks much
-/// and no line starts with a dot.
-fn bulk(mb: usize) -> Vec<u8> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = Vec::with_capacity(mb << 20);
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    while out.len() < mb << 20 {
-        for _ in 0..76 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            out.push(ALPHABET[(x % 64) as usize]);
-        }
-        out.extend_from_slice(b"\r\n");
-    }
-    out
-}
-
-/// What smtp-sink's dump holds for a message: LF line ends, one empty line
-/// appended.
-fn as_dump(message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(message.len() + 1);
-    let mut i = 0;
-    while i < message.len() {
-        if message[i] == b'\r' && message.get(i + 1) == Some(&b'\n') {
-            i += 1;
-            continue;
-        }
-        out.push(message[i]);
-        i += 1;
-    }
-    out.push(b'\n');
-    out
-}
-
-fn head(i: usize) -> String {
-    format!("Subject: large {i}\r\nMessage-ID: <large-{i}@chu.test>\r\n\r\n")
-}
 
 fn config(dir: &Path, smtp: u16, admin: u16, sink: u16, extra_limits: &str) -> PathBuf {
     relay::ops::dev::ensure_pki(&dir.join("pki")).expect("pki");
@@ -153,55 +111,6 @@ fn wait_delivered(admin: u16, n: u64, proc: &Proc, secs: u64) {
     }
 }
 
-/// smtp-sink's dump of the message whose Message-ID is `large-{i}`.
-fn dump_of(files: &[PathBuf], i: usize) -> Vec<u8> {
-    let needle = format!("Message-ID: <large-{i}@chu.test>");
-    for f in files {
-        let mut start = vec![0u8; 4096];
-        let n = std::fs::File::open(f)
-            .and_then(|mut h| std::io::Read::read(&mut h, &mut start))
-            .unwrap_or(0);
-        if String::from_utf8_lossy(&start[..n]).contains(&needle) {
-            return std::fs::read(f).expect("read dump");
-        }
-    }
-    panic!("no dump holds message {i}");
-}
-
-const CLIENT: &str = r#"
-import smtplib, ssl, sys, threading
-port, ca, n, bulk_path = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
-bulk = open(bulk_path, 'rb').read()
-ctx = ssl.create_default_context(cafile=ca)
-ctx.check_hostname = False
-results = [None] * n
-def send(i):
-    try:
-        head = f"Subject: large {i}\r\nMessage-ID: <large-{i}@chu.test>\r\n\r\n".encode()
-        s = smtplib.SMTP('127.0.0.1', port, timeout=600)
-        s.ehlo('dpi.chu.test')
-        s.starttls(context=ctx)
-        s.ehlo('dpi.chu.test')
-        code, msg = s.mail('dr.martin@chu.test', [f'SIZE={len(head) + len(bulk)}'])
-        assert code == 250, (code, msg)
-        code, msg = s.rcpt(f'dr.large{i}@cabinet.test')
-        assert code == 250, (code, msg)
-        code, msg = s.docmd('DATA')
-        assert code == 354, (code, msg)
-        s.send(head)
-        s.send(bulk)
-        s.send(b'.\r\n')
-        code, msg = s.getreply()
-        results[i] = f'{code} {msg.decode()}'
-        s.quit()
-    except Exception as e:
-        results[i] = f'error {e!r}'
-threads = [threading.Thread(target=send, args=(i,)) for i in range(n)]
-for t in threads: t.start()
-for t in threads: t.join()
-for r in results: print(r)
-"#;
-
 #[test]
 fn twenty_large_messages_stream_through_with_flat_memory() {
     let mb = env_or("ESTAFETTE_LARGE_MB", 100);
@@ -238,21 +147,7 @@ fn twenty_large_messages_stream_through_with_flat_memory() {
     // smtp-sink writes its dump before it answers 250.
     let paths = sink.files();
     assert_eq!(paths.len(), n, "one dump per message");
-    let body = as_dump(&bulk);
-    for i in 0..n {
-        let dump = dump_of(&paths, i);
-        let mut want = as_dump(head(i).as_bytes());
-        want.pop();
-        want.extend_from_slice(&body);
-        assert!(
-            dump.ends_with(&want),
-            "message {i}: the sink's copy ({} octets) does not end with the {} octets sent",
-            dump.len(),
-            want.len()
-        );
-        let text = String::from_utf8_lossy(&dump[..dump.len() - want.len()]).into_owned();
-        assert!(text.contains("by relay.test (Estafette) with ESMTPS"), "{text}");
-    }
+    assert_whole(&paths, n, &bulk, "by relay.test (Estafette) with ESMTPS");
     let above = peak_kib.saturating_sub(idle_kib);
     println!(
         "{n} x {mb} MiB over STARTTLS in and out in {:.1} s; RSS idle {} MiB, peak {} MiB (+{} MiB)",

@@ -126,26 +126,25 @@ impl Spill {
         self.spool.writer().submit(ops, false, ())
     }
 
-    /// The pieces written so far, joined (for a copy sent to a peer, which
-    /// takes the body whole).
-    ///
-    /// # Errors
-    /// A read error, or [`Error::Corrupt`] when a written piece is missing.
-    pub fn read_back(&self) -> Result<Vec<u8>, Error> {
-        let mut out = Vec::with_capacity(usize::try_from(self.bytes).unwrap_or(0));
-        for n in 1..=self.pieces {
-            match self.spool.core().get(Cf::Body, &piece_key(self.id, n))? {
-                Some(v) => out.extend_from_slice(&v),
-                None => {
-                    return Err(Error::Corrupt {
-                        cf: Cf::Body.name(),
-                        key: format!("{} piece {n}", self.id),
-                        error: "body piece missing".into(),
-                    })
-                }
-            }
+    /// Pieces written so far (not counting the head and the tail that the
+    /// commit adds).
+    pub fn pieces(&self) -> u32 {
+        self.pieces
+    }
+
+    /// A reader over the pieces written so far, in order (for the copy a
+    /// cluster streams to a peer while the local commit runs). Reads are
+    /// blocking RocksDB reads. A piece deleted meanwhile (the transaction
+    /// was discarded) is reported as [`Error::Corrupt`] by the read.
+    pub fn reader(&self) -> BodyReader {
+        BodyReader {
+            spool: self.spool.clone(),
+            id: self.id,
+            layout: BodyLayout::Pieces {
+                count: self.pieces.saturating_add(1),
+            },
+            next: 1,
         }
-        Ok(out)
     }
 
     /// Deletes the pieces written so far: the transaction ended without
@@ -240,6 +239,34 @@ pub(crate) fn sweep_partial(core: &Core) -> Result<usize, Error> {
     Ok(swept)
 }
 
+/// The ops that complete a body written in pieces: `head` as piece 0,
+/// `tail` after the pieces of `spill`, and the `complete` record; and the
+/// body's size. From here the pieces belong to whatever the ops are written
+/// with (a message, a shadow copy) or, if that write fails, to the sweep at
+/// the next open.
+pub(crate) fn finish_ops(head: Bytes, mut spill: Spill, tail: Bytes) -> (Ops, u64) {
+    let id = spill.id;
+    let size = head.len() as u64 + spill.bytes + tail.len() as u64;
+    let mut count = spill.pieces + 1;
+    let mut ops = Ops::default();
+    ops.put(Cf::Body, piece_key(id, 0).to_vec(), head);
+    if !tail.is_empty() {
+        ops.put(Cf::Body, piece_key(id, count).to_vec(), tail);
+        count += 1;
+    }
+    ops.put(Cf::Chunks, id.as_bytes().to_vec(), record(COMPLETE, count));
+    spill.open = false;
+    (ops, size)
+}
+
+/// Whether the body of `id` is stored in pieces (a complete `chunks` record).
+pub(crate) fn in_pieces(core: &Core, id: MessageId) -> Result<bool, Error> {
+    Ok(matches!(
+        pieces_record(core, id)?.as_deref().and_then(parse_record),
+        Some((COMPLETE, _))
+    ))
+}
+
 impl Spool {
     /// Starts writing the body of `id` (from [`Spool::next_id`]) in pieces
     /// while it arrives; see [`Spill`].
@@ -268,23 +295,13 @@ impl Spool {
         &self,
         mut envelope: Envelope,
         head: Bytes,
-        mut spill: Spill,
+        spill: Spill,
         tail: Bytes,
         extra: Option<(Vec<u8>, Vec<u8>)>,
     ) -> WriteFuture<MessageId> {
         let id = spill.id;
-        envelope.body_size = head.len() as u64 + spill.bytes + tail.len() as u64;
-        let mut count = spill.pieces + 1;
-        let mut pieces = Ops::default();
-        pieces.put(Cf::Body, piece_key(id, 0).to_vec(), head);
-        if !tail.is_empty() {
-            pieces.put(Cf::Body, piece_key(id, count).to_vec(), tail);
-            count += 1;
-        }
-        pieces.put(Cf::Chunks, id.as_bytes().to_vec(), record(COMPLETE, count));
-        // From here the pieces belong to the message (or, if this write
-        // fails, to the sweep and to `remove`).
-        spill.open = false;
+        let (pieces, size) = finish_ops(head, spill, tail);
+        envelope.body_size = size;
         self.accept_ops(id, envelope, pieces, extra)
     }
 
@@ -349,8 +366,9 @@ impl Spool {
 }
 
 /// Reads one stored body piece by piece ([`Spool::body_reader`]). Reads are
-/// blocking RocksDB reads: call it from a blocking thread.
-#[derive(Debug)]
+/// blocking RocksDB reads: call it from a blocking thread. A clone reads
+/// the same body again from where the original stood.
+#[derive(Clone, Debug)]
 pub struct BodyReader {
     spool: Spool,
     id: MessageId,

@@ -152,14 +152,60 @@ impl Spool {
         self.writer().submit(ops, true, ())
     }
 
-    /// Drops shadow copies and their placements (see [`Spool::release_shadows`]).
+    /// [`Spool::put_shadow_placed`] for a copy received in pieces: `spill`
+    /// holds the pieces written as they arrived (buffered), `head` and `tail`
+    /// the first and last chunk. One synced batch writes the shadow record
+    /// (its envelope's `body_size` set to the total, its body empty: read the
+    /// body with [`Spool::body_reader`]), the head, the tail, the pieces'
+    /// `complete` record and the placement. Same contract as
+    /// [`Spool::put_shadow`]: `Ok` means the whole copy is on stable storage
+    /// (the fsync covers the buffered pieces before it); a crash before
+    /// leaves pieces that the next open sweeps.
+    pub fn put_shadow_spilled(
+        &self,
+        origin: u16,
+        mut envelope: Envelope,
+        head: bytes::Bytes,
+        spill: crate::Spill,
+        tail: bytes::Bytes,
+        placement: Vec<u8>,
+    ) -> WriteFuture<()> {
+        let id = spill.id();
+        let (pieces, size) = crate::chunks::finish_ops(head, spill, tail);
+        envelope.body_size = size;
+        let mut ops = match self.shadow_ops(origin, id, &envelope, &[]) {
+            Ok(ops) => ops,
+            Err(e) => return WriteFuture::ready(Err(e)),
+        };
+        ops.extend(pieces);
+        ops.put(Cf::Cluster, shadow_meta_key(origin, id), placement);
+        self.writer().submit(ops, true, ())
+    }
+
+    /// Drops shadow copies and their placements (see [`Spool::release_shadows`]),
+    /// with the pieces of those stored in pieces.
     pub fn release_shadows_placed(&self, origin: u16, ids: &[MessageId], durability: Durability) -> WriteFuture<()> {
         let mut ops = Ops::default();
         for id in ids {
+            if let Err(e) = self.forget_shadow_pieces(&mut ops, origin, *id) {
+                return WriteFuture::ready(Err(e));
+            }
             ops.delete(Cf::Shadow, shadow_key(origin, *id).to_vec());
             ops.delete(Cf::Cluster, shadow_meta_key(origin, *id));
         }
         self.core().submit(self.writer(), ops, durability, ())
+    }
+
+    /// Adds the deletion of the pieces of shadow `(origin, id)` to `ops`, if
+    /// it is stored in pieces. Only while the shadow record exists: a late
+    /// release must not delete the body of a message this node promoted
+    /// meanwhile (same id, now its own).
+    pub(crate) fn forget_shadow_pieces(&self, ops: &mut Ops, origin: u16, id: MessageId) -> Result<(), Error> {
+        let core = self.core();
+        if crate::chunks::in_pieces(core, id)? && core.get(Cf::Shadow, &shadow_key(origin, id))?.is_some() {
+            crate::chunks::forget_pieces(core, ops, id)?;
+        }
+        Ok(())
     }
 
     /// Takes over a shadow copy (see [`Spool::promote_shadow`]) and stores
@@ -177,7 +223,12 @@ impl Spool {
         };
         let mut ops = Ops::default();
         ops.put(Cf::Msg, id.as_bytes().to_vec(), value);
-        ops.put(Cf::Body, id.as_bytes().to_vec(), shadow.body);
+        // A copy received in pieces keeps them: they become the message's.
+        match crate::chunks::in_pieces(self.core(), id) {
+            Ok(true) => {}
+            Ok(false) => ops.put(Cf::Body, id.as_bytes().to_vec(), shadow.body),
+            Err(e) => return WriteFuture::ready(Err(e)),
+        }
         if let Some(due) = shadow.envelope.due_ms() {
             ops.put(Cf::Sched, sched_key(due, id).to_vec(), Vec::new());
         }
@@ -190,5 +241,75 @@ impl Spool {
     /// The ops that remove an own message's placement (added to [`Spool::remove`]).
     pub(crate) fn forget_placement(ops: &mut Ops, id: MessageId) {
         ops.delete(Cf::Cluster, own_key(id));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::{BodyLayout, SpoolConfig};
+
+    fn received_in_pieces(spool: &Spool, origin: u16, chunks: &[&[u8]]) -> (MessageId, Vec<u8>) {
+        let id = MessageId::from_parts(1_700_000_000_000, origin, 7);
+        let mut spill = spool.spill(id);
+        for c in &chunks[1..chunks.len() - 1] {
+            spill.write(Bytes::copy_from_slice(c)).wait().expect("piece");
+        }
+        let head = Bytes::copy_from_slice(chunks[0]);
+        let tail = Bytes::copy_from_slice(chunks[chunks.len() - 1]);
+        let env = crate::record::tests::sample(1);
+        spool
+            .put_shadow_spilled(origin, env, head, spill, tail, b"placement".to_vec())
+            .wait()
+            .expect("shadow");
+        (id, chunks.concat())
+    }
+
+    #[test]
+    fn a_copy_received_in_pieces_is_promoted_without_copying_its_body() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (spool, _guard) = Spool::open(SpoolConfig::new(dir.path(), 1)).expect("open");
+        let (id, whole) = received_in_pieces(&spool, 3, &[b"head\r\n", b"one\r\n", b"two\r\n", b"tail\r\n"]);
+        let shadow = spool.shadow(3, id).expect("read").expect("held");
+        assert!(shadow.body.is_empty());
+        assert_eq!(shadow.envelope.body_size, whole.len() as u64);
+        assert_eq!(spool.body_layout(id).expect("layout"), BodyLayout::Pieces { count: 4 });
+        assert!(spool
+            .promote_shadow_placed(3, id, b"p2".to_vec())
+            .wait()
+            .expect("promote"));
+        assert_eq!(spool.shadow(3, id).expect("read"), None);
+        assert_eq!(spool.body(id).expect("body"), Some(whole));
+        assert_eq!(
+            spool.envelope(id).expect("env").map(|e| e.body_size),
+            Some(shadow.envelope.body_size)
+        );
+        // A release arriving late (the copy was promoted meanwhile) leaves
+        // the message's body alone.
+        spool
+            .release_shadows_placed(3, &[id], Durability::Synced)
+            .wait()
+            .expect("release");
+        assert_eq!(spool.body_layout(id).expect("layout"), BodyLayout::Pieces { count: 4 });
+        assert!(spool.remove(id, Durability::Synced).wait().expect("remove"));
+        assert_eq!(spool.body(id).expect("body"), None);
+    }
+
+    #[test]
+    fn releasing_a_copy_received_in_pieces_deletes_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (spool, _guard) = Spool::open(SpoolConfig::new(dir.path(), 1)).expect("open");
+        let (id, whole) = received_in_pieces(&spool, 2, &[b"h\r\n", b"a\r\n", b"b\r\n", b"c\r\n", b"t\r\n"]);
+        assert_eq!(spool.body(id).expect("body"), Some(whole));
+        spool
+            .release_shadows_placed(2, &[id], Durability::Synced)
+            .wait()
+            .expect("release");
+        assert_eq!(spool.shadow(2, id).expect("read"), None);
+        assert_eq!(spool.body_layout(id).expect("layout"), BodyLayout::Whole);
+        assert_eq!(spool.body(id).expect("body"), None);
+        assert!(spool.shadow_placements().expect("scan").is_empty());
     }
 }

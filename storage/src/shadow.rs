@@ -24,7 +24,8 @@ pub struct Shadow {
     pub id: MessageId,
     /// The envelope as replicated.
     pub envelope: Envelope,
-    /// The body as replicated.
+    /// The body as replicated; empty for a copy received in pieces
+    /// ([`Spool::put_shadow_spilled`]: read it with [`Spool::body_reader`]).
     pub body: Vec<u8>,
 }
 
@@ -128,6 +129,9 @@ impl Spool {
     pub fn release_shadows(&self, origin: u16, ids: &[MessageId], durability: Durability) -> WriteFuture<()> {
         let mut ops = Ops::default();
         for id in ids {
+            if let Err(e) = self.forget_shadow_pieces(&mut ops, origin, *id) {
+                return WriteFuture::ready(Err(e));
+            }
             ops.delete(Cf::Shadow, shadow_key(origin, *id).to_vec());
         }
         self.core().submit(self.writer(), ops, durability, ())
@@ -180,7 +184,11 @@ impl Spool {
         };
         let mut ops = Ops::default();
         ops.put(Cf::Msg, id.as_bytes().to_vec(), value);
-        ops.put(Cf::Body, id.as_bytes().to_vec(), shadow.body);
+        match crate::chunks::in_pieces(self.core(), id) {
+            Ok(true) => {}
+            Ok(false) => ops.put(Cf::Body, id.as_bytes().to_vec(), shadow.body),
+            Err(e) => return WriteFuture::ready(Err(e)),
+        }
         if let Some(due) = shadow.envelope.due_ms() {
             ops.put(Cf::Sched, sched_key(due, id).to_vec(), Vec::new());
         }

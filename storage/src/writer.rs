@@ -63,6 +63,12 @@ impl Ops {
         self.ops.push(Op::Delete(cf, key));
     }
 
+    /// Appends every operation of `other` (one batch written atomically).
+    pub(crate) fn extend(&mut self, other: Self) {
+        self.bytes += other.bytes;
+        self.ops.extend(other.ops);
+    }
+
     pub(crate) fn merge(&mut self, cf: Cf, key: impl Into<Vec<u8>>, value: Vec<u8>) {
         let key = key.into();
         self.bytes += key.len() + value.len();

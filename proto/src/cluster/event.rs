@@ -54,6 +54,15 @@ pub enum LocalEvent {
         /// Envelope plus body, in bytes (for the driver's flow control and metrics).
         size: u64,
     },
+    /// More of the copy of `id`, an accept in progress, went out to a holder
+    /// (the driver streams copies of more than one frame). The accept's
+    /// deadline moves to `now + accept_deadline`: a copy that keeps moving is
+    /// not refused for the time its size takes, one that stalls for
+    /// `accept_deadline` is. Ignored for any other message.
+    CopyProgress {
+        /// The message being accepted.
+        id: MessageId,
+    },
     /// The copy received for a peer (all its `Replicate` frames, `last` included) is on
     /// stable storage in the shadow column family, with `placement`. The node acks it.
     ShadowStored {

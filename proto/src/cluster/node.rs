@@ -229,6 +229,7 @@ impl Node {
     pub fn handle_local(&mut self, now: Instant, event: LocalEvent) {
         match event {
             LocalEvent::Accepted { id, size: _ } => self.on_accepted(now, id),
+            LocalEvent::CopyProgress { id } => self.on_copy_progress(now, id),
             LocalEvent::ShadowStored { origin, id, placement } => self.on_shadow_stored(now, origin, id, placement),
             LocalEvent::ShadowFailed { origin, id, reason } => self.on_shadow_failed(origin, id, reason),
             LocalEvent::Promoted { origin: _, ids } => self.on_promoted(now, &ids),

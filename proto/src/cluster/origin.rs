@@ -131,6 +131,22 @@ impl Node {
         self.copies.insert(id, Copy::new(placement, state, now));
     }
 
+    /// A streamed copy moved: its accept's deadline starts again.
+    pub(super) fn on_copy_progress(&mut self, now: Instant, id: MessageId) {
+        let later = now + self.config.accept_deadline;
+        if let Some(Copy {
+            state: State::Accepting { deadline, .. },
+            ..
+        }) = self.copies.get_mut(&id)
+        {
+            if later > *deadline {
+                self.deadlines.remove(&(*deadline, id));
+                self.deadlines.insert((later, id));
+                *deadline = later;
+            }
+        }
+    }
+
     /// Every holder acked (or there are none): `Ok` for the client, into the queue.
     /// Takeover notices that arrived meanwhile are kept (the copy is then held).
     fn accepted_ok(&mut self, now: Instant, id: MessageId, placement: Placement, degraded: bool) {

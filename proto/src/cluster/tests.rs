@@ -269,6 +269,34 @@ fn no_ack_within_the_deadline_is_451() {
 }
 
 #[test]
+fn a_streamed_copy_that_keeps_moving_is_not_refused_for_its_time() {
+    let mut h = Harness::new(2, 2);
+    h.nodes[0].handle_local(
+        h.now,
+        LocalEvent::Accepted {
+            id: id(1),
+            size: 100 << 20,
+        },
+    );
+    let a: Vec<Action> = std::iter::from_fn(|| h.nodes[0].poll_action()).collect();
+    assert!(matches!(a[..], [Action::SendCopy { .. }]), "{a:?}");
+    // Chunks go out every 4 s: 12 s in all, far past the 5 s deadline.
+    for _ in 0..3 {
+        h.advance(Duration::from_secs(4));
+        assert_eq!(outcome(&h.take(0)), None);
+        h.local(0, LocalEvent::CopyProgress { id: id(1) });
+    }
+    // Then the copy stalls: refused one deadline after its last progress.
+    h.advance(Duration::from_millis(4900));
+    assert_eq!(outcome(&h.take(0)), None);
+    h.advance(Duration::from_millis(200));
+    assert_eq!(outcome(&h.take(0)), Some(Err(Unavailable::Timeout)));
+    // Progress for a message no longer being accepted changes nothing.
+    h.local(0, LocalEvent::CopyProgress { id: id(1) });
+    assert!(h.take(0).is_empty());
+}
+
+#[test]
 fn silent_origin_is_taken_over_and_learns_it_at_restart() {
     let mut h = Harness::new(2, 2);
     h.local(0, LocalEvent::Accepted { id: id(1), size: 10 });

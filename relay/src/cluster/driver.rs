@@ -5,17 +5,16 @@
 //! file only does the I/O they name.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
 use proto::cluster::{
     Action, Frame, LocalEvent, MessageId, NackReason, Node, NodeId, Placement, Replicate, Unavailable,
 };
-use tokio::sync::{mpsc, oneshot};
-use tracing::{info, warn};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tracing::{debug, info, warn};
 
-/// Body bytes per `Replicate` frame.
-const CHUNK: usize = 1 << 20;
+use super::replicate::{self, CopyBody, Outbound, ONE_FRAME};
 
 /// What the rest of the node tells the driver.
 pub(super) enum Cmd {
@@ -24,10 +23,14 @@ pub(super) enum Cmd {
     Accept {
         id: MessageId,
         envelope: Vec<u8>,
-        body: Bytes,
+        body: CopyBody,
+        /// Octets of the body.
+        body_size: u64,
         placement: oneshot::Sender<Option<Placement>>,
         outcome: oneshot::Sender<Result<(), Unavailable>>,
     },
+    /// More of a streamed copy went out (`replicate::stream`).
+    CopyProgress(MessageId),
     /// A message left this node's queue (delivered or bounced).
     Final(MessageId),
     /// A control or data frame from a peer (identity from its certificate).
@@ -35,7 +38,7 @@ pub(super) enum Cmd {
     /// The outgoing connection to `peer` came up (with its frame queue) or went down.
     Link {
         peer: NodeId,
-        link: Option<mpsc::Sender<Vec<u8>>>,
+        link: Option<mpsc::Sender<Outbound>>,
     },
     /// A received copy was stored (or not).
     ShadowDone {
@@ -54,12 +57,6 @@ pub(super) enum Cmd {
     AddMember(proto::cluster::MemberConfig),
 }
 
-/// A copy being received from a peer: chunks appended in order.
-struct Incoming {
-    envelope: Vec<u8>,
-    body: Vec<u8>,
-}
-
 /// What the driver does outside the protocol: the spool and the queue.
 pub(super) struct Io {
     pub(super) spool: storage::Spool,
@@ -68,23 +65,34 @@ pub(super) struct Io {
     /// Its own channel, for the spool tasks it spawns.
     pub(super) me: mpsc::Sender<Cmd>,
     /// Whether enough peers are reachable to accept (read at MAIL FROM).
-    pub(super) accepting: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pub(super) accepting: Arc<std::sync::atomic::AtomicBool>,
     /// Queued messages this node must not start delivering now: recovered
     /// ones until the protocol says `Deliver`, and those it was told a peer
     /// took over (`Hold`, `Handed`, `DropLocal`).
     pub(super) blocked: super::Blocked,
     /// Stamped after each timer run, once its actions are applied.
     pub(super) pulse: super::Pulse,
+    /// Bytes of streamed copies queued for the links (`copy_queue_bytes`).
+    pub(super) copy_budget: Arc<Semaphore>,
+    pub(super) copy_budget_total: u32,
+}
+
+/// A message being accepted: what its copies are made of.
+pub(super) struct Outgoing {
+    envelope: Vec<u8>,
+    body: CopyBody,
+    body_size: u64,
+    /// Its streams stop once this is dropped (the accept has its outcome).
+    alive: Arc<()>,
 }
 
 pub(super) struct Driver {
     pub(super) node: Node,
     pub(super) io: Io,
-    pub(super) links: HashMap<NodeId, mpsc::Sender<Vec<u8>>>,
-    /// Bodies of messages being accepted, for `SendCopy`.
-    pub(super) sending: HashMap<MessageId, (Vec<u8>, Bytes)>,
+    pub(super) links: HashMap<NodeId, mpsc::Sender<Outbound>>,
+    /// Messages being accepted, for `SendCopy`.
+    pub(super) sending: HashMap<MessageId, Outgoing>,
     pub(super) outcomes: HashMap<MessageId, oneshot::Sender<Result<(), Unavailable>>>,
-    incoming: HashMap<(NodeId, MessageId), Incoming>,
     /// When each accept in progress asked for its copies.
     started: HashMap<MessageId, Instant>,
     /// Accept to last shadow ack, in µs, of the accepts that succeeded.
@@ -97,7 +105,7 @@ fn latency_histogram() -> hdrhistogram::Histogram<u64> {
     hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("constant bounds that hdrhistogram accepts")
 }
 
-fn sid(id: MessageId) -> Option<storage::MessageId> {
+pub(super) fn sid(id: MessageId) -> Option<storage::MessageId> {
     storage::MessageId::from_slice(id.as_bytes())
 }
 
@@ -113,7 +121,6 @@ impl Driver {
             links: HashMap::new(),
             sending: HashMap::new(),
             outcomes: HashMap::new(),
-            incoming: HashMap::new(),
             started: HashMap::new(),
             latency: latency_histogram(),
         }
@@ -157,19 +164,31 @@ impl Driver {
                 id,
                 envelope,
                 body,
+                body_size,
                 placement,
                 outcome,
             } => {
-                let size = (envelope.len() + body.len()) as u64;
-                self.sending.insert(id, (envelope, body));
+                let size = envelope.len() as u64 + body_size;
+                let alive = Arc::new(());
+                self.sending.insert(
+                    id,
+                    Outgoing {
+                        envelope,
+                        body,
+                        body_size,
+                        alive,
+                    },
+                );
                 self.outcomes.insert(id, outcome);
                 self.started.insert(id, now);
                 self.node.handle_local(now, LocalEvent::Accepted { id, size });
                 let _ = placement.send(self.node.placement(&id).cloned());
             }
             Cmd::Final(id) => self.node.handle_local(now, LocalEvent::Final { id }),
+            Cmd::CopyProgress(id) => self.node.handle_local(now, LocalEvent::CopyProgress { id }),
             Cmd::Frame { from, frame } => match frame {
-                Frame::Replicate(r) => self.on_replicate(from, r),
+                // The transport hands copies to `replicate::Receiver`.
+                Frame::Replicate(r) => debug!(%from, id = ?r.id, "stray copy chunk ignored"),
                 other => self.node.handle_frame(now, from, other),
             },
             Cmd::Link { peer, link } => {
@@ -206,47 +225,6 @@ impl Driver {
         }
     }
 
-    /// Appends a chunk of a copy; on the last one stores it (synced) on a task
-    /// of its own and reports back.
-    fn on_replicate(&mut self, origin: NodeId, r: Replicate) {
-        let key = (origin, r.id);
-        let entry = self.incoming.entry(key).or_insert_with(|| Incoming {
-            envelope: Vec::new(),
-            body: Vec::new(),
-        });
-        if r.offset != entry.body.len() as u64 {
-            self.incoming.remove(&key);
-            let _ = self.io.me.try_send(Cmd::ShadowDone {
-                origin,
-                id: r.id,
-                placement: r.placement,
-                result: Err(NackReason::Invalid),
-            });
-            return;
-        }
-        if !r.envelope.is_empty() {
-            entry.envelope = r.envelope;
-        }
-        entry.body.extend_from_slice(&r.chunk);
-        if !r.last {
-            return;
-        }
-        let Some(copy) = self.incoming.remove(&key) else { return };
-        let (spool, me) = (self.io.spool.clone(), self.io.me.clone());
-        let placement = r.placement;
-        tokio::spawn(async move {
-            let result = store_shadow(&spool, origin, r.id, &copy, &placement).await;
-            let _ = me
-                .send(Cmd::ShadowDone {
-                    origin,
-                    id: r.id,
-                    placement,
-                    result,
-                })
-                .await;
-        });
-    }
-
     /// Carries out actions and sends frames until the node has none.
     fn flush(&mut self) {
         while let Some(action) = self.node.poll_action() {
@@ -263,7 +241,7 @@ impl Driver {
 
     fn send(&mut self, peer: NodeId, frame: &Frame) {
         if let Some(link) = self.links.get(&peer) {
-            if link.try_send(proto::cluster::encode(frame)).is_err() {
+            if link.try_send(Outbound::control(proto::cluster::encode(frame))).is_err() {
                 // Full or closed: the protocol repairs lost frames (timeouts, reconcile).
                 warn!(%peer, "cluster link congested: frame dropped");
             }
@@ -273,26 +251,36 @@ impl Driver {
     fn act(&mut self, action: Action) {
         match action {
             Action::SendCopy { to, id, placement } => {
-                let Some((envelope, body)) = self.sending.get(&id).cloned() else {
+                let Some(copy) = self.sending.get(&id) else {
                     return;
                 };
-                let mut offset = 0usize;
-                loop {
-                    let end = (offset + CHUNK).min(body.len());
-                    let last = end == body.len();
-                    let frame = Frame::Replicate(Replicate {
-                        id,
-                        placement: placement.clone(),
-                        offset: offset as u64,
-                        envelope: if offset == 0 { envelope.clone() } else { Vec::new() },
-                        chunk: body[offset..end].to_vec(),
-                        last,
-                    });
-                    self.send(to, &frame);
-                    if last {
-                        break;
+                match &copy.body {
+                    CopyBody::Whole(body) if body.len() <= ONE_FRAME => {
+                        let frame = Frame::Replicate(Replicate {
+                            id,
+                            placement,
+                            offset: 0,
+                            envelope: copy.envelope.clone(),
+                            chunk: body.to_vec(),
+                            last: true,
+                        });
+                        self.send(to, &frame);
                     }
-                    offset = end;
+                    body => {
+                        let Some(link) = self.links.get(&to) else { return };
+                        tokio::spawn(replicate::stream(replicate::Stream {
+                            link: link.clone(),
+                            budget: self.io.copy_budget.clone(),
+                            budget_total: self.io.copy_budget_total,
+                            id,
+                            placement,
+                            envelope: copy.envelope.clone(),
+                            body: body.clone(),
+                            size: copy.body_size,
+                            alive: Arc::downgrade(&copy.alive),
+                            driver: self.io.me.clone(),
+                        }));
+                    }
                 }
             }
             Action::AcceptOutcome { id, result } => {
@@ -361,22 +349,4 @@ impl Driver {
             }
         }
     }
-}
-
-async fn store_shadow(
-    spool: &storage::Spool,
-    origin: NodeId,
-    id: MessageId,
-    copy: &Incoming,
-    placement: &Placement,
-) -> Result<(), NackReason> {
-    let envelope = storage::Envelope::from_bytes(&copy.envelope).map_err(|_| NackReason::Invalid)?;
-    let sid = sid(id).ok_or(NackReason::Invalid)?;
-    spool
-        .put_shadow_placed(origin.0, sid, &envelope, &copy.body, placement_bytes(placement))
-        .await
-        .map_err(|e| match e {
-            storage::Error::NoSpace { .. } => NackReason::NoSpace,
-            _ => NackReason::Storage,
-        })
 }

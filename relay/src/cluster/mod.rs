@@ -7,8 +7,10 @@
 //!   outgoing connection per peer, frames on one stream each.
 //! - [`discover`]: members from a headless Service's SRV records.
 //! - `driver`: the task running the sans-io protocol
-//!   ([`proto::cluster::Node`]) and doing the I/O it asks for (streaming
-//!   copies, storing shadows, promoting them, dropping released ones).
+//!   ([`proto::cluster::Node`]) and doing the I/O it asks for (sending
+//!   copies, promoting shadows, dropping released ones).
+//! - `replicate`: the data plane: copies streamed from the spool to a peer
+//!   and written to the peer's spool as they arrive, never whole in memory.
 //! - this module: [`Cluster`], the handle the commit path and the queue use.
 //!
 //! Depends on the spool and the bottom layer (config, tls); the queue depends
@@ -30,13 +32,13 @@
 
 pub mod discover;
 mod driver;
+mod replicate;
 pub mod transport;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use proto::cluster::{
     Boot, Config as ProtoConfig, Counters, MemberConfig as ProtoMember, MessageId, Node, NodeId, Placement,
     RecoveredCopy, Unavailable,
@@ -45,6 +47,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::ClusterConfig;
 use driver::{placement_bytes, Cmd, Driver, Io};
+pub use replicate::CopyBody;
 pub use transport::TransportCounters;
 
 /// Queued messages the protocol does not let this node deliver now.
@@ -115,6 +118,8 @@ pub struct Cluster {
     endpoint: quinn::Endpoint,
     blocked: Blocked,
     pulse: Pulse,
+    /// `cluster.copy_rate_bytes`: the copies' wait grows by size / rate.
+    copy_rate: u64,
 }
 
 /// A snapshot for `estafette cluster status`, `/api/cluster` and metrics.
@@ -367,6 +372,7 @@ impl Cluster {
         let (deliver, delivered) = mpsc::unbounded_channel();
         let accepting = Arc::new(AtomicBool::new(config.min_copies <= 1));
         let counters = Arc::new(TransportCounters::default());
+        let spool_for_copies = spool.clone();
         let io = Io {
             spool,
             deliver,
@@ -374,6 +380,8 @@ impl Cluster {
             accepting: accepting.clone(),
             blocked: blocked.clone(),
             pulse: pulse.clone(),
+            copy_budget: Arc::new(tokio::sync::Semaphore::new(config.copy_queue_bytes as usize)),
+            copy_budget_total: config.copy_queue_bytes,
         };
         tokio::spawn(Driver::new(node, io).run(rx));
         let shared = Arc::new(config.clone());
@@ -382,6 +390,7 @@ impl Cluster {
             shared,
             tx.clone(),
             counters.clone(),
+            spool_for_copies,
         ));
         let mut dialled = std::collections::HashMap::new();
         for m in config.members.iter().filter(|m| m.name != config.name) {
@@ -411,6 +420,7 @@ impl Cluster {
                 endpoint,
                 blocked,
                 pulse,
+                copy_rate: config.copy_rate_bytes,
             }),
             delivered,
         ))
@@ -435,7 +445,16 @@ impl Cluster {
         self.accepting.load(Ordering::Relaxed)
     }
 
-    /// Places the copies of a message about to be committed locally.
+    /// How much longer than the node's accept timeout a message of `size`
+    /// bytes may take to commit: the time its copies may take at
+    /// `cluster.copy_rate_bytes`.
+    pub fn copy_allowance(&self, size: u64) -> Duration {
+        Duration::from_millis(size.saturating_mul(1000) / self.copy_rate.max(1))
+    }
+
+    /// Places the copies of a message about to be committed locally; they
+    /// are streamed to the holders (see `replicate`) while the local commit
+    /// runs.
     ///
     /// # Errors
     /// The accept is refused at once (too few peers): answer `451 4.3.0`.
@@ -443,7 +462,8 @@ impl Cluster {
         &self,
         id: storage::MessageId,
         envelope: Vec<u8>,
-        body: Bytes,
+        body: CopyBody,
+        body_size: u64,
     ) -> Result<Replication, Unavailable> {
         let (ptx, prx) = oneshot::channel();
         let (otx, orx) = oneshot::channel();
@@ -451,6 +471,7 @@ impl Cluster {
             id: to_proto_id(id),
             envelope,
             body,
+            body_size,
             placement: ptx,
             outcome: otx,
         };

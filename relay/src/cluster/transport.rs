@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use proto::cluster::{FrameDecoder, NodeId};
+use proto::cluster::{Frame, FrameDecoder, NodeId};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use super::driver::Cmd;
+use super::replicate::{Outbound, Receiver};
 use crate::config::ClusterConfig;
 use crate::tls::TlsError;
 
@@ -113,9 +114,10 @@ pub(super) async fn accept(
     config: Arc<ClusterConfig>,
     driver: mpsc::Sender<Cmd>,
     counters: Arc<TransportCounters>,
+    spool: storage::Spool,
 ) {
     while let Some(incoming) = endpoint.accept().await {
-        let (config, driver, counters) = (config.clone(), driver.clone(), counters.clone());
+        let (config, driver, counters, spool) = (config.clone(), driver.clone(), counters.clone(), spool.clone());
         tokio::spawn(async move {
             let remote = incoming.remote_address();
             let conn = match incoming.await {
@@ -139,6 +141,9 @@ pub(super) async fn accept(
             debug!(%remote, %peer, "cluster peer connected");
             while let Ok(mut stream) = conn.accept_uni().await {
                 let mut decoder = FrameDecoder::new(MAX_FRAME);
+                // Copies are written here, in frame order, before the next
+                // frame is read: the back-pressure of replicate's doc.
+                let mut copies = Receiver::new(peer, spool.clone(), driver.clone());
                 loop {
                     match stream.read_chunk(1 << 20, true).await {
                         Ok(Some(chunk)) => decoder.push(&chunk.bytes),
@@ -146,7 +151,11 @@ pub(super) async fn accept(
                     }
                     loop {
                         match decoder.next_frame() {
+                            Ok(Some(Frame::Replicate(r))) => copies.on_replicate(r).await,
                             Ok(Some(frame)) => {
+                                if let Frame::Release(ids) = &frame {
+                                    copies.released(ids);
+                                }
                                 if driver.send(Cmd::Frame { from: peer, frame }).await.is_err() {
                                     return;
                                 }
@@ -199,12 +208,13 @@ async fn dial(
                 match conn.open_uni().await {
                     Ok(mut stream) => {
                         info!(%peer, %address, "cluster link up");
-                        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(1024);
+                        let (tx, mut rx) = mpsc::channel::<Outbound>(1024);
                         if driver.send(Cmd::Link { peer, link: Some(tx) }).await.is_err() {
                             return;
                         }
-                        while let Some(bytes) = rx.recv().await {
-                            if stream.write_all(&bytes).await.is_err() {
+                        // A streamed chunk's budget goes back once written.
+                        while let Some(out) = rx.recv().await {
+                            if stream.write_all(&out.bytes).await.is_err() {
                                 break;
                             }
                         }

@@ -24,6 +24,7 @@ use storage::{Envelope, Event, MessageId};
 use tracing::warn;
 
 use super::Queue;
+use crate::sync::lock;
 use crate::trust::indicators;
 
 /// A message ready to be made durable: everything [`Queue::commit`] writes,
@@ -74,19 +75,16 @@ impl Body {
         self.len() == 0
     }
 
-    /// The whole body in memory, for the copies a cluster sends: a spilled
-    /// body is read back from the spool (the one place a large message is
-    /// whole in memory; see docs/operations.md).
-    fn joined(&self) -> Result<Bytes, storage::Error> {
+    /// What the cluster's copies are made of: the body itself, or a reader
+    /// over the pieces already in the spool (never joined in memory).
+    fn copy_body(&self) -> crate::cluster::CopyBody {
         match self {
-            Self::Whole(b) => Ok(b.clone()),
-            Self::Spilled { head, spill, tail } => {
-                let mut all = Vec::with_capacity(usize::try_from(self.len()).unwrap_or(0));
-                all.extend_from_slice(head);
-                all.extend_from_slice(&spill.read_back()?);
-                all.extend_from_slice(tail);
-                Ok(Bytes::from(all))
-            }
+            Self::Whole(b) => crate::cluster::CopyBody::Whole(b.clone()),
+            Self::Spilled { head, spill, tail } => crate::cluster::CopyBody::Pieces {
+                head: head.clone(),
+                pieces: spill.reader(),
+                tail: tail.clone(),
+            },
         }
     }
 }
@@ -195,6 +193,11 @@ impl Queue {
             event,
         } = message;
         let received_ms = envelope.received_at_ms;
+        // A large message's copies take the time its bytes need.
+        let deadline = match &self.cluster {
+            Some(c) if c.replicates() => deadline + c.copy_allowance(body.len()),
+            _ => deadline,
+        };
         // Copies on the peers and the local write run in parallel; 250 needs both.
         let sent = std::time::Instant::now();
         let replication = match &self.cluster {
@@ -202,14 +205,14 @@ impl Queue {
                 let bytes = envelope
                     .to_bytes()
                     .map_err(|source| CommitError::Spool { id, source })?;
-                let copy = body.joined().map_err(|source| CommitError::Spool { id, source })?;
-                match c.place(id, bytes, copy).await {
+                match c.place(id, bytes, body.copy_body(), body.len()).await {
                     Ok(r) => Some(r),
                     Err(source) => return Err(CommitError::Replication { id, source }),
                 }
             }
             _ => None,
         };
+        lock(&self.committing).insert(id);
         let local = match (&replication, body) {
             (Some(r), Body::Whole(body)) => self.spool.accept_placed(id, envelope, body, r.placement.clone()),
             (None, Body::Whole(body)) => self.spool.accept_as(id, envelope, body),
@@ -234,13 +237,16 @@ impl Queue {
         };
         let both = async { tokio::join!(local, copies) };
         match tokio::time::timeout(deadline, both).await {
-            Ok((Ok(_), Ok(()))) => {}
+            Ok((Ok(_), Ok(()))) => {
+                lock(&self.committing).remove(&id);
+            }
             Ok((Ok(_), Err(source))) => {
                 // Not acknowledged: the local copy goes (the protocol released the shadows).
                 self.forget(id);
                 return Err(CommitError::Replication { id, source });
             }
             Ok((Err(source), copies)) => {
+                lock(&self.committing).remove(&id);
                 if copies.is_ok() {
                     self.release_copies(id);
                 }
@@ -284,10 +290,13 @@ impl Queue {
     /// Removes a message that was not acknowledged, without waiting: after a
     /// timeout the writer may be stuck behind a stalled disk, and the client
     /// must get its 451 now. The removal is queued behind the write it undoes.
+    /// It stays out of delivery until the removal is done.
     fn forget(&self, id: MessageId) {
         let removal = self.spool.remove(id, storage::Durability::Buffered);
+        let committing = self.committing.clone();
         tokio::spawn(async move {
             let _ = removal.await;
+            lock(&committing).remove(&id);
         });
     }
 

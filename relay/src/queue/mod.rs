@@ -72,6 +72,10 @@ pub struct Queue {
     retry: RetryPolicy,
     hostname: String,
     in_flight: Mutex<HashSet<MessageId>>,
+    /// Messages whose commit has not finished (local write or copies
+    /// pending): never tried before the client has its answer, so that a
+    /// message refused after all (451) is not delivered as well.
+    committing: Arc<Mutex<HashSet<MessageId>>>,
     wake: Notify,
     limit: Arc<Semaphore>,
     poll: Duration,
@@ -129,6 +133,7 @@ impl Queue {
             retry,
             hostname,
             in_flight: Mutex::new(HashSet::new()),
+            committing: Arc::default(),
             wake: Notify::new(),
             limit: Arc::new(Semaphore::new(schedule.max_in_flight)),
             poll: schedule.poll,
@@ -300,6 +305,9 @@ impl Queue {
         };
         if self.cluster.as_ref().is_some_and(|c| !c.may_deliver(id)) {
             return true; // the cluster says another node delivers it, or not yet
+        }
+        if lock(&self.committing).contains(&id) {
+            return true; // found by a scan before its commit ended
         }
         // While the spool cannot write (full disk, stalled device) an attempt's
         // outcome cannot be recorded: the message would stay due and be delivered

@@ -67,6 +67,12 @@ pub struct Cluster {
 
 /// `n` nodes, `min_copies` copies, mail for `clinique.test` to `sink_port`.
 pub fn cluster(n: usize, min_copies: usize, takeover_secs: u64, sink_port: u16) -> Cluster {
+    cluster_with(n, min_copies, takeover_secs, sink_port, "")
+}
+
+/// [`cluster`] with `extra` in every node's configuration, right after the
+/// `[cluster]` keys: more of them, then whole tables (`[limits]`).
+pub fn cluster_with(n: usize, min_copies: usize, takeover_secs: u64, sink_port: u16, extra: &str) -> Cluster {
     let dir = tempfile::tempdir().expect("tempdir");
     let names: Vec<String> = (0..n).map(|i| format!("estafette-{i}")).collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -124,6 +130,7 @@ restart_wait_secs = 2
 ca = "cluster/ca.pem"
 cert = "cluster/{name}.pem"
 key = "cluster/{name}.key"
+{extra}
 
 {members}"#,
             smtp = smtp[i],
@@ -210,4 +217,43 @@ pub fn seqs(peer: &super::peers::Peer) -> HashMap<usize, usize> {
         }
     }
     seen
+}
+
+/// The node's `/metrics` text.
+pub fn exposition(config: &Path) -> String {
+    admin_get(config, "/metrics")
+}
+
+/// `GET path` on the admin port of the node with config `config`: the
+/// whole HTTP/1.0 response.
+pub fn admin_get(config: &Path, path: &str) -> String {
+    use std::io::{Read, Write};
+    let admin = relay::config::Config::load(config)
+        .expect("config")
+        .admin
+        .expect("[admin]");
+    let mut http = std::net::TcpStream::connect(admin.address).expect("admin listener");
+    http.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+        .expect("request");
+    let mut text = String::new();
+    http.read_to_string(&mut text).expect("response");
+    text
+}
+
+/// One sample of the node's `/metrics`.
+pub fn metric(config: &Path, name: &str) -> f64 {
+    let text = exposition(config);
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{text}"))
+}
+
+/// `estafette cluster status --json` of the node with config `config`.
+pub fn cluster_status(config: &Path) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_estafette"))
+        .args(["cluster", "status", "--json", "--config"])
+        .arg(config)
+        .output()
+        .expect("estafette cluster status");
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
 }

@@ -13,6 +13,8 @@
 //!   that send through it.
 //! - [`grafana`]: the dashboard's metric names, to check against `/metrics`.
 //! - [`raw`]: a bare SMTP line client and a process's memory from /proc.
+//! - [`large`]: large message bodies, the client that sends them, the
+//!   sink's dumps of them.
 //!
 //! Every peer is a child process killed when its guard drops, also when a
 //! test fails. A test binary uses only part of this module, hence the
@@ -23,6 +25,7 @@
 pub mod cluster;
 pub mod dns;
 pub mod grafana;
+pub mod large;
 pub mod node;
 pub mod peers;
 pub mod raw;
