@@ -397,3 +397,46 @@ interval_secs = 1
     n0.kill();
     drop(n2);
 }
+
+/// A message whose copy is never acknowledged gets 451 and is not delivered
+/// either: the queue does not try a message while its commit runs (the
+/// due-index scan found it after `handoff_grace_secs`, 2 s here, before the
+/// 3 s accept deadline had refused it, and delivered it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_refused_for_want_of_its_copy_is_never_delivered() {
+    let sink_port = free_port();
+    let c = cluster(2, 2, 30, sink_port);
+    let sink = aiosmtpd_on(PyTls::None, sink_port);
+    assert!(until_accepting(c.nodes[0].smtp, 1, 30).await, "{}", c.nodes[0].log());
+    let pid = c.nodes[1].child.as_ref().map(Child::id).expect("running");
+    let signal = |sig: &str| {
+        let ok = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+    };
+    // The holder stops: the copy of message 2 is never acknowledged, but
+    // node 0 still counts it reachable at MAIL FROM (heard from < 3 s ago).
+    signal("-STOP");
+    let code = send(c.nodes[0].smtp, 2).await;
+    signal("-CONT");
+    assert_eq!(code, 451, "no copy, no 250:\n{}", c.nodes[0].log());
+    // Evidence that delivery runs: a later message arrives.
+    assert!(until_accepting(c.nodes[0].smtp, 3, 30).await, "{}", c.nodes[0].log());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !seqs(&sink).contains_key(&3) {
+        assert!(
+            Instant::now() < deadline,
+            "message 3 not delivered:\n{}",
+            c.nodes[0].log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let got = seqs(&sink);
+    assert!(got.contains_key(&1), "{got:?}");
+    assert!(
+        !got.contains_key(&2),
+        "message 2 was refused (451) and delivered too: {got:?}"
+    );
+}

@@ -11,8 +11,8 @@ use rocksdb::ReadOptions;
 use crate::config::Durability;
 use crate::error::Error;
 use crate::id::MessageId;
-use crate::keys::{sched_key, shadow_key, Cf};
-use crate::record::{encode_envelope, Envelope};
+use crate::keys::{shadow_key, Cf};
+use crate::record::Envelope;
 use crate::spool::Spool;
 use crate::writer::{Ops, WriteFuture};
 
@@ -212,27 +212,11 @@ impl Spool {
     /// `placement` as the own message's, in one synced batch. `false` if there is
     /// no such copy.
     pub fn promote_shadow_placed(&self, origin: u16, id: MessageId, placement: Vec<u8>) -> WriteFuture<bool> {
-        let shadow = match self.shadow(origin, id) {
-            Ok(Some(s)) => s,
+        let mut ops = match self.promote_ops(origin, id) {
+            Ok(Some(ops)) => ops,
             Ok(None) => return WriteFuture::ready(Ok(false)),
             Err(e) => return WriteFuture::ready(Err(e)),
         };
-        let value = match encode_envelope(&shadow.envelope) {
-            Ok(v) => v,
-            Err(e) => return WriteFuture::ready(Err(e)),
-        };
-        let mut ops = Ops::default();
-        ops.put(Cf::Msg, id.as_bytes().to_vec(), value);
-        // A copy received in pieces keeps them: they become the message's.
-        match crate::chunks::in_pieces(self.core(), id) {
-            Ok(true) => {}
-            Ok(false) => ops.put(Cf::Body, id.as_bytes().to_vec(), shadow.body),
-            Err(e) => return WriteFuture::ready(Err(e)),
-        }
-        if let Some(due) = shadow.envelope.due_ms() {
-            ops.put(Cf::Sched, sched_key(due, id).to_vec(), Vec::new());
-        }
-        ops.delete(Cf::Shadow, shadow_key(origin, id).to_vec());
         ops.delete(Cf::Cluster, shadow_meta_key(origin, id));
         ops.put(Cf::Cluster, own_key(id), placement);
         self.writer().submit(ops, true, true)

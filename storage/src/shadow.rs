@@ -169,31 +169,29 @@ impl Spool {
     /// crash before leaves it in `shadow` (retry the takeover) or already moved, never
     /// in neither.
     pub fn promote_shadow(&self, origin: u16, id: MessageId) -> WriteFuture<bool> {
-        let key = shadow_key(origin, id);
-        let shadow = match self.core().get(Cf::Shadow, &key) {
-            Ok(None) => return WriteFuture::ready(Ok(false)),
-            Ok(Some(v)) => match decode_shadow(&key, &v, &mut AlignedVec::new()) {
-                Ok(s) => s,
-                Err(e) => return WriteFuture::ready(Err(e)),
-            },
-            Err(e) => return WriteFuture::ready(Err(e)),
-        };
-        let value = match encode_envelope(&shadow.envelope) {
-            Ok(v) => v,
-            Err(e) => return WriteFuture::ready(Err(e)),
+        match self.promote_ops(origin, id) {
+            Ok(Some(ops)) => self.writer().submit(ops, true, true),
+            Ok(None) => WriteFuture::ready(Ok(false)),
+            Err(e) => WriteFuture::ready(Err(e)),
+        }
+    }
+
+    /// The ops of [`Spool::promote_shadow`]; `None` without such a copy.
+    pub(crate) fn promote_ops(&self, origin: u16, id: MessageId) -> Result<Option<Ops>, Error> {
+        let Some(shadow) = self.shadow(origin, id)? else {
+            return Ok(None);
         };
         let mut ops = Ops::default();
-        ops.put(Cf::Msg, id.as_bytes().to_vec(), value);
-        match crate::chunks::in_pieces(self.core(), id) {
-            Ok(true) => {}
-            Ok(false) => ops.put(Cf::Body, id.as_bytes().to_vec(), shadow.body),
-            Err(e) => return WriteFuture::ready(Err(e)),
+        ops.put(Cf::Msg, id.as_bytes().to_vec(), encode_envelope(&shadow.envelope)?);
+        // A copy received in pieces keeps them: they become the message's.
+        if !crate::chunks::in_pieces(self.core(), id)? {
+            ops.put(Cf::Body, id.as_bytes().to_vec(), shadow.body);
         }
         if let Some(due) = shadow.envelope.due_ms() {
             ops.put(Cf::Sched, sched_key(due, id).to_vec(), Vec::new());
         }
-        ops.delete(Cf::Shadow, key.to_vec());
-        self.writer().submit(ops, true, true)
+        ops.delete(Cf::Shadow, shadow_key(origin, id).to_vec());
+        Ok(Some(ops))
     }
 }
 
