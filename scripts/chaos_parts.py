@@ -5,6 +5,7 @@ Used by scripts/chaos (see its help).
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -113,8 +114,9 @@ class Node:
 class Sink:
     """estafette-load's sink; each start writes a new received log."""
 
-    def __init__(self, bins, dirpath, reply_mix=""):
-        self.bins, self.dir, self.mix = bins, dirpath, reply_mix
+    def __init__(self, bins, dirpath, reply_mix="", tls=None):
+        """`tls`: (cert, key) PEM files to offer STARTTLS with; None: plain."""
+        self.bins, self.dir, self.mix, self.tls = bins, dirpath, reply_mix, tls
         self.port = free_port()
         self.proc, self.starts = None, 0
         os.makedirs(dirpath, exist_ok=True)
@@ -125,8 +127,25 @@ class Sink:
                 "--received-log", os.path.join(self.dir, f"received.{self.starts}.log")]
         if self.mix:
             args += ["--reply-mix", self.mix]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.dir, "sink.err"), "a"))
+        if self.tls:
+            args += ["--tls", "starttls", "--cert", self.tls[0], "--key", self.tls[1]]
+        self.proc = subprocess.Popen(args, stdout=open(os.path.join(self.dir, f"sink.{self.starts}.out"), "w"),
+                                     stderr=open(os.path.join(self.dir, "sink.err"), "a"))
         wait_port(self.port, proc=self.proc)
+
+    def counter(self, name):
+        """A counter of the summary line the sink prints when it stops
+        (`tls dropped`, `4yz`...), summed over its starts."""
+        total = 0
+        for n in range(1, self.starts + 1):
+            try:
+                with open(os.path.join(self.dir, f"sink.{n}.out")) as f:
+                    line = next((l for l in f if l.startswith("sink: ")), "")
+            except OSError:
+                continue
+            m = re.search(re.escape(name) + r" (\d+)", line)
+            total += int(m.group(1)) if m else 0
+        return total
 
     def stop(self):
         if self.proc is not None:
@@ -199,7 +218,7 @@ def cat(paths, dest):
                 shutil.copyfileobj(f, out)
 
 
-def node_toml(name, node_id, smtp, admin, sink_port, extra=""):
+def node_toml(name, node_id, smtp, admin, sink_port, extra="", route_tls="none"):
     return f"""
 [node]
 hostname = "{name}.chaos.test"
@@ -217,7 +236,7 @@ max_sessions = 200
 [[route]]
 domain = "sink.test"
 host = "127.0.0.1:{sink_port}"
-tls = "none"
+tls = "{route_tls}"
 
 [admin]
 address = "127.0.0.1:{admin}"

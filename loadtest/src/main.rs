@@ -199,7 +199,8 @@ struct SinkArgs {
     /// Require client certificates signed by this CA (PEM).
     #[arg(long)]
     client_ca: Option<PathBuf>,
-    /// Reply mix in percent, e.g. 451:2,550:1,delay=200ms:5,disconnect:1 (the rest: 250).
+    /// Reply mix in percent, e.g. 451:2,550:1,delay=200ms:5,disconnect:1 (the rest: 250);
+    /// tlsdrop:10 also closes 10 % of sessions at their STARTTLS.
     #[arg(long, default_value = "")]
     reply_mix: String,
     /// Record every finished transaction (`<seq> <code> <recipients>`) here.
@@ -405,14 +406,15 @@ fn sink(a: SinkArgs) -> Result<ExitCode> {
     let received = live.received.load(Ordering::Relaxed);
     let lat = estafette_load::report::Latency::of(&snap.e2e_latency);
     println!(
-        "sink: sessions {}  transactions {}  received {}  4yz {}  5yz {}  dropped {}  unsequenced {}",
+        "sink: sessions {}  transactions {}  received {}  4yz {}  5yz {}  dropped {}  unsequenced {}  tls dropped {}",
         live.sessions.load(Ordering::Relaxed),
         live.messages.load(Ordering::Relaxed),
         received,
         live.deferred.load(Ordering::Relaxed),
         live.bounced.load(Ordering::Relaxed),
         live.dropped.load(Ordering::Relaxed),
-        live.unsequenced.load(Ordering::Relaxed)
+        live.unsequenced.load(Ordering::Relaxed),
+        live.tls_dropped.load(Ordering::Relaxed)
     );
     println!(
         "e2e latency p50 {:.3} ms  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",

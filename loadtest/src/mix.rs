@@ -1,5 +1,6 @@
 //! Weighted mixes: message sizes (`"1k:50,10k:40,1m:10"`) for the sender and
-//! reply outcomes (`"451:2,550:1,delay=200ms:5,disconnect:1"`) for the sink.
+//! reply outcomes (`"451:2,550:1,delay=200ms:5,disconnect:1"`) for the sink,
+//! which may also break STARTTLS in a share of sessions (`"tlsdrop:10"`).
 //!
 //! Syntax, shared by both: comma-separated `item[:weight]` entries. A size mix
 //! entry without weight counts 1 (so `"10k"` is a fixed size); weights are
@@ -26,8 +27,9 @@ pub enum MixError {
     /// All weights are zero.
     #[error("weights add up to zero")]
     ZeroWeights,
-    /// A reply mix entry is not a 4yz/5yz code, `disconnect` or `delay=<duration>`.
-    #[error("bad reply entry {0:?}: expected a 4yz/5yz code, disconnect or delay=<duration>")]
+    /// A reply mix entry is not a 4yz/5yz code, `disconnect`, `delay=<duration>`
+    /// or `tlsdrop`.
+    #[error("bad reply entry {0:?}: expected a 4yz/5yz code, disconnect, delay=<duration> or tlsdrop")]
     Reply(String),
     /// Reply mix percentages above 100.
     #[error("reply mix adds up to {0} %, more than 100 %")]
@@ -185,10 +187,16 @@ pub enum Outcome {
 }
 
 /// A reply mix: percentages of messages per [`Outcome`]; the rest get `250`.
+/// Apart from those, `tlsdrop:P` closes the connection, without a reply,
+/// when the client sends STARTTLS in P % of sessions: a TLS negotiation that
+/// fails before any transaction, as a broken middlebox or an overloaded
+/// server does.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ReplyMix {
     /// (outcome, cumulative percentage).
     entries: Vec<(Outcome, f64)>,
+    /// Percentage of STARTTLS commands answered by closing the connection.
+    tls_drop: f64,
 }
 
 impl ReplyMix {
@@ -205,7 +213,18 @@ impl ReplyMix {
     pub fn parse(s: &str) -> Result<Self, MixError> {
         let mut entries = Vec::new();
         let mut total = 0.0;
+        let mut tls_drop = 0.0;
         for (item, w) in split_entries(s) {
+            if item.eq_ignore_ascii_case("tlsdrop") {
+                tls_drop = match w {
+                    None => 100.0,
+                    Some(_) => parse_weight(item, w)?,
+                };
+                if tls_drop > 100.0 {
+                    return Err(MixError::Over100(format!("{tls_drop}")));
+                }
+                continue;
+            }
             let outcome = if item.eq_ignore_ascii_case("disconnect") {
                 Outcome::Disconnect
             } else if let Some(d) = item.strip_prefix("delay=") {
@@ -227,7 +246,12 @@ impl ReplyMix {
         if total > 100.0 + 1e-9 {
             return Err(MixError::Over100(format!("{total}")));
         }
-        Ok(Self { entries })
+        Ok(Self { entries, tls_drop })
+    }
+
+    /// Whether to close this session's connection at its STARTTLS.
+    pub fn drop_starttls(&self, rng: &mut impl Rng) -> bool {
+        self.tls_drop > 0.0 && rng.random::<f64>() * 100.0 < self.tls_drop
     }
 
     /// Draws the outcome for one message.
@@ -287,8 +311,20 @@ mod tests {
         assert_eq!(
             ReplyMix::parse("delay=10ms:5"),
             Ok(ReplyMix {
-                entries: vec![(Outcome::Delay(Duration::from_millis(10)), 5.0)]
+                entries: vec![(Outcome::Delay(Duration::from_millis(10)), 5.0)],
+                tls_drop: 0.0,
             })
         );
+        assert!(matches!(ReplyMix::parse("tlsdrop:101"), Err(MixError::Over100(_))));
+    }
+
+    #[test]
+    fn tls_drops_are_drawn_per_session_apart_from_the_messages() {
+        let mix = ReplyMix::parse("451:100,tlsdrop:25").unwrap_or_default();
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(2);
+        let dropped = (0..100_000).filter(|_| mix.drop_starttls(&mut rng)).count();
+        assert!((24_000..26_000).contains(&dropped), "{dropped}");
+        assert_eq!(mix.sample(&mut rng), Outcome::Reply(451));
+        assert!(!ReplyMix::parse("451:10").unwrap_or_default().drop_starttls(&mut rng));
     }
 }

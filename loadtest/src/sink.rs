@@ -117,6 +117,8 @@ pub struct SinkLive {
     pub dropped: AtomicU64,
     /// Messages without a sequence header (e.g. DSNs).
     pub unsequenced: AtomicU64,
+    /// Connections closed at STARTTLS (`tlsdrop` in the reply mix).
+    pub tls_dropped: AtomicU64,
     /// Octets of messages answered 250.
     pub bytes: AtomicU64,
 }
@@ -380,11 +382,14 @@ impl Handler for Session<'_> {
     async fn on_event(&mut self, event: ServerEvent, server: &mut Server) -> ControlFlow<()> {
         let shared = self.shared;
         match event {
-            ServerEvent::Hello { .. }
-            | ServerEvent::Reset
-            | ServerEvent::Refused(_)
-            | ServerEvent::Closed(_)
-            | ServerEvent::StartTls { .. } => {}
+            ServerEvent::Hello { .. } | ServerEvent::Reset | ServerEvent::Refused(_) | ServerEvent::Closed(_) => {}
+            ServerEvent::StartTls { .. } => {
+                // Closed before the 220 goes out: the client's negotiation fails.
+                if shared.config.reply_mix.drop_starttls(&mut self.rng) {
+                    shared.live.tls_dropped.fetch_add(1, Ordering::Relaxed);
+                    return ControlFlow::Break(());
+                }
+            }
             // The sink's ServerConfig leaves content_chunk at 0, so the whole
             // message comes in DataDone::body and no piece is ever sent.
             ServerEvent::Content(_) => {}
