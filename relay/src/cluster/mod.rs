@@ -133,22 +133,9 @@ pub struct Status {
     pub drained: bool,
     /// One line per peer.
     pub peers: Vec<PeerLine>,
-    /// The protocol's counters.
-    pub shadows_held: u64,
-    /// Releases not yet sent.
-    pub releases_pending: u64,
-    /// Takeovers started by this node.
-    pub takeovers: u64,
-    /// Messages taken over by this node.
-    pub taken_over: u64,
-    /// Accepts confirmed with every copy.
-    pub accepts_ok: u64,
-    /// Accepts refused (`451`) for want of copies.
-    pub accepts_refused: u64,
-    /// Accepts with fewer copies (`allow_degraded`).
-    pub accepts_degraded: u64,
-    /// Deliveries that may have happened twice (partitions, restarts).
-    pub duplicates_possible: u64,
+    /// The protocol's counters (flattened into the JSON).
+    #[serde(flatten)]
+    pub counters: crate::metrics::ClusterCounters,
     /// This node's own messages queued for delivery here.
     pub queue_depth: u64,
     /// Its own messages held because another node took them over.
@@ -156,14 +143,6 @@ pub struct Status {
     /// Recovered messages still waiting for the peers' word (0 once a
     /// restarted node's check is complete).
     pub recovering: u64,
-    /// Copies dropped because a reconcile showed them final elsewhere (after
-    /// a restart: what the peers delivered meanwhile).
-    pub reconcile_dropped: u64,
-    /// Recovered messages delivered because the restart wait expired.
-    pub restart_wait_expired: u64,
-    /// Times this node found it had not run for several heartbeats (stopped,
-    /// frozen, starved); that time did not count as its peers' silence.
-    pub pauses: u64,
     /// Shadow copies held per origin (member name).
     pub shadows_by_origin: std::collections::BTreeMap<String, u64>,
     /// Replication latency since the start: from asking for the copies to the
@@ -231,20 +210,10 @@ impl Status {
                     draining: p.draining,
                 })
                 .collect(),
-            shadows_held: c.shadows_held,
-            releases_pending: c.releases_pending,
-            takeovers: c.takeovers,
-            taken_over: c.taken_over,
-            accepts_ok: c.accepts_ok,
-            accepts_refused: c.accepts_refused,
-            accepts_degraded: c.accepts_degraded,
-            duplicates_possible: c.duplicates_possible,
+            counters: (&c).into(),
             queue_depth: c.queue_depth,
             held_for_takers: c.held_for_takers,
             recovering: c.recovering,
-            reconcile_dropped: c.reconcile_dropped,
-            restart_wait_expired: c.restart_wait_expired,
-            pauses: c.pauses,
             shadows_by_origin: node
                 .shadows_by_origin()
                 .into_iter()

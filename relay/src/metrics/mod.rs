@@ -31,7 +31,7 @@ use storage::EventKind;
 mod recent;
 mod snapshot;
 pub use recent::{Recent, RecentEntry, RECENT_CAP};
-pub use snapshot::{ClusterSnapshot, Destination, QueueCount, Snapshot, TrustSnapshot};
+pub use snapshot::{ClusterCounters, ClusterSnapshot, Destination, QueueCount, Snapshot, TrustSnapshot};
 
 /// `/metrics` counts the due index up to this many entries per scrape (a
 /// bounded key scan); beyond it `estafette_queue_messages` reads this value
@@ -511,7 +511,10 @@ mod tests {
                 peers: 2,
                 peers_up: 1,
                 accepting: true,
-                takeovers: 1,
+                counters: ClusterCounters {
+                    takeovers: 1,
+                    ..ClusterCounters::default()
+                },
                 ..ClusterSnapshot::default()
             }),
             spool_bytes: Some(4096),

@@ -50,6 +50,16 @@ pub struct ClusterSnapshot {
     pub peers_up: u64,
     /// Whether the node can get the copies `min_copies` needs.
     pub accepting: bool,
+    /// Cluster connections refused (certificate, handshake).
+    pub refused: u64,
+    /// The replication protocol's counters.
+    pub counters: ClusterCounters,
+}
+
+/// The replication protocol's counters that the metrics and
+/// `estafette cluster status` show (from `proto::cluster::Counters`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ClusterCounters {
     /// Shadow copies held for peers.
     pub shadows_held: u64,
     /// Releases waiting to be sent.
@@ -60,20 +70,38 @@ pub struct ClusterSnapshot {
     pub taken_over: u64,
     /// Accepts confirmed with every copy.
     pub accepts_ok: u64,
-    /// Accepts refused (451) for want of copies.
+    /// Accepts refused (451) at once for want of peers.
     pub accepts_refused: u64,
     /// Accepts with fewer copies (`allow_degraded`).
     pub accepts_degraded: u64,
-    /// Deliveries that may have happened twice.
+    /// Deliveries that may have happened twice (partitions, restarts).
     pub duplicates_possible: u64,
-    /// Cluster connections refused (certificate, handshake).
-    pub refused: u64,
-    /// Copies dropped by a reconcile (final elsewhere).
+    /// Copies dropped by a reconcile (final elsewhere; after a restart:
+    /// what the peers delivered meanwhile).
     pub reconcile_dropped: u64,
     /// Recovered messages delivered when the restart wait expired.
     pub restart_wait_expired: u64,
-    /// Times the node had not run for several heartbeats (stopped, frozen).
+    /// Times the node had not run for several heartbeats (stopped, frozen,
+    /// starved); that time did not count as its peers' silence.
     pub pauses: u64,
+}
+
+impl From<&proto::cluster::Counters> for ClusterCounters {
+    fn from(c: &proto::cluster::Counters) -> Self {
+        Self {
+            shadows_held: c.shadows_held,
+            releases_pending: c.releases_pending,
+            takeovers: c.takeovers,
+            taken_over: c.taken_over,
+            accepts_ok: c.accepts_ok,
+            accepts_refused: c.accepts_refused,
+            accepts_degraded: c.accepts_degraded,
+            duplicates_possible: c.duplicates_possible,
+            reconcile_dropped: c.reconcile_dropped,
+            restart_wait_expired: c.restart_wait_expired,
+            pauses: c.pauses,
+        }
+    }
 }
 
 /// Entries of the spool's due index (one per message with a pending,
@@ -158,43 +186,43 @@ impl Snapshot {
             r.register(
                 "estafette_cluster_shadows_held",
                 "Shadow copies held for peers",
-                gauge(c.shadows_held),
+                gauge(c.counters.shadows_held),
             );
             r.register(
                 "estafette_cluster_releases_pending",
                 "Releases not yet sent",
-                gauge(c.releases_pending),
+                gauge(c.counters.releases_pending),
             );
             for (name, help, v) in [
                 (
                     "estafette_cluster_takeovers",
                     "Takeovers started by this node",
-                    c.takeovers,
+                    c.counters.takeovers,
                 ),
                 (
                     "estafette_cluster_taken_over_messages",
                     "Messages taken over by this node",
-                    c.taken_over,
+                    c.counters.taken_over,
                 ),
                 (
                     "estafette_cluster_accepts_replicated",
                     "Accepts confirmed with every copy",
-                    c.accepts_ok,
+                    c.counters.accepts_ok,
                 ),
                 (
                     "estafette_cluster_accepts_refused",
                     "Accepts refused (451) for want of copies",
-                    c.accepts_refused,
+                    c.counters.accepts_refused,
                 ),
                 (
                     "estafette_cluster_accepts_degraded",
                     "Accepts with fewer copies (allow_degraded)",
-                    c.accepts_degraded,
+                    c.counters.accepts_degraded,
                 ),
                 (
                     "estafette_cluster_duplicates_possible",
                     "Deliveries that may have happened twice",
-                    c.duplicates_possible,
+                    c.counters.duplicates_possible,
                 ),
                 (
                     "estafette_cluster_connections_refused",
@@ -204,17 +232,17 @@ impl Snapshot {
                 (
                     "estafette_cluster_reconcile_dropped",
                     "Copies dropped because a reconcile showed them final elsewhere",
-                    c.reconcile_dropped,
+                    c.counters.reconcile_dropped,
                 ),
                 (
                     "estafette_cluster_restart_wait_expired",
                     "Recovered messages delivered because the peers did not answer within restart_wait",
-                    c.restart_wait_expired,
+                    c.counters.restart_wait_expired,
                 ),
                 (
                     "estafette_cluster_pauses",
                     "Times this node had not run for several heartbeat intervals (stopped, frozen, starved)",
-                    c.pauses,
+                    c.counters.pauses,
                 ),
             ] {
                 r.register(name, help, ConstCounter::new(v));

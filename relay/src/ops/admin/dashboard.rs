@@ -114,8 +114,8 @@ async fn data(_: Reader, State(state): State<Arc<AdminState>>) -> Response {
     let cluster = match state.sources.queue.cluster() {
         Some(c) => c.status().await.map(|s| ClusterView {
             accepting: s.accepting,
-            shadows_held: s.shadows_held,
-            taken_over: s.taken_over,
+            shadows_held: s.counters.shadows_held,
+            taken_over: s.counters.taken_over,
             peers: s
                 .peers
                 .iter()

@@ -395,17 +395,7 @@ fn cluster_snapshot(s: &crate::cluster::Status, c: &crate::cluster::Cluster) -> 
         peers: s.peers.len() as u64,
         peers_up: s.peers.iter().filter(|p| p.link).count() as u64,
         accepting: s.accepting,
-        shadows_held: s.shadows_held,
-        releases_pending: s.releases_pending,
-        takeovers: s.takeovers,
-        taken_over: s.taken_over,
-        accepts_ok: s.accepts_ok,
-        accepts_refused: s.accepts_refused,
-        accepts_degraded: s.accepts_degraded,
-        duplicates_possible: s.duplicates_possible,
-        reconcile_dropped: s.reconcile_dropped,
-        restart_wait_expired: s.restart_wait_expired,
-        pauses: s.pauses,
+        counters: s.counters,
         refused: c
             .transport_counters()
             .refused
