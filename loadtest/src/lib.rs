@@ -15,11 +15,13 @@
 //! - [`progress`]: progress bars while a run goes.
 //! - [`plan`]: `plan`: the capacity model (measured costs, traffic profile,
 //!   simulated cluster, nodes needed).
+//! - [`file`]: the error an input file gives (which file, which field).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod conn;
 pub mod cpu;
+pub mod file;
 pub mod html;
 pub mod mix;
 pub mod plan;

@@ -27,22 +27,10 @@ use crate::tls::TlsError;
 /// Why a scenario could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
-    /// The file cannot be read.
-    #[error("{path}: {cause}")]
-    Read {
-        /// The file.
-        path: String,
-        /// Why.
-        cause: std::io::Error,
-    },
-    /// The file is not a valid scenario.
-    #[error("{path}: {message}")]
-    Parse {
-        /// The file.
-        path: String,
-        /// toml's explanation (line, column, field).
-        message: String,
-    },
+    /// The file cannot be read, or is not a valid scenario (TOML of the
+    /// expected shape).
+    #[error(transparent)]
+    File(#[from] crate::file::FileError),
     /// A field has a bad value.
     #[error("{field}: {cause}")]
     Mix {

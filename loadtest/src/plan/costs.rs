@@ -13,35 +13,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 /// Why a costs or measured file cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum CostsError {
-    /// The file cannot be read.
-    #[error("{path}: {cause}")]
-    Read {
-        /// The file.
-        path: String,
-        /// Why.
-        cause: std::io::Error,
-    },
-    /// The file is not JSON of the expected shape.
-    #[error("{path}: {message}")]
-    Parse {
-        /// The file.
-        path: String,
-        /// serde_json's explanation (line, column, field).
-        message: String,
-    },
-    /// A field holds a value the model cannot use.
-    #[error("{path}: {field}: {message}")]
-    Invalid {
-        /// The file.
-        path: String,
-        /// The field, e.g. `sizes[1].accept_cpu_ms`.
-        field: String,
-        /// What is wrong with it.
-        message: String,
-    },
-}
+pub type CostsError = crate::file::FileError;
 
 /// The machine a file was measured on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -155,26 +127,14 @@ pub struct Costs {
     pub messages_per_fsync_max: f64,
 }
 
-fn read(path: &Path) -> Result<String, CostsError> {
-    std::fs::read_to_string(path).map_err(|cause| CostsError::Read {
-        path: path.display().to_string(),
-        cause,
-    })
-}
+use crate::file::read;
 
 fn parse<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, CostsError> {
-    serde_json::from_str(text).map_err(|e| CostsError::Parse {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    })
+    serde_json::from_str(text).map_err(|e| CostsError::parse(path, e))
 }
 
 fn invalid(path: &Path, field: impl Into<String>, message: impl Into<String>) -> CostsError {
-    CostsError::Invalid {
-        path: path.display().to_string(),
-        field: field.into(),
-        message: message.into(),
-    }
+    CostsError::invalid(path, field, message)
 }
 
 fn non_negative(path: &Path, field: impl Into<String>, v: f64) -> Result<(), CostsError> {

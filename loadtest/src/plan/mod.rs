@@ -32,20 +32,18 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use self::costs::{Costs, CostsError, Measured, SizeCost};
-use self::profile::{Profile, ProfileError};
+use self::costs::{Costs, Measured, SizeCost};
+use self::profile::Profile;
 use self::search::{ClusterPlan, Inputs};
 use self::validate::Validation;
 
 /// Why a plan cannot be made.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
-    /// `costs.json` or `measured.json`.
+    /// An input file: `costs.json`, `measured.json` or the profile (the
+    /// error names which).
     #[error(transparent)]
-    Costs(#[from] CostsError),
-    /// The profile.
-    #[error(transparent)]
-    Profile(#[from] ProfileError),
+    Input(#[from] crate::file::FileError),
     /// A `--volumes` entry is not a number of messages.
     #[error("bad volume {0:?}: expected e.g. 300000, 300k, 28m or 1.5g (decimal multiples)")]
     Volume(String),

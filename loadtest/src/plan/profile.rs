@@ -14,35 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::mix::SizeMix;
 
 /// Why a profile cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ProfileError {
-    /// The file cannot be read.
-    #[error("{path}: {cause}")]
-    Read {
-        /// The file.
-        path: String,
-        /// Why.
-        cause: std::io::Error,
-    },
-    /// The file is not TOML of the expected shape (an unknown key, a missing one).
-    #[error("{path}: {message}")]
-    Parse {
-        /// The file.
-        path: String,
-        /// toml's explanation (line, column, key).
-        message: String,
-    },
-    /// A field holds a value the model cannot use.
-    #[error("{path}: {field}: {message}")]
-    Invalid {
-        /// The file.
-        path: String,
-        /// The field, e.g. `cluster.min_copies` or `destination[2].share`.
-        field: String,
-        /// What is wrong with it.
-        message: String,
-    },
-}
+pub type ProfileError = crate::file::FileError;
 
 fn default_sizes() -> String {
     "10k:60,100k:30,1m:9,10m:1".into()
@@ -345,11 +317,7 @@ struct Checker<'a> {
 
 impl Checker<'_> {
     fn err(&self, field: impl Into<String>, message: impl Into<String>) -> ProfileError {
-        ProfileError::Invalid {
-            path: self.path.display().to_string(),
-            field: field.into(),
-            message: message.into(),
-        }
+        ProfileError::invalid(self.path, field, message)
     }
 
     /// `lo <= v <= hi`, finite.
@@ -391,10 +359,7 @@ impl Profile {
     /// # Errors
     /// A [`ProfileError`] naming the file and the field.
     pub fn load(path: &Path) -> Result<Self, ProfileError> {
-        let text = std::fs::read_to_string(path).map_err(|cause| ProfileError::Read {
-            path: path.display().to_string(),
-            cause,
-        })?;
+        let text = crate::file::read(path)?;
         Self::parse(path, &text)
     }
 
@@ -403,10 +368,7 @@ impl Profile {
     /// # Errors
     /// A [`ProfileError`].
     pub fn parse(origin: &Path, text: &str) -> Result<Self, ProfileError> {
-        let p: Self = toml::from_str(text).map_err(|e| ProfileError::Parse {
-            path: origin.display().to_string(),
-            message: e.to_string(),
-        })?;
+        let p: Self = toml::from_str(text).map_err(|e| ProfileError::parse(origin, e))?;
         p.check(origin)?;
         Ok(p)
     }

@@ -45,10 +45,7 @@ fn target_pid(s: &Scenario) -> Result<Option<u32>, ScenarioError> {
     match &s.target_pidfile {
         None => Ok(None),
         Some(f) => {
-            let text = std::fs::read_to_string(f).map_err(|cause| ScenarioError::Read {
-                path: f.display().to_string(),
-                cause,
-            })?;
+            let text = crate::file::read(f)?;
             text.trim()
                 .parse()
                 .map(Some)

@@ -220,15 +220,8 @@ impl Scenario {
     /// # Errors
     /// Unreadable file, bad TOML, unknown field or bad value.
     pub fn load(path: &Path) -> Result<Self, ScenarioError> {
-        let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|cause| ScenarioError::Read {
-            path: name.clone(),
-            cause,
-        })?;
-        let mut s: Self = toml::from_str(&text).map_err(|e| ScenarioError::Parse {
-            path: name,
-            message: e.to_string(),
-        })?;
+        let text = crate::file::read(path)?;
+        let mut s: Self = toml::from_str(&text).map_err(|e| crate::file::FileError::parse(path, e))?;
         if s.name.is_none() {
             s.name = path.file_stem().map(|n| n.to_string_lossy().into_owned());
         }
