@@ -64,16 +64,9 @@ insecure = true
 threads = 1
 open_loop = $open
 $rate_line
-[sink]
-listen = "127.0.0.1:$SINK"
-threads = 1
-[report]
-dir = "$dir"
-drain_timeout = "300s"
+$(scenario_tail "$dir")
 EOF
-  local before; before=$(ticks "$@")
-  "$LOAD_BIN" run "$dir/scenario.toml" -q > "$dir/summary.txt" 2>&1 || { echo "run failed: $dir" >&2; cat "$dir/summary.txt" >&2; }
-  echo "$(( $(ticks "$@") - before )) $(getconf CLK_TCK)" > "$dir/relay_ticks.txt"
+  run_scenario "$dir" "$@"
 }
 
 echo "Machine: $(nproc) cores, $(uname -r); reps=$REPS messages=$N" | tee "$OUT/machine.txt"

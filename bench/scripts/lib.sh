@@ -89,3 +89,25 @@ ticks() { # summed utime+stime (clock ticks) of the given pids
   echo "$t"
 }
 
+# The [sink] and [report] tables every bench scenario ends with (DIR: the
+# report directory; the sink listens on $SINK).
+scenario_tail() {
+  cat <<EOF
+[sink]
+listen = "127.0.0.1:$SINK"
+threads = 1
+[report]
+dir = "$1"
+drain_timeout = "300s"
+EOF
+}
+
+# Runs DIR/scenario.toml (summary in DIR/summary.txt); with PIDS, the relay
+# CPU they used goes to DIR/relay_ticks.txt as "ticks ticks_per_second".
+run_scenario() { # dir [pids...]
+  local dir=$1; shift
+  local before=0
+  [ $# -eq 0 ] || before=$(ticks "$@")
+  "$LOAD_BIN" run "$dir/scenario.toml" -q > "$dir/summary.txt" 2>&1 || { echo "run failed: $dir" >&2; cat "$dir/summary.txt" >&2; }
+  [ $# -eq 0 ] || echo "$(( $(ticks "$@") - before )) $(getconf CLK_TCK)" > "$dir/relay_ticks.txt"
+}

@@ -151,14 +151,9 @@ tls = "$tls"
 insecure = true
 resume = $resume
 threads = 1
-[sink]
-listen = "127.0.0.1:$SINK"
-threads = 1
-[report]
-dir = "$dir"
-drain_timeout = "300s"
+$(scenario_tail "$dir")
 EOF
-  "$LOAD_BIN" run "$dir/scenario.toml" -q > "$dir/summary.txt" 2>&1 || { echo "run failed: $dir" >&2; cat "$dir/summary.txt" >&2; }
+  run_scenario "$dir"
 }
 
 echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r); postfix $(postconf -d -h mail_version 2>/dev/null); reps=$REPS scale=$SCALE" | tee "$OUT/machine.txt"
