@@ -202,19 +202,75 @@ def abuse_starttls(port, results):
     results["starttls_garbage"] = {"after_garbage": end}
 
 
-def scenario_abuse(bins, out, rounds, rng, data_bytes):
-    """Hostile clients while a well-behaved one sends; RSS sampled."""
-    sink = Sink(bins, os.path.join(out, "sink"))
-    load = Load(bins, os.path.join(out, "load"))
-    smtp, admin = free_port(), free_port()
+def abuse_node(bins, out, smtp, admin, sink_port):
+    """A node with STARTTLS offered (a fresh self-signed certificate)."""
+    os.makedirs(out, exist_ok=True)
     cert, key = os.path.join(out, "cert.pem"), os.path.join(out, "key.pem")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
                     "-keyout", key, "-out", cert], check=True, capture_output=True)
-    toml = node_toml("abuse", 4, smtp, admin, sink.port).replace('tls = "none"\nmax_sessions = 200',
+    toml = node_toml("abuse", 4, smtp, admin, sink_port).replace('tls = "none"\nmax_sessions = 200',
                                                                    'tls = "starttls"\nrequire_tls = false\nmax_sessions = 200\n'
                                                                    'command_timeout_secs = 20')
     toml += f'\n[tls]\ncert = "{cert}"\nkey = "{key}"\n'
-    node = Node(bins, os.path.join(out, "node"), "abuse", toml)
+    return Node(bins, os.path.join(out, "node"), "abuse", toml)
+
+
+def abusers(smtp, data_bytes, results):
+    return (
+        (abuse_slowloris, (smtp, 50, 8, results)),
+        (abuse_flood, (smtp, 300, results)),
+        (abuse_big_data, (smtp, data_bytes, results)),
+        (abuse_huge_header, (smtp, results)),
+        (abuse_rcpts, (smtp, 10000, results)),
+        (abuse_bytes, (smtp, results)),
+        (abuse_starttls, (smtp, results)),
+    )
+
+
+def rss_breakdown(bins, out, data_bytes):
+    """Each abuser alone against a fresh node (RSS does not shrink back
+    after a peak, so one node per abuser): its peak RSS above idle, MiB."""
+    by = {}
+    for f, _ in abusers(0, data_bytes, {}):
+        d = os.path.join(out, f.__name__)
+        smtp, admin = free_port(), free_port()
+        node = abuse_node(bins, d, smtp, admin, free_port())
+        peak, stop = [0], threading.Event()
+        try:
+            node.start(smtp)
+            time.sleep(1)
+            idle = rss_kib(node.proc.pid)[0]
+
+            def sample():
+                while not stop.is_set():
+                    peak[0] = max(peak[0], rss_kib(node.proc.pid)[0])
+                    time.sleep(0.05)
+
+            sampler = threading.Thread(target=sample)
+            sampler.start()
+            args = dict((g.__name__, a) for g, a in abusers(smtp, data_bytes, {}))[f.__name__]
+            try:
+                f(*args)
+            except OSError:
+                pass
+            time.sleep(0.5)
+            stop.set()
+            sampler.join()
+            by[f.__name__.removeprefix("abuse_")] = round((peak[0] - idle) / 1024, 1)
+        finally:
+            stop.set()
+            node.stop()
+    return by
+
+
+def scenario_abuse(bins, out, rounds, rng, data_bytes):
+    """Hostile clients while a well-behaved one sends; RSS sampled. With
+    CHAOS_ABUSE_BREAKDOWN=1, also each abuser alone on a fresh node, for the
+    share of the peak each one causes."""
+    sink = Sink(bins, os.path.join(out, "sink"))
+    load = Load(bins, os.path.join(out, "load"))
+    smtp, admin = free_port(), free_port()
+    node = abuse_node(bins, out, smtp, admin, sink.port)
     sink.start()
     results, peak = {}, [0]
     try:
@@ -242,15 +298,7 @@ def scenario_abuse(bins, out, rounds, rng, data_bytes):
             except OSError as e:  # refused or reset: recorded, not a crash
                 results[f"{f.__name__}: connection"] = f"{type(e).__name__}: {e}"
 
-        workers = [threading.Thread(target=guarded, args=(f, *a)) for f, a in (
-            (abuse_slowloris, (smtp, 50, 8, results)),
-            (abuse_flood, (smtp, 300, results)),
-            (abuse_big_data, (smtp, data_bytes, results)),
-            (abuse_huge_header, (smtp, results)),
-            (abuse_rcpts, (smtp, 10000, results)),
-            (abuse_bytes, (smtp, results)),
-            (abuse_starttls, (smtp, results)),
-        )]
+        workers = [threading.Thread(target=guarded, args=(f, *a)) for f, a in abusers(smtp, data_bytes, results)]
         for w in workers:
             w.start()
         during = Load.report(good)
@@ -279,8 +327,11 @@ def scenario_abuse(bins, out, rounds, rng, data_bytes):
         "after the abuse: 200 of 200 accepted": after.get("counts", {}).get("accepted") == 200,
         "peak RSS under idle + 256 MiB": peak[0] - idle < 256 * 1024,
     }
+    rss = {"idle": round(idle / 1024, 1), "peak": round(peak[0] / 1024, 1)}
+    if os.environ.get("CHAOS_ABUSE_BREAKDOWN") == "1":
+        rss["alone_above_idle"] = rss_breakdown(bins, os.path.join(out, "alone"), data_bytes)
     return {"verdict": summary(v), "results": results, "checks": checks,
-            "rss_mib": {"idle": round(idle / 1024, 1), "peak": round(peak[0] / 1024, 1)},
+            "rss_mib": rss,
             "good_client_msg_per_s": {"before": rate(base), "during": rate(during), "after": rate(after)},
             "data_bytes": data_bytes,
             "passed": all(checks.values()) and v is not None and v["lost"] == 0}
