@@ -6,6 +6,9 @@
 //! origin is then killed; the peer takes the copies over and delivers them to
 //! Postfix's smtp-sink, compared byte for byte with what the client sent.
 //!
+//! And the peer killed in the middle of a copy: the client gets 451, and the
+//! restarted peer deletes the pieces it had written (no orphan).
+//!
 //! Sizes can be lowered for a quick run: `ESTAFETTE_LARGE_MB` (default 100)
 //! and `ESTAFETTE_CLUSTER_LARGE_N` (messages sent at once, default 4).
 
@@ -15,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::cluster::{cluster_status, cluster_with, exposition, until_accepting};
-use support::large::{assert_whole, bulk, env_or, CLIENT};
+use support::large::{assert_whole, bulk, dir_bytes, env_or, CLIENT};
 use support::peers::{free_port, smtp_sink_on};
 use support::raw::vm_kib;
 
@@ -112,6 +115,67 @@ async fn large_copies_stream_in_pieces_and_are_delivered_whole_after_a_takeover(
             *mib < 300,
             "node {node}: peak RSS {mib} MiB above idle with {n} x {mb} MiB copies"
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_killed_in_the_middle_of_a_copy_keeps_no_orphan_pieces() {
+    let sink_port = free_port();
+    let mut c = cluster_with(
+        2,
+        2,
+        30,
+        sink_port,
+        "max_in_flight_bytes = 16777216\n[limits]\nmax_message_size = 500000000\n",
+    );
+    assert!(
+        until_accepting(c.nodes[0].smtp, 0, 30).await,
+        "node 0 never accepted:\n{}",
+        c.nodes[0].log()
+    );
+    let path = c.dir.path().join("bulk.eml");
+    std::fs::write(&path, bulk(100)).expect("bulk file");
+    let spool = c.dir.path().join("spool-1");
+    let before = dir_bytes(&spool);
+    let port = c.nodes[0].smtp;
+    let client = std::thread::spawn(move || {
+        Command::new("python3")
+            .args(["-c", CLIENT, &port.to_string(), "-", "1"])
+            .arg(&path)
+            .arg("clinique.test")
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("python3 runs")
+    });
+    // Evidence that the copy is being written on the peer: its spool grew
+    // by 40 MiB (the copy starts once the DATA has ended).
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while dir_bytes(&spool) < before + (40 << 20) {
+        assert!(
+            Instant::now() < deadline,
+            "the copy never reached the peer's spool:\n{}",
+            c.nodes[0].log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    c.nodes[1].kill();
+    let out = tokio::task::block_in_place(|| client.join()).expect("client thread");
+    let reply = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        reply.starts_with("451"),
+        "no copy, no 250: {reply}\n{}",
+        c.nodes[0].log()
+    );
+    c.nodes[1].restart();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let needle = "pieces of unacknowledged messages deleted at start messages=1";
+    while !c.nodes[1].log().contains(needle) {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted peer did not sweep the unfinished copy:\n{}",
+            c.nodes[1].log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

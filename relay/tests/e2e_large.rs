@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::cluster::Proc;
-use support::large::{as_dump, assert_whole, bulk, dump_of, env_or, head, CLIENT};
+use support::large::{as_dump, assert_whole, bulk, dir_bytes, dump_of, env_or, head, CLIENT};
 use support::peers::{free_port, smtp_sink_on};
 use support::raw::{cmd, reply, vm_kib};
 
@@ -174,17 +174,6 @@ fn begin(port: u16, rcpt: &str) -> (TcpStream, BufReader<TcpStream>) {
     assert!(cmd(&mut w, &mut r, &format!("RCPT TO:<{rcpt}>")).starts_with("250"));
     assert!(cmd(&mut w, &mut r, "DATA").starts_with("354"));
     (w, r)
-}
-
-fn dir_bytes(p: &Path) -> u64 {
-    std::fs::read_dir(p)
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter_map(|e| e.metadata().ok())
-                .map(|m| m.len())
-                .sum()
-        })
-        .unwrap_or(0)
 }
 
 #[test]

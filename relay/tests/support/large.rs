@@ -2,7 +2,7 @@
 //! shrinks, the client that sends several at once, and how Postfix's
 //! smtp-sink dumps them.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The value of environment variable `name`, or `default`.
 pub fn env_or(name: &str, default: usize) -> usize {
@@ -125,4 +125,17 @@ pub fn assert_whole(paths: &[PathBuf], n: usize, bulk: &[u8], trace: &str) {
         let text = String::from_utf8_lossy(&dump[..dump.len() - want.len()]).into_owned();
         assert!(text.contains(trace), "{text}");
     }
+}
+
+/// Octets in the files directly under `p` (a RocksDB directory: its WAL and
+/// tables), 0 if it cannot be read.
+pub fn dir_bytes(p: &Path) -> u64 {
+    std::fs::read_dir(p)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
 }
