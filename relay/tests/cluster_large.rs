@@ -17,7 +17,7 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::cluster::{cluster_status, cluster_with, exposition, until_accepting};
+use support::cluster::{cluster_status, cluster_with, exposition, until_accepting, Cluster};
 use support::large::{assert_whole, bulk, dir_bytes, env_or, CLIENT};
 use support::peers::{free_port, smtp_sink_on};
 use support::raw::vm_kib;
@@ -26,21 +26,9 @@ use support::raw::vm_kib;
 async fn large_copies_stream_in_pieces_and_are_delivered_whole_after_a_takeover() {
     let mb = env_or("ESTAFETTE_LARGE_MB", 100);
     let n = env_or("ESTAFETTE_CLUSTER_LARGE_N", 4);
-    let sink_port = free_port();
     // The destination is down until the origin is gone: the copies wait.
     // Takeover after 10 s: the uploads load both cores for a while.
-    let mut c = cluster_with(
-        2,
-        2,
-        10,
-        sink_port,
-        "max_in_flight_bytes = 16777216\n[limits]\nmax_message_size = 500000000\n",
-    );
-    assert!(
-        until_accepting(c.nodes[0].smtp, 0, 30).await,
-        "node 0 never accepted:\n{}",
-        c.nodes[0].log()
-    );
+    let (mut c, sink_port) = two_nodes(10).await;
     let pids: Vec<u32> = c.nodes.iter().map(|p| p.child.as_ref().expect("child").id()).collect();
     let idle: Vec<u64> = pids.iter().map(|&p| vm_kib(p, "VmRSS")).collect();
 
@@ -120,19 +108,7 @@ async fn large_copies_stream_in_pieces_and_are_delivered_whole_after_a_takeover(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_killed_in_the_middle_of_a_copy_keeps_no_orphan_pieces() {
-    let sink_port = free_port();
-    let mut c = cluster_with(
-        2,
-        2,
-        30,
-        sink_port,
-        "max_in_flight_bytes = 16777216\n[limits]\nmax_message_size = 500000000\n",
-    );
-    assert!(
-        until_accepting(c.nodes[0].smtp, 0, 30).await,
-        "node 0 never accepted:\n{}",
-        c.nodes[0].log()
-    );
+    let (mut c, _) = two_nodes(30).await;
     let path = c.dir.path().join("bulk.eml");
     std::fs::write(&path, bulk(100)).expect("bulk file");
     let spool = c.dir.path().join("spool-1");
@@ -177,6 +153,26 @@ async fn a_peer_killed_in_the_middle_of_a_copy_keeps_no_orphan_pieces() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Two nodes, `min_copies = 2`, 500 MB messages allowed, a 16 MiB QUIC
+/// window, the destination on the port returned (down until a test starts
+/// a sink there); node 0 accepts mail when this returns.
+async fn two_nodes(takeover_secs: u64) -> (Cluster, u16) {
+    let sink_port = free_port();
+    let c = cluster_with(
+        2,
+        2,
+        takeover_secs,
+        sink_port,
+        "max_in_flight_bytes = 16777216\n[limits]\nmax_message_size = 500000000\n",
+    );
+    assert!(
+        until_accepting(c.nodes[0].smtp, 0, 30).await,
+        "node 0 never accepted:\n{}",
+        c.nodes[0].log()
+    );
+    (c, sink_port)
 }
 
 /// Recipients the node has delivered (its `/metrics`).
