@@ -16,7 +16,11 @@
 //! - The holder keeps the first chunk in memory and writes every later one
 //!   but the last to its spool (`storage::Spill`, buffered) before it reads
 //!   the peer's next frame: a slow disk slows the sender (flow control)
-//!   instead of filling memory. The last chunk's synced batch
+//!   instead of filling memory. It also delays the control frames that
+//!   follow on that connection (heartbeats included), so a disk stalled for
+//!   more than `peer_timeout` makes the origin count this node out for new
+//!   copies, which it could not store anyway; a chunk whose write takes
+//!   over 10 s refuses its copy and the next frames are read. The last chunk's synced batch
 //!   (`Spool::put_shadow_spilled`) covers them all before the ack.
 //!
 //! A copy that does not arrive whole (the link breaks, the origin gives up and
