@@ -153,17 +153,30 @@ impl Config {
             path: path.to_owned(),
             error,
         })?;
+        Self::parse_with(path, &text, vars)
+    }
+
+    /// [`load_with`](Self::load_with) on `text`, the content of the file at
+    /// `path` (which names it in errors and anchors its relative paths).
+    ///
+    /// # Errors
+    /// As [`load`](Self::load), but for reading the file.
+    pub fn parse_with(
+        path: &Path,
+        text: &str,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
         let parse_error = |error| ConfigError::Parse {
             path: path.to_owned(),
             error: Box::new(error),
         };
-        let mut root = toml::Value::Table(toml::from_str(&text).map_err(parse_error)?);
+        let mut root = toml::Value::Table(toml::from_str(text).map_err(parse_error)?);
         let overrides = env::apply(&mut root, vars)?;
         let explicit_id = root.get("node").and_then(|n| n.get("node_id")).is_some();
         // Straight from the text when nothing was overridden: the parser's
         // errors then carry the line and column.
         let mut config: Self = if overrides.is_empty() {
-            toml::from_str(&text)
+            toml::from_str(text)
         } else {
             root.try_into()
         }
