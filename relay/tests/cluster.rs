@@ -11,7 +11,8 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use support::cluster::{
-    admin_get, cluster, cluster_status, exposition, metric, send, send_batch, seqs, until_accepting, Cluster, Proc,
+    admin_get, cluster, cluster_full, cluster_status, exposition, metric, send, send_batch, send_to, seqs,
+    until_accepting, Cluster, Proc,
 };
 use support::peers::{aiosmtpd_on, free_port, PyTls};
 
@@ -439,4 +440,68 @@ async fn a_message_refused_for_want_of_its_copy_is_never_delivered() {
         !got.contains_key(&2),
         "message 2 was refused (451) and delivered too: {got:?}"
     );
+}
+
+/// Messages held for a peer that took them over keep their old due time: a
+/// scan of the due index that counted them as started (a page of
+/// `max_in_flight` entries) never reached the mail behind them, and a
+/// deferred message to another, working destination waited as long as the
+/// taker's destination stayed down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_held_for_a_taker_does_not_hide_the_rest_of_the_queue() {
+    let (sink_port, other_port) = (free_port(), free_port());
+    let route = format!("[[route]]\ndomain = \"other.test\"\nhost = \"127.0.0.1:{other_port}\"\ntls = \"none\"\n");
+    let c = cluster_full(2, 2, 3, sink_port, "max_in_flight = 2", &route);
+    assert!(until_accepting(c.nodes[0].smtp, 0, 30).await, "{}", c.nodes[0].log());
+    // clinique.test is down: node 0 queues these, node 1 holds the copies.
+    let acked = send_batch(c.nodes[0].smtp, 1..6).await;
+    assert_eq!(acked.len(), 5, "{}", c.nodes[0].log());
+    // Node 0 stops long enough for node 1 to take them over; back, it holds
+    // them for node 1 (which cannot deliver them either).
+    let pid = c.nodes[0].child.as_ref().map(Child::id).expect("running");
+    let signal = |sig: &str| {
+        let ok = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+    };
+    signal("-STOP");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cluster_status(&c.nodes[1].config)["taken_over"].as_u64() < Some(6) {
+        assert!(
+            Instant::now() < deadline,
+            "node 1 took nothing over:\n{}",
+            c.nodes[1].log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    signal("-CONT");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cluster_status(&c.nodes[0].config)["held_for_takers"].as_u64() < Some(6) {
+        assert!(Instant::now() < deadline, "node 0 holds nothing:\n{}", c.nodes[0].log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A message to other.test, down for its first attempt: it waits in the
+    // due index behind the six held ones.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while send_to(c.nodes[0].smtp, 7, "dr@other.test").await != 250 {
+        assert!(Instant::now() < deadline, "message 7 refused:\n{}", c.nodes[0].log());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !c.nodes[0].log().contains("rcpt=dr@other.test reply=451") {
+        assert!(Instant::now() < deadline, "no first attempt:\n{}", c.nodes[0].log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let other = aiosmtpd_on(PyTls::None, other_port);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !seqs(&other).contains_key(&7) {
+        assert!(
+            Instant::now() < deadline,
+            "message 7 not delivered while node 0 holds mail for node 1:\n{}",
+            c.nodes[0].log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

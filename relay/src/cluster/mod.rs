@@ -69,6 +69,10 @@ impl Blocked {
     fn contains(&self, id: &MessageId) -> bool {
         crate::sync::lock(&self.0).contains(id)
     }
+
+    fn len(&self) -> usize {
+        crate::sync::lock(&self.0).len()
+    }
 }
 
 /// When the driver last ran the protocol's timers. Deliveries do not start
@@ -401,6 +405,13 @@ impl Cluster {
     /// next scan asks again.
     pub fn may_deliver(&self, id: storage::MessageId) -> bool {
         !self.pulse.overdue() && !self.blocked.contains(&to_proto_id(id))
+    }
+
+    /// How many queued messages this node must not start now (held for a
+    /// taker, or waiting for the peers' word): the queue reads that many
+    /// more entries of its due index, so that they cannot hide the rest.
+    pub fn held(&self) -> usize {
+        self.blocked.len()
     }
 
     /// Whether accepted messages need copies on peers.

@@ -243,7 +243,7 @@ impl Queue {
                 break;
             }
             while let Some(id) = self.next_ready() {
-                if !self.start(id).await {
+                if self.start(id).await == Start::Closing {
                     return;
                 }
             }
@@ -253,8 +253,14 @@ impl Queue {
                 let ahead = self.look_ahead.swap(false, Ordering::AcqRel);
                 let now = storage::now_ms();
                 let until = if ahead { self.first_due(now) } else { now };
-                // In-flight messages may still be in the index: look past them.
-                match self.spool.due(until, free + self.in_flight()) {
+                // In-flight messages may still be in the index, and messages
+                // that may not start now (held for a cluster peer, commit
+                // under way) stay there: look past them all. Held messages
+                // keep their old due time, so without this they fill every
+                // page ahead of the rest: seen in scripts/chaos, where each
+                // side of a healed partition held hundreds for the other
+                // and delivered nothing until a restart.
+                match self.spool.due(until, free + self.in_flight() + self.skipped()) {
                     Ok(due) => {
                         let mut started = 0;
                         for (due_ms, id) in due {
@@ -266,10 +272,11 @@ impl Queue {
                             if due_ms > now && !self.never_tried(id) {
                                 continue;
                             }
-                            if !self.start(id).await {
-                                return;
+                            match self.start(id).await {
+                                Start::Closing => return,
+                                Start::Started => started += 1,
+                                Start::Skipped => {}
                             }
-                            started += 1;
                         }
                         backlog = started >= free;
                         if ahead && backlog {
@@ -297,27 +304,33 @@ impl Queue {
         self.pool.close_idle(true).await;
     }
 
-    /// Starts one attempt of `id` unless it is already being tried; waits for
-    /// a delivery slot. `false` when the queue is closing.
-    async fn start(self: &Arc<Self>, id: MessageId) -> bool {
+    /// How many due-index entries a scan may have to step over: messages
+    /// held by the cluster and commits under way.
+    fn skipped(&self) -> usize {
+        self.cluster.as_ref().map_or(0, |c| c.held()) + lock(&self.committing).len()
+    }
+
+    /// Starts one attempt of `id` unless it is already being tried or may
+    /// not start now; waits for a delivery slot.
+    async fn start(self: &Arc<Self>, id: MessageId) -> Start {
         let Ok(permit) = self.limit.clone().acquire_owned().await else {
-            return false;
+            return Start::Closing;
         };
         if self.cluster.as_ref().is_some_and(|c| !c.may_deliver(id)) {
-            return true; // the cluster says another node delivers it, or not yet
+            return Start::Skipped; // the cluster says another node delivers it, or not yet
         }
         if lock(&self.committing).contains(&id) {
-            return true; // found by a scan before its commit ended
+            return Start::Skipped; // found by a scan before its commit ended
         }
         // While the spool cannot write (full disk, stalled device) an attempt's
         // outcome cannot be recorded: the message would stay due and be delivered
         // again at every scan (seen with a full disk in scripts/chaos: one message
         // delivered hundreds of times). Deliveries resume with the writes.
         if self.spool.health().is_err() {
-            return true;
+            return Start::Skipped;
         }
         if !self.claim(id) {
-            return true;
+            return Start::Skipped;
         }
         self.started.fetch_add(1, Ordering::Relaxed);
         let queue = self.clone();
@@ -328,7 +341,7 @@ impl Queue {
             // A slot is free: more may be waiting.
             queue.wake.notify_one();
         });
-        true
+        Start::Started
     }
 
     /// Whether `id` has a recipient never tried (`Queued`): such a message
@@ -354,4 +367,16 @@ impl Queue {
     fn in_flight_has(&self, id: MessageId) -> bool {
         lock(&self.in_flight).contains(&id)
     }
+}
+
+/// What [`Queue::start`] did with one id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Start {
+    /// An attempt runs.
+    Started,
+    /// Not now (held, in flight, committing, spool unhealthy); a later scan
+    /// asks again.
+    Skipped,
+    /// The queue is closing.
+    Closing,
 }

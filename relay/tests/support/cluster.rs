@@ -73,6 +73,18 @@ pub fn cluster(n: usize, min_copies: usize, takeover_secs: u64, sink_port: u16) 
 /// [`cluster`] with `extra` in every node's configuration, right after the
 /// `[cluster]` keys: more of them, then whole tables (`[limits]`).
 pub fn cluster_with(n: usize, min_copies: usize, takeover_secs: u64, sink_port: u16, extra: &str) -> Cluster {
+    cluster_full(n, min_copies, takeover_secs, sink_port, "", extra)
+}
+
+/// [`cluster_with`] with `outbound` added to the `[outbound]` keys.
+pub fn cluster_full(
+    n: usize,
+    min_copies: usize,
+    takeover_secs: u64,
+    sink_port: u16,
+    outbound: &str,
+    extra: &str,
+) -> Cluster {
     let dir = tempfile::tempdir().expect("tempdir");
     let names: Vec<String> = (0..n).map(|i| format!("estafette-{i}")).collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -119,6 +131,7 @@ poll_ms = 100
 handoff_grace_secs = 2
 # The destination is down on purpose for a while: never park it.
 circuit_threshold = 1000000
+{outbound}
 
 [cluster]
 name = "{name}"
@@ -148,9 +161,14 @@ key = "cluster/{name}.key"
 /// Sends one message numbered `seq` to `port`; the final reply code of the
 /// transaction (250 accepted, 451 refused, 0 no connection).
 pub async fn send(port: u16, seq: usize) -> u16 {
+    send_to(port, seq, "dr@clinique.test").await
+}
+
+/// [`send`] to `rcpt`.
+pub async fn send_to(port: u16, seq: usize, rcpt: &str) -> u16 {
     let script = r#"
 import smtplib, sys
-port, seq = int(sys.argv[1]), sys.argv[2]
+port, seq, rcpt = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 try:
     s = smtplib.SMTP('127.0.0.1', port, timeout=20)
 except OSError:
@@ -160,7 +178,7 @@ try:
     code, _ = s.mail('app@ch.test')
     if code != 250:
         print(code); sys.exit(0)
-    code, _ = s.rcpt('dr@clinique.test')
+    code, _ = s.rcpt(rcpt)
     if code != 250:
         print(code); sys.exit(0)
     code, _ = s.data(('Subject: seq %s\r\nX-Seq: %s\r\n\r\nbody\r\n' % (seq, seq)).encode())
@@ -169,9 +187,10 @@ try:
 except smtplib.SMTPException as e:
     print(getattr(e, 'smtp_code', 1))
 "#;
+    let rcpt = rcpt.to_string();
     let out = tokio::task::spawn_blocking(move || {
         Command::new("python3")
-            .args(["-c", script, &port.to_string(), &seq.to_string()])
+            .args(["-c", script, &port.to_string(), &seq.to_string(), &rcpt])
             .output()
             .expect("python3")
     })
