@@ -89,6 +89,36 @@ impl Body {
     }
 }
 
+/// Keeps a message out of delivery while its commit runs (see
+/// `Queue::start`); it is let go when dropped, also when the commit future
+/// itself is dropped, unless [`Committing::keep`] handed that to `forget`.
+struct Committing<'a> {
+    set: &'a std::sync::Mutex<std::collections::HashSet<MessageId>>,
+    id: MessageId,
+    armed: bool,
+}
+
+impl<'a> Committing<'a> {
+    fn new(set: &'a std::sync::Mutex<std::collections::HashSet<MessageId>>, id: MessageId) -> Self {
+        lock(set).insert(id);
+        Self { set, id, armed: true }
+    }
+
+    /// Leaves the id in the set: `forget` takes it out once the message is
+    /// removed.
+    fn keep(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Committing<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            lock(self.set).remove(&self.id);
+        }
+    }
+}
+
 /// Why a message was not committed. Carries the message id for the logs.
 #[derive(Debug, thiserror::Error)]
 pub enum CommitError {
@@ -212,7 +242,7 @@ impl Queue {
             }
             _ => None,
         };
-        lock(&self.committing).insert(id);
+        let mut guard = Committing::new(&self.committing, id);
         let local = match (&replication, body) {
             (Some(r), Body::Whole(body)) => self.spool.accept_placed(id, envelope, body, r.placement.clone()),
             (None, Body::Whole(body)) => self.spool.accept_as(id, envelope, body),
@@ -237,22 +267,22 @@ impl Queue {
         };
         let both = async { tokio::join!(local, copies) };
         match tokio::time::timeout(deadline, both).await {
-            Ok((Ok(_), Ok(()))) => {
-                lock(&self.committing).remove(&id);
-            }
+            Ok((Ok(_), Ok(()))) => drop(guard),
             Ok((Ok(_), Err(source))) => {
                 // Not acknowledged: the local copy goes (the protocol released the shadows).
+                guard.keep();
                 self.forget(id);
                 return Err(CommitError::Replication { id, source });
             }
             Ok((Err(source), copies)) => {
-                lock(&self.committing).remove(&id);
+                drop(guard);
                 if copies.is_ok() {
                     self.release_copies(id);
                 }
                 return Err(CommitError::Spool { id, source });
             }
             Err(_) => {
+                guard.keep();
                 self.forget(id);
                 self.release_copies(id);
                 return Err(CommitError::Timeout { id, after: deadline });
