@@ -7,7 +7,7 @@ import subprocess
 import threading
 import time
 
-from chaos_parts import Load, Node, Sink, free_port, node_toml, rss_kib, summary
+from chaos_parts import Load, Node, PeakRss, Sink, free_port, node_toml, rss_kib, summary
 
 
 class Smtp:
@@ -235,30 +235,23 @@ def rss_breakdown(bins, out, data_bytes):
         d = os.path.join(out, f.__name__)
         smtp, admin = free_port(), free_port()
         node = abuse_node(bins, d, smtp, admin, free_port())
-        peak, stop = [0], threading.Event()
+        sampler = None
         try:
             node.start(smtp)
             time.sleep(1)
             idle = rss_kib(node.proc.pid)[0]
-
-            def sample():
-                while not stop.is_set():
-                    peak[0] = max(peak[0], rss_kib(node.proc.pid)[0])
-                    time.sleep(0.05)
-
-            sampler = threading.Thread(target=sample)
-            sampler.start()
+            sampler = PeakRss(node.proc.pid)
             args = dict((g.__name__, a) for g, a in abusers(smtp, data_bytes, {}))[f.__name__]
             try:
                 f(*args)
             except OSError:
                 pass
             time.sleep(0.5)
-            stop.set()
-            sampler.join()
-            by[f.__name__.removeprefix("abuse_")] = round((peak[0] - idle) / 1024, 1)
+            peak = sampler.stop()
+            by[f.__name__.removeprefix("abuse_")] = round((peak - idle) / 1024, 1)
         finally:
-            stop.set()
+            if sampler is not None:
+                sampler.stop()
             node.stop()
     return by
 
@@ -272,21 +265,13 @@ def scenario_abuse(bins, out, rounds, rng, data_bytes):
     smtp, admin = free_port(), free_port()
     node = abuse_node(bins, out, smtp, admin, sink.port)
     sink.start()
-    results, peak = {}, [0]
+    results, peak = {}, 0
     try:
         node.start(smtp)
         time.sleep(1)
         idle = rss_kib(node.proc.pid)[0]
         base = Load.report(load.send(smtp, duration="4s", sessions=4))
-        stop = threading.Event()
-
-        def sample():
-            while not stop.is_set():
-                peak[0] = max(peak[0], rss_kib(node.proc.pid)[0])
-                time.sleep(0.05)
-
-        sampler = threading.Thread(target=sample)
-        sampler.start()
+        sampler = PeakRss(node.proc.pid)
         # The well-behaved client is connected before the flood starts (its
         # later connections are retried, as an MTA's would be).
         good = load.send(smtp, duration="6s", sessions=4)
@@ -304,8 +289,7 @@ def scenario_abuse(bins, out, rounds, rng, data_bytes):
         during = Load.report(good)
         for w in workers:
             w.join(timeout=300)
-        stop.set()
-        sampler.join()
+        peak = sampler.stop()
         alive = node.proc.poll() is None
         after = Load.report(load.send(smtp, messages=200, sessions=4))
         v = load.wait_delivered([sink], timeout=120)
@@ -325,9 +309,9 @@ def scenario_abuse(bins, out, rounds, rng, data_bytes):
         "no command run from behind STARTTLS": results.get("starttls_injection", {}).get("then") != "250",
         "well-behaved client served during the abuse": rate(during) > 0,
         "after the abuse: 200 of 200 accepted": after.get("counts", {}).get("accepted") == 200,
-        "peak RSS under idle + 256 MiB": peak[0] - idle < 256 * 1024,
+        "peak RSS under idle + 256 MiB": peak - idle < 256 * 1024,
     }
-    rss = {"idle": round(idle / 1024, 1), "peak": round(peak[0] / 1024, 1)}
+    rss = {"idle": round(idle / 1024, 1), "peak": round(peak / 1024, 1)}
     if os.environ.get("CHAOS_ABUSE_BREAKDOWN") == "1":
         rss["alone_above_idle"] = rss_breakdown(bins, os.path.join(out, "alone"), data_bytes)
     return {"verdict": summary(v), "results": results, "checks": checks,

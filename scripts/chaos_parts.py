@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,6 +34,26 @@ def wait_port(port, timeout=60, proc=None):
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"nothing listens on {port} after {timeout} s")
+
+
+class PeakRss:
+    """Samples a process's RSS every 50 ms on a thread until stop(); `peak`
+    is the highest seen, in KiB."""
+
+    def __init__(self, pid):
+        self.pid, self.peak, self._stop = pid, 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss_kib(self.pid)[0])
+            time.sleep(0.05)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+        return self.peak
 
 
 def rss_kib(pid):

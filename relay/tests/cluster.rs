@@ -7,7 +7,7 @@
 
 mod support;
 
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::cluster::{
@@ -200,14 +200,7 @@ async fn a_paused_node_is_not_taken_over_before_takeover_after_and_its_shadows_a
         held(&c) >= acked.len() as u64,
         "every acknowledged message has a shadow"
     );
-    let pid = c.nodes[0].child.as_ref().map(Child::id).expect("running");
-    let signal = |sig: &str| {
-        let ok = Command::new("kill")
-            .args([sig, &pid.to_string()])
-            .status()
-            .expect("kill");
-        assert!(ok.success());
-    };
+    let signal = |sig: &str| c.nodes[0].signal(sig);
     signal("-STOP");
     let stopped = Instant::now();
     // The peers see node 0 silent (link down) but wait for takeover_after.
@@ -409,14 +402,7 @@ async fn a_message_refused_for_want_of_its_copy_is_never_delivered() {
     let c = cluster(2, 2, 30, sink_port);
     let sink = aiosmtpd_on(PyTls::None, sink_port);
     assert!(until_accepting(c.nodes[0].smtp, 1, 30).await, "{}", c.nodes[0].log());
-    let pid = c.nodes[1].child.as_ref().map(Child::id).expect("running");
-    let signal = |sig: &str| {
-        let ok = Command::new("kill")
-            .args([sig, &pid.to_string()])
-            .status()
-            .expect("kill");
-        assert!(ok.success());
-    };
+    let signal = |sig: &str| c.nodes[1].signal(sig);
     // The holder stops: the copy of message 2 is never acknowledged, but
     // node 0 still counts it reachable at MAIL FROM (heard from < 3 s ago).
     signal("-STOP");
@@ -458,14 +444,7 @@ async fn mail_held_for_a_taker_does_not_hide_the_rest_of_the_queue() {
     assert_eq!(acked.len(), 5, "{}", c.nodes[0].log());
     // Node 0 stops long enough for node 1 to take them over; back, it holds
     // them for node 1 (which cannot deliver them either).
-    let pid = c.nodes[0].child.as_ref().map(Child::id).expect("running");
-    let signal = |sig: &str| {
-        let ok = Command::new("kill")
-            .args([sig, &pid.to_string()])
-            .status()
-            .expect("kill");
-        assert!(ok.success());
-    };
+    let signal = |sig: &str| c.nodes[0].signal(sig);
     signal("-STOP");
     let deadline = Instant::now() + Duration::from_secs(30);
     while cluster_status(&c.nodes[1].config)["taken_over"].as_u64() < Some(6) {

@@ -49,6 +49,16 @@ impl Proc {
         *self = Self::start(&self.config.clone(), self.smtp, self.log.clone());
     }
 
+    /// Sends `sig` (`-STOP`, `-CONT`) to the running process.
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().map(Child::id).expect("running");
+        let ok = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
