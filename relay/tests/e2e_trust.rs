@@ -343,8 +343,8 @@ async fn operators_exchange_mail_and_strangers_are_refused() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let reply = loop {
         let env = a.node.spool.envelope(id).expect("read").expect("still queued");
-        if let Some(r) = env.recipients[0].last_reply.clone() {
-            break r;
+        if let Some(r) = &env.recipients[0].last_reply {
+            break r.to_string();
         }
         assert!(Instant::now() < deadline, "no attempt recorded");
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -14,9 +14,11 @@ use rocksdb::ReadOptions;
 use crate::error::Error;
 use crate::id::MessageId;
 use crate::keys::{event_key, event_time_key, parse_event_time_key, prefix_end, Cf};
-use crate::record::FORMAT_VERSION;
 use crate::spool::{Core, Spool};
 use crate::writer::Ops;
+
+/// First byte of every `event` value.
+const EVENT_FORMAT: u8 = 1;
 
 /// One entry of a message's trace.
 #[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -144,7 +146,7 @@ impl Spool {
         let bytes = rkyv::to_bytes::<rancor::Error>(event)
             .map_err(|e| Error::InvalidArgument(format!("event does not serialise: {e}")))?;
         let mut value = Vec::with_capacity(bytes.len() + 1);
-        value.push(FORMAT_VERSION);
+        value.push(EVENT_FORMAT);
         value.extend_from_slice(&bytes);
         let mut ops = Ops::default();
         ops.put(Cf::Event, event_key(id, event.at_ms, n).to_vec(), value);
@@ -205,7 +207,7 @@ fn decode_event(key: &[u8], value: &[u8], scratch: &mut AlignedVec) -> Result<Ev
     let Some((&version, body)) = value.split_first() else {
         return Err(Error::corrupt(cf, key, "empty event"));
     };
-    if version != FORMAT_VERSION {
+    if version != EVENT_FORMAT {
         return Err(Error::corrupt(cf, key, format!("unknown format version {version}")));
     }
     scratch.clear();

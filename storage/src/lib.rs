@@ -12,7 +12,8 @@
 //!   release, reads, health, repair.
 //! - `writer.rs`: the group-commit writer thread and [`WriteFuture`].
 //! - `recovery.rs`: the start-up scan ([`Entry`], [`QueuedMessage`]).
-//! - `record.rs`: [`Envelope`], [`Recipient`] and their rkyv encoding, validated on read.
+//! - `record/`: [`Envelope`], [`Recipient`] and their rkyv encoding, validated on read,
+//!   in the current format and the previous one (`record/v1.rs`).
 //! - `id.rs`: [`MessageId`], sortable, printable.
 //! - `chunks.rs`: bodies written and read in pieces ([`Spill`], [`BodyReader`]): large
 //!   messages never whole in memory.
@@ -55,7 +56,7 @@ pub use config::{Commit, CommitObserver, Durability, SpoolConfig};
 pub use error::Error;
 pub use events::{export_events, read_events, Event, EventKind};
 pub use id::{now_ms, MessageId, ParseIdError, MESSAGE_ID_LEN};
-pub use record::{BodyType, DsnRet, Envelope, Notify, Recipient, RecipientStatus};
+pub use record::{BodyType, DsnRet, Enhanced, Envelope, Notify, Orcpt, Recipient, RecipientStatus, StoredReply};
 pub use recovery::{Entry, PendingRecipient, QueuedMessage, Recovery};
 pub use shadow::{Shadow, Shadows};
 pub use spool::{Spool, SpoolDropGuard};

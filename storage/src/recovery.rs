@@ -155,19 +155,18 @@ fn entry(scratch: &mut AlignedVec, hops: &mut HashSet<Arc<str>>, key: &[u8], val
         Ok(env) => env,
     };
     let mut recipients = Vec::new();
-    for (i, r) in env.recipients.iter().enumerate() {
-        let status = r.status.to_native();
-        if status.is_final() {
-            continue;
+    env.for_each_recipient(|i, r| {
+        if r.status.is_final() {
+            return;
         }
         recipients.push(PendingRecipient {
             index: i as u32,
-            next_hop: intern(hops, r.next_hop.as_str()),
-            status,
-            attempts: r.attempts.to_native(),
-            next_attempt_ms: r.next_attempt_ms.to_native(),
+            next_hop: intern(hops, r.next_hop),
+            status: r.status,
+            attempts: r.attempts,
+            next_attempt_ms: r.next_attempt_ms,
         });
-    }
+    });
     recipients.shrink_to_fit();
     Entry::Queued(QueuedMessage { id, recipients })
 }

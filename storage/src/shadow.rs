@@ -2,7 +2,8 @@
 //! releases them, or takes them over if the origin is gone.
 //!
 //! Key: `origin node (u16 BE) || id (16)`. Value:
-//! `FORMAT_VERSION || envelope length (u32 BE) || envelope rkyv bytes || body`.
+//! `format version || envelope length (u32 BE) || envelope rkyv bytes || body`; the
+//! envelope is read in either record format (see `record`), written in the current one.
 
 use rkyv::util::AlignedVec;
 use rocksdb::{DBRawIterator, ReadOptions};
@@ -11,7 +12,7 @@ use crate::config::Durability;
 use crate::error::{key_display, Error};
 use crate::id::MessageId;
 use crate::keys::{sched_key, shadow_key, Cf};
-use crate::record::{access_archived, deserialize_envelope, encode_envelope, Envelope, FORMAT_VERSION};
+use crate::record::{decode_archived, encode_envelope, Envelope, FORMAT_VERSION};
 use crate::spool::Spool;
 use crate::writer::{Ops, WriteFuture};
 
@@ -56,13 +57,6 @@ fn decode_shadow(key: &[u8], value: &[u8], scratch: &mut AlignedVec) -> Result<S
     let [version, l0, l1, l2, l3, rest @ ..] = value else {
         return Err(Error::corrupt(cf, id_key, "shadow record too short"));
     };
-    if *version != FORMAT_VERSION {
-        return Err(Error::corrupt(
-            cf,
-            id_key,
-            format!("unknown record format version {version}"),
-        ));
-    }
     let len = u32::from_be_bytes([*l0, *l1, *l2, *l3]) as usize;
     if len > rest.len() {
         return Err(Error::corrupt(
@@ -72,8 +66,7 @@ fn decode_shadow(key: &[u8], value: &[u8], scratch: &mut AlignedVec) -> Result<S
         ));
     }
     let (env_bytes, body) = rest.split_at(len);
-    let archived = access_archived(env_bytes, scratch, cf, id_key)?;
-    let envelope = deserialize_envelope(archived, cf, id_key)?;
+    let envelope = decode_archived(*version, env_bytes, scratch, cf, id_key)?;
     Ok(Shadow {
         origin,
         id,

@@ -80,7 +80,15 @@ fn update_moves_the_sched_entry_and_remove_cleans_everything() {
     env.recipients[1].status = RecipientStatus::Deferred;
     env.recipients[1].attempts = 1;
     env.recipients[1].next_attempt_ms = 5_000;
-    env.recipients[1].last_reply = Some("451 4.7.1 later".into());
+    env.recipients[1].last_reply = Some(storage::StoredReply {
+        code: 451,
+        enhanced: Some(storage::Enhanced {
+            class: 4,
+            subject: 7,
+            detail: 1,
+        }),
+        text: "later".into(),
+    });
     assert!(spool.update(id, &env, Durability::Buffered).wait().unwrap());
     assert_eq!(spool.envelope(id).unwrap().unwrap(), env);
     assert_eq!(spool.due(u64::MAX, 10).unwrap(), vec![(5_000, id)]);

@@ -50,7 +50,15 @@ fn envelope(i: u64) -> Envelope {
             },
             attempts: u32::from(deferred),
             next_attempt_ms: 1_700_000_000_000 + if deferred { 60_000 + i % 3_600_000 } else { 0 },
-            last_reply: deferred.then(|| "451 4.4.1 connection timed out".to_string()),
+            last_reply: deferred.then(|| storage::StoredReply {
+                code: 451,
+                enhanced: Some(storage::Enhanced {
+                    class: 4,
+                    subject: 4,
+                    detail: 1,
+                }),
+                text: "connection timed out".to_string(),
+            }),
         }
     };
     let n = if i.is_multiple_of(3) { 2 } else { 1 };

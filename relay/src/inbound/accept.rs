@@ -139,7 +139,7 @@ pub(crate) fn prepare(
     };
     let mut event = event;
     for r in envelope.recipients.iter().filter(|r| r.status.is_final()) {
-        let why = r.last_reply.as_deref().unwrap_or("");
+        let why = r.last_reply.as_ref().map(ToString::to_string).unwrap_or_default();
         event.detail.push_str(&format!("; failed at once: {} {why}", r.address));
     }
     Prepared {
@@ -229,7 +229,11 @@ fn build_envelope(
                 .and_then(|l| l.limit(&next_hop))
                 .filter(|&limit| size > limit as u64)
                 .map(|limit| {
-                    format!("552 5.3.4 message size {size} exceeds the limit of {limit} octets for {next_hop}")
+                    envelope::reply_to_spool(&Reply::new(
+                        552,
+                        proto::EnhancedCode::new(5, 3, 4),
+                        format!("message size {size} exceeds the limit of {limit} octets for {next_hop}"),
+                    ))
                 });
             storage::Recipient {
                 address: to.map_or_else(|| "postmaster".to_string(), ToString::to_string),

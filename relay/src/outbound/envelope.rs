@@ -1,10 +1,14 @@
 //! The spool's envelope and the protocol's parameters, both ways, in one
 //! place: what a client's MAIL/RCPT parameters become in the envelope
 //! ([`notify_to_spool`], [`ret_to_spool`], [`body_to_spool`], [`orcpt_to_spool`]),
+//! a reply as stored and back ([`reply_to_spool`], [`reply_from_spool`]),
 //! what the envelope becomes on the way out ([`outgoing`]), and the DSN an
 //! envelope owes ([`owed_dsn`]), built with [`super::dsn`].
 //!
 //! RFC 3461 §4: a relay keeps NOTIFY, ORCPT, RET and ENVID as it got them.
+//!
+//! Functions rather than `From` impls: both types are foreign to this crate
+//! (the orphan rule), and storage stays free of proto (DESIGN §1).
 
 use chrono::{DateTime, Utc};
 use proto::address::{ForwardPath, Mailbox, ReversePath};
@@ -62,18 +66,44 @@ pub fn body_to_spool(b: Option<Body>) -> storage::BodyType {
     }
 }
 
-/// ORCPT as stored: `addr-type;address`.
-pub fn orcpt_to_spool(o: &Orcpt) -> String {
-    format!("{};{}", o.addr_type, o.address)
+/// ORCPT as stored.
+pub fn orcpt_to_spool(o: &Orcpt) -> storage::Orcpt {
+    storage::Orcpt {
+        addr_type: o.addr_type.clone(),
+        address: o.address.clone(),
+    }
+}
+
+/// A reply as stored: its lines' text joined by spaces.
+pub fn reply_to_spool(r: &Reply) -> storage::StoredReply {
+    storage::StoredReply {
+        code: r.code,
+        enhanced: r.enhanced.map(|e| storage::Enhanced {
+            class: e.class,
+            subject: e.subject,
+            detail: e.detail,
+        }),
+        text: r.text(),
+    }
+}
+
+/// A stored reply as a one-line reply; `None` for a format-1 text that was not a
+/// reply (code 0).
+pub fn reply_from_spool(r: &storage::StoredReply) -> Option<Reply> {
+    (r.code != 0).then(|| Reply {
+        code: r.code,
+        enhanced: r.enhanced.map(|e| EnhancedCode::new(e.class, e.subject, e.detail)),
+        lines: vec![r.text.clone()],
+    })
 }
 
 /// A recipient's RCPT parameters from the spool.
 pub fn rcpt_params(r: &storage::Recipient) -> RcptParams {
     RcptParams {
         notify: notify_from_spool(r.notify),
-        orcpt: r.orcpt.as_deref().and_then(|o| o.split_once(';')).map(|(t, a)| Orcpt {
-            addr_type: t.to_owned(),
-            address: a.to_owned(),
+        orcpt: r.orcpt.as_ref().map(|o| Orcpt {
+            addr_type: o.addr_type.clone(),
+            address: o.address.clone(),
         }),
     }
 }
@@ -152,11 +182,7 @@ pub fn owed_dsn(
             if !action.is_wanted(params.notify) {
                 return None;
             }
-            let diagnostic = r
-                .last_reply
-                .as_deref()
-                .and_then(|t| Reply::parse(format!("{t}\r\n").as_bytes()).ok().flatten())
-                .map(|(r, _)| r);
+            let diagnostic = r.last_reply.as_ref().and_then(reply_from_spool);
             Some(RecipientReport {
                 recipient: ForwardPath::Path(Mailbox::parse(&r.address).ok()?),
                 params,

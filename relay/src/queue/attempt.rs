@@ -186,7 +186,7 @@ impl Queue {
             };
             let Some(r) = env.recipients.get_mut(i) else { continue };
             r.attempts += 1;
-            r.last_reply = Some(reply.to_string());
+            r.last_reply = Some(envelope::reply_to_spool(&reply));
             match reply.severity() {
                 Severity::Success => {
                     r.status = RecipientStatus::Delivered;
@@ -217,7 +217,7 @@ impl Queue {
                                 EnhancedCode::new(5, 4, 7),
                                 format!("delivery time expired; last reply: {reply}"),
                             );
-                            r.last_reply = Some(why.to_string());
+                            r.last_reply = Some(envelope::reply_to_spool(&why));
                             count("outcome:expired");
                             events.push((EventKind::Failed, format!("{} {why}", r.address)));
                             info!(%id, rcpt = %r.address, "gave up");

@@ -233,7 +233,7 @@ impl Queue {
         let replication = match &self.cluster {
             Some(c) if c.replicates() => {
                 let bytes = envelope
-                    .to_bytes()
+                    .to_wire_bytes()
                     .map_err(|source| CommitError::Spool { id, source })?;
                 match c.place(id, bytes, body.copy_body(), body.len()).await {
                     Ok(r) => Some(r),

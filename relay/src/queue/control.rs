@@ -104,7 +104,7 @@ impl Filter {
             && self
                 .error
                 .as_ref()
-                .is_none_or(|p| r.last_reply.as_deref().is_some_and(|l| contains(l, p)))
+                .is_none_or(|p| r.last_reply.as_ref().is_some_and(|l| contains(&l.to_string(), p)))
     }
 
     /// Whether message `id` with `env` matches, at `now_ms`.
@@ -344,7 +344,15 @@ impl Queue {
                 Action::Retry => r.next_attempt_ms = now,
                 Action::Bounce => {
                     r.status = RecipientStatus::Failed;
-                    r.last_reply = Some(format!("554 5.0.0 returned to the sender by an operator ({who})"));
+                    r.last_reply = Some(storage::StoredReply {
+                        code: 554,
+                        enhanced: Some(storage::Enhanced {
+                            class: 5,
+                            subject: 0,
+                            detail: 0,
+                        }),
+                        text: format!("returned to the sender by an operator ({who})"),
+                    });
                 }
                 Action::Delete => {}
             }

@@ -177,7 +177,7 @@ impl From<storage::Recipient> for RecipientView {
             address: r.address,
             next_hop: r.next_hop,
             attempts: r.attempts,
-            last_reply: r.last_reply,
+            last_reply: r.last_reply.map(|l| l.to_string()),
         }
     }
 }

@@ -1,18 +1,31 @@
 //! What is stored per message: the [`Envelope`] (rkyv, validated on read) and its
 //! encoding in the `msg` column family.
 //!
-//! Stored value = `FORMAT_VERSION (1 byte) || rkyv bytes`. The version byte lets a later
-//! release migrate records; the rkyv bytes are copied into an aligned buffer and checked
-//! with bytecheck before any field is read, so a damaged record is an
-//! [`Error::Corrupt`], never a panic or undefined behaviour.
+//! Stored value = `format version (1 byte) || rkyv bytes`. The rkyv bytes are copied
+//! into an aligned buffer and checked with bytecheck before any field is read, so a
+//! damaged record is an [`Error::Corrupt`], never a panic or undefined behaviour.
+//!
+//! # Versions
+//! A versioned record, not a migration on open: every read takes format 1 and
+//! format 2, every write is format 2.
+//! - **2** (current): `orcpt` is a typed [`Orcpt`], `last_reply` a typed
+//!   [`StoredReply`] (code, enhanced code, text).
+//! - **1**: both were strings (`"rfc822;a@b"`, `"451 4.7.1 later"`), parsed once
+//!   when read (`v1.rs`). A format-1 record becomes format 2 the next time the
+//!   relay updates it (every delivery attempt does), so an old spool needs no
+//!   conversion step and read-only admin commands work on it as they are.
+//!
+//! The cluster's wire keeps format 1 ([`Envelope::to_wire_bytes`]) until the
+//! cluster handshake carries a version: a node of the previous release rejects
+//! format 2, and during a rolling upgrade it still receives copies.
 
-use rkyv::rancor;
-use rkyv::util::AlignedVec;
+mod codec;
+mod v1;
 
-use crate::error::Error;
+pub(crate) use codec::{access_envelope, decode_archived, decode_envelope, encode_envelope};
 
-/// First byte of every `msg` (and `shadow`) value.
-pub(crate) const FORMAT_VERSION: u8 = 1;
+/// First byte of every `msg` (and `shadow`) value written now.
+pub(crate) const FORMAT_VERSION: u8 = 2;
 
 /// The SMTP envelope of one accepted message, with per-recipient delivery state.
 #[derive(Debug, Clone, PartialEq, Eq, Default, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -71,8 +84,8 @@ pub enum BodyType {
 pub struct Recipient {
     /// RCPT TO address without angle brackets.
     pub address: String,
-    /// DSN `ORCPT=` (`"rfc822;user@example.org"`).
-    pub orcpt: Option<String>,
+    /// DSN `ORCPT=`, kept as the client gave it (RFC 3461 §4.2).
+    pub orcpt: Option<Orcpt>,
     /// DSN `NOTIFY=` flags.
     pub notify: Notify,
     /// Route key: the queue this recipient waits in (destination domain or route name).
@@ -84,8 +97,65 @@ pub struct Recipient {
     /// When the next attempt is due, ms since the Unix epoch (meaningful for `Queued` and
     /// `Deferred`).
     pub next_attempt_ms: u64,
-    /// The last reply from downstream (`"451 4.7.1 try later"`), for DSNs and `queue show`.
-    pub last_reply: Option<String>,
+    /// The last reply from downstream (or the relay's own reason when it failed the
+    /// recipient itself), for DSNs and `queue show`.
+    pub last_reply: Option<StoredReply>,
+}
+
+/// DSN `ORCPT=addr-type;address` (RFC 3461 §4.2), the address xtext-decoded.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct Orcpt {
+    /// `rfc822`, `utf-8`, … as given.
+    pub addr_type: String,
+    /// The original recipient.
+    pub address: String,
+}
+
+/// An enhanced status code `class.subject.detail` (RFC 3463).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct Enhanced {
+    /// 2, 4 or 5.
+    pub class: u8,
+    /// The subject (0 to 999).
+    pub subject: u16,
+    /// The detail (0 to 999).
+    pub detail: u16,
+}
+
+/// An SMTP reply as stored: code, enhanced code, and the text of its lines joined
+/// by spaces. It displays as one line, `451 4.7.1 try later`.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct StoredReply {
+    /// The three-digit code; 0 only for a format-1 text that was not a reply.
+    pub code: u16,
+    /// The enhanced status code, when the reply had one.
+    pub enhanced: Option<Enhanced>,
+    /// The text after the codes.
+    pub text: String,
+}
+
+impl std::fmt::Display for Enhanced {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.class, self.subject, self.detail)
+    }
+}
+
+impl std::fmt::Display for StoredReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.code != 0 {
+            write!(f, "{:03} ", self.code)?;
+        }
+        if let Some(e) = self.enhanced {
+            write!(f, "{e} ")?;
+        }
+        f.write_str(&self.text)
+    }
+}
+
+impl std::fmt::Display for Orcpt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{};{}", self.addr_type, self.address)
+    }
 }
 
 /// DSN `NOTIFY=` flags as a bitset (RFC 3461 §4.1). `Notify::default()` is "not given"
@@ -179,103 +249,12 @@ impl Envelope {
     }
 }
 
-impl ArchivedEnvelope {
-    /// Same as [`Envelope::due_ms`], on the archived form.
-    pub(crate) fn due_ms(&self) -> Option<u64> {
-        self.recipients
-            .iter()
-            .filter(|r| r.status.to_native().is_pending())
-            .map(|r| r.next_attempt_ms.to_native())
-            .min()
-    }
-}
-
-/// Serialises an envelope into a stored value (`FORMAT_VERSION || rkyv`).
-pub(crate) fn encode_envelope(env: &Envelope) -> Result<Vec<u8>, Error> {
-    let bytes = rkyv::to_bytes::<rancor::Error>(env)
-        .map_err(|e| Error::InvalidArgument(format!("envelope does not serialise: {e}")))?;
-    let mut out = Vec::with_capacity(bytes.len() + 1);
-    out.push(FORMAT_VERSION);
-    out.extend_from_slice(&bytes);
-    Ok(out)
-}
-
-/// Reads stored envelope bytes: checks the version byte, then [`access_archived`].
-///
-/// `cf` and `key` only name the record in the error.
-pub(crate) fn access_envelope<'a>(
-    value: &[u8],
-    scratch: &'a mut AlignedVec,
-    cf: &'static str,
-    key: &[u8],
-) -> Result<&'a ArchivedEnvelope, Error> {
-    let Some((&version, body)) = value.split_first() else {
-        return Err(Error::corrupt(cf, key, "empty record"));
-    };
-    if version != FORMAT_VERSION {
-        return Err(Error::corrupt(
-            cf,
-            key,
-            format!("unknown record format version {version}"),
-        ));
-    }
-    access_archived(body, scratch, cf, key)
-}
-
-/// Copies rkyv bytes into `scratch` (aligned; reused across calls to avoid an allocation
-/// per record) and validates them as an envelope.
-pub(crate) fn access_archived<'a>(
-    rkyv_bytes: &[u8],
-    scratch: &'a mut AlignedVec,
-    cf: &'static str,
-    key: &[u8],
-) -> Result<&'a ArchivedEnvelope, Error> {
-    scratch.clear();
-    scratch.extend_from_slice(rkyv_bytes);
-    rkyv::access::<ArchivedEnvelope, rancor::Error>(scratch)
-        .map_err(|e| Error::corrupt(cf, key, format!("envelope fails validation: {e}")))
-}
-
-/// Deserialises a validated archived envelope.
-pub(crate) fn deserialize_envelope(
-    archived: &ArchivedEnvelope,
-    cf: &'static str,
-    key: &[u8],
-) -> Result<Envelope, Error> {
-    rkyv::deserialize::<Envelope, rancor::Error>(archived)
-        .map_err(|e| Error::corrupt(cf, key, format!("envelope does not deserialise: {e}")))
-}
-
-/// Reads and fully deserialises stored envelope bytes.
-pub(crate) fn decode_envelope(value: &[u8], cf: &'static str, key: &[u8]) -> Result<Envelope, Error> {
-    let mut scratch = AlignedVec::new();
-    let archived = access_envelope(value, &mut scratch, cf, key)?;
-    deserialize_envelope(archived, cf, key)
-}
-
-impl Envelope {
-    /// The envelope as the spool stores it (versioned rkyv record): what a
-    /// replica carries on the wire.
-    ///
-    /// # Errors
-    /// Serialisation failed (never for a well-formed envelope).
-    pub fn to_bytes(&self) -> Result<Vec<u8>, Error> {
-        encode_envelope(self)
-    }
-
-    /// An envelope from [`Envelope::to_bytes`], validated; a peer's bytes are
-    /// untrusted: a bad record is [`Error::Corrupt`].
-    ///
-    /// # Errors
-    /// The bytes are not a valid envelope record.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
-        decode_envelope(bytes, "wire", b"")
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
+    use rkyv::util::AlignedVec;
+
     use super::*;
+    use crate::error::Error;
 
     pub(crate) fn sample(n_rcpt: usize) -> Envelope {
         Envelope {
@@ -283,7 +262,10 @@ pub(crate) mod tests {
             recipients: (0..n_rcpt)
                 .map(|i| Recipient {
                     address: format!("dest{i}@clinique.mssante.fr"),
-                    orcpt: Some(format!("rfc822;dest{i}@clinique.mssante.fr")),
+                    orcpt: Some(Orcpt {
+                        addr_type: "rfc822".into(),
+                        address: format!("dest{i}@clinique.mssante.fr"),
+                    }),
                     notify: Notify(Notify::FAILURE | Notify::DELAY),
                     next_hop: "clinique.mssante.fr".into(),
                     status: RecipientStatus::Queued,
@@ -311,6 +293,99 @@ pub(crate) mod tests {
         let bytes = encode_envelope(&env).unwrap();
         assert_eq!(bytes[0], FORMAT_VERSION);
         assert_eq!(decode_envelope(&bytes, "msg", b"k").unwrap(), env);
+    }
+
+    #[test]
+    fn format_1_records_read_as_format_2() {
+        let mut env = sample(2);
+        env.recipients[1].last_reply = Some(StoredReply {
+            code: 451,
+            enhanced: Some(Enhanced {
+                class: 4,
+                subject: 7,
+                detail: 1,
+            }),
+            text: "greylisted".into(),
+        });
+        env.recipients[1].status = RecipientStatus::Deferred;
+        let old = codec::encode_v1(&env).unwrap();
+        assert_eq!(old[0], 1);
+        assert_ne!(old, encode_envelope(&env).unwrap());
+        assert_eq!(decode_envelope(&old, "msg", b"k").unwrap(), env);
+        let mut scratch = AlignedVec::new();
+        let stored = access_envelope(&old, &mut scratch, "msg", b"k").unwrap();
+        assert!(matches!(stored, codec::Stored::Converted(_)));
+        assert_eq!(stored.due_ms(), env.due_ms());
+        // The wire carries format 1; a peer of this release reads it back whole.
+        let wire = env.to_wire_bytes().unwrap();
+        assert_eq!(wire, old);
+        assert_eq!(Envelope::from_bytes(&wire).unwrap(), env);
+    }
+
+    /// A format-1 record written by the previous release's code (its
+    /// `encode_envelope`), kept as bytes: this release reads it, and writes the
+    /// same bytes for a peer of that release.
+    #[test]
+    fn a_record_written_by_the_previous_release_reads_typed() {
+        let hex = [
+            "016d65646563696e40686f706974616c2e6d7373616e74652e66726140636c696e697175652e6d7373616e74",
+            "652e66727266633832323b4140436c696e697175652e6d7373616e74652e6672636c696e697175652e6d7373",
+            "616e74652e667234353120342e372e3120677265796c69737465642c20747279206c61746572624063616269",
+            "6e65742e6d7373616e74652e6672636162696e65742e6d7373616e74652e6672353530206e6f207375636820",
+            "7573657200000000009500000062ffffff010000009c0000006bffffff06000000930000007bffffff010000",
+            "00030000007b68e5cf8b010000010000009f00000072ffffff000000009400000085ffffff00000000000000",
+            "0000000000000000009200000081ffffff03000000010000000500000000000000010000009000000077ffff",
+            "ff00000000434e3d6470692e686f706974616c3132372e302e302e313a34303030306470692e686f70697461",
+            "6c2e6672544c5376312e3320544c5331335f4145535f3235365f47434d5f53484133383400000000009a0000",
+            "0078feffff28ffffff020000000101000001000000454e5631ffffffff010000008e0000008cffffff8f0000",
+            "0092ffffff8e00000099ffffff01000000a00000009bffffff1864e5cf8b0100000028000000000000010100",
+            "0000000000",
+        ]
+        .concat();
+        let old: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        let env = decode_envelope(&old, "msg", b"k").unwrap();
+        let r = &env.recipients[0];
+        assert_eq!(
+            r.orcpt,
+            Some(Orcpt {
+                addr_type: "rfc822".into(),
+                address: "A@Clinique.mssante.fr".into(),
+            })
+        );
+        assert_eq!(
+            r.last_reply,
+            Some(StoredReply {
+                code: 451,
+                enhanced: Some(Enhanced {
+                    class: 4,
+                    subject: 7,
+                    detail: 1,
+                }),
+                text: "greylisted, try later".into(),
+            })
+        );
+        assert_eq!(
+            (r.status, r.attempts, r.next_attempt_ms),
+            (RecipientStatus::Deferred, 3, 1_700_000_000_123)
+        );
+        let r = &env.recipients[1];
+        assert_eq!(r.orcpt, None);
+        let reply = r.last_reply.as_ref().unwrap();
+        assert_eq!(
+            (reply.code, reply.enhanced, reply.text.as_str()),
+            (550, None, "no such user")
+        );
+        assert_eq!(r.status, RecipientStatus::Failed);
+        assert_eq!(env.tls.as_deref(), Some("TLSv1.3 TLS13_AES_256_GCM_SHA384"));
+        assert_eq!((env.body_size, env.smtputf8), (10_240, true));
+        assert_eq!(
+            env.to_wire_bytes().unwrap(),
+            old,
+            "a peer of that release reads it back"
+        );
     }
 
     #[test]
