@@ -122,6 +122,21 @@ fn regressions() {
         // the message (drain handoff): the new shadow record outlived the message.
         // Fix: a copy stored for an id already in the queue is dropped at once.
         835106,
+        // Found while writing the drain's hand-back to the origin (2026-12-06),
+        // against intermediate designs. A restarted holder's recovery query says
+        // "standby" for every copy; read as "that taker gave it up", the other
+        // holder delivered while the restarted one, which ranks first, did too.
+        // Fix: "standby" removes no taker.
+        2927,
+        // Same work. The origin's "active", heard while this node held a shadow,
+        // counted as taking over and outlived a drain's handoff: the origin
+        // restarted and both delivered. Fix: an origin's "active" is never a
+        // takeover; only its notice after a hand-back is, and promotion forgets it.
+        3338,
+        // Same work. Both restarted: the origin and the taker each counted the
+        // other's "active" as a takeover and both held the message for good.
+        // Fix: as for 3338.
+        1308,
     ];
     for seed in seeds {
         if let Err(e) = run_seed(seed, false) {

@@ -484,3 +484,79 @@ async fn mail_held_for_a_taker_does_not_hide_the_rest_of_the_queue() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_taker_hands_taken_over_mail_back_to_its_returned_origin() {
+    let sink_port = free_port();
+    let mut c = cluster(2, 2, 3, sink_port);
+    assert!(until_accepting(c.nodes[0].smtp, 0, 30).await, "{}", c.nodes[0].log());
+    let mut acked = vec![0];
+    acked.extend(send_batch(c.nodes[0].smtp, 1..8).await);
+    let n = acked.len() as u64;
+    // The destination is down. Node 0 is killed, node 1 takes its mail over.
+    c.nodes[0].kill();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cluster_status(&c.nodes[1].config)["taken_over"].as_u64() < Some(n) {
+        assert!(Instant::now() < deadline, "no takeover:\n{}", c.nodes[1].log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Node 0 is back on its volume: its copies are the only others, held for node 1.
+    c.nodes[0].restart();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = cluster_status(&c.nodes[0].config);
+        if s["held_for_takers"].as_u64() == Some(n) && s["recovering"].as_u64() == Some(0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{s}\n{}\nnode 1:\n{}",
+            c.nodes[0].log(),
+            c.nodes[1].log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Node 1 drains: it hands the mail back to node 0 instead of waiting for
+    // its deadline, and exits 0.
+    let config = c.nodes[1].config.clone();
+    let started = Instant::now();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_estafette"))
+            .args(["drain", "--config"])
+            .arg(&config)
+            .args(["--wait", "60"])
+            .output()
+            .expect("estafette drain")
+    })
+    .await
+    .expect("join");
+    assert!(out.status.success(), "{out:?}\n{}", c.nodes[1].log());
+    let status = c.nodes[1].child.as_mut().and_then(|ch| ch.wait().ok());
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "the drained node exits 0");
+    let log = c.nodes[1].log();
+    assert!(log.contains("drained: every queued message is with a peer"), "{log}");
+    let back = metric(&c.nodes[0].config, "estafette_cluster_handed_back_messages_total");
+    assert_eq!(back, n as f64, "handed back to node 0\n{}", c.nodes[0].log());
+    eprintln!(
+        "hand-back: {n} taken-over messages back with their origin, drain done {:.1} s after it began",
+        started.elapsed().as_secs_f64()
+    );
+    // The destination returns: node 0 delivers every one, once.
+    let sink = aiosmtpd_on(PyTls::None, sink_port);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = seqs(&sink);
+        if acked.iter().all(|s| got.contains_key(s)) {
+            let dups: usize = got.values().map(|n| n - 1).sum();
+            assert_eq!(dups, 0, "{got:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "lost after the hand-back: {:?}\n{}",
+            acked.iter().filter(|s| !got.contains_key(s)).collect::<Vec<_>>(),
+            c.nodes[0].log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -90,12 +90,28 @@ impl Copy {
         }
     }
 
-    /// Records that `node` delivers the message; whether that is news.
+    /// Records that `node` delivers the message; whether that is news. Not the
+    /// origin: that it delivers is what the placement says already, and counting
+    /// its "active" as taking over would make a taker and the origin each wait
+    /// for the other (see [`Copy::add_retaken`]).
     pub(super) fn add_taker(&mut self, node: NodeId) -> bool {
         if node == self.origin() || self.takers.contains(&node) {
             false
         } else {
             self.takers.push(node);
+            true
+        }
+    }
+
+    /// Records that the origin took the message back from a draining taker (its
+    /// `Takeover` notice, or this node is the origin): it then ranks first among
+    /// the takers, on every node that knows, itself included.
+    pub(super) fn add_retaken(&mut self) -> bool {
+        let origin = self.origin();
+        if self.takers.contains(&origin) {
+            false
+        } else {
+            self.takers.push(origin);
             true
         }
     }

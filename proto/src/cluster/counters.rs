@@ -38,6 +38,9 @@ pub struct Counters {
     pub reconcile_dropped: u64,
     /// Messages handed to a peer during a drain.
     pub handed: u64,
+    /// Messages this node accepted, which the node that took them over handed
+    /// back when it drained: delivered here again.
+    pub handed_back: u64,
     /// Release ids discarded because too many waited for a peer that is down (the
     /// periodic reconcile repairs them).
     pub releases_discarded: u64,

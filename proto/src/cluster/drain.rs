@@ -39,10 +39,13 @@ impl Node {
             if handoff.is_some_and(|(_, at)| now < at + retry) {
                 continue;
             }
+            // The other members: the holders of an own message; for one this node
+            // took over, its origin (back, holding it for this node) and the
+            // other holders.
             let eligible: Vec<NodeId> = copy
                 .placement
-                .holders
-                .iter()
+                .members()
+                .filter(|m| m.node != self.config.node)
                 .filter(|m| {
                     self.view.reachable(m.node, now, self.config.peer_timeout)
                         && self.view.volume(m.node) == Some(m.volume)
@@ -72,22 +75,36 @@ impl Node {
         self.next_handoff = pending.then(|| now + retry);
     }
 
-    /// `Handoff` from a draining peer: promote the copies held for it now.
+    /// `Handoff` from a draining peer: promote the copies held for it now. A message
+    /// this node accepted and `from` took over comes back: `from` no longer counts
+    /// as its taker, so this node delivers it again (unless another taker ranks
+    /// first), and says so with a `Takeover` notice.
     pub(super) fn on_handoff(&mut self, now: Instant, from: NodeId, ids: &[MessageId]) {
         let me = self.config.node;
-        let mut again = Vec::new();
+        self.view.set_draining(from);
+        let mut again: BTreeMap<NodeId, Vec<MessageId>> = BTreeMap::new();
         for &id in ids {
-            let Some(copy) = self.copies.get(&id) else { continue };
+            let Some(copy) = self.copies.get_mut(&id) else { continue };
             match copy.state {
                 State::Shadow => self.promote(now, id),
-                State::Queued { .. } if copy.takers.contains(&me) => again.push(id),
+                State::Queued { .. } if copy.takers.contains(&me) => {
+                    // Already ours: the notice was lost, send it again.
+                    again.entry(copy.origin()).or_default().push(id);
+                }
+                State::Queued { .. } if copy.origin() == me && !self.draining => {
+                    copy.remove_taker(from);
+                    copy.add_retaken();
+                    self.evaluate(now, id);
+                    if self.copies.get(&id).is_some_and(|c| c.deliverable) {
+                        self.counters.handed_back += 1;
+                        again.entry(me).or_default().push(id);
+                    }
+                }
                 _ => {}
             }
         }
-        if !again.is_empty() {
-            // Already ours: the notice was lost, send it again.
-            let origin = self.copies.get(&again[0]).map_or(from, |c| c.origin());
-            self.send(from, Frame::Takeover(Takeover { origin, ids: again }));
+        for (origin, ids) in again {
+            self.send(from, Frame::Takeover(Takeover { origin, ids }));
         }
     }
 }

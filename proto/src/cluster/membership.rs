@@ -138,6 +138,18 @@ impl Membership {
         }
     }
 
+    /// `node` handed messages over: it drains, whatever its last heartbeat said.
+    pub(super) fn set_draining(&mut self, node: NodeId) {
+        if let Some(p) = self.peers.get_mut(&node) {
+            p.draining = true;
+        }
+    }
+
+    /// Whether `node` said it drains (until its connection drops).
+    pub(super) fn is_draining(&self, node: NodeId) -> bool {
+        self.peers.get(&node).is_some_and(|p| p.draining)
+    }
+
     pub(super) fn set_link(&mut self, node: NodeId, up: bool) {
         if let Some(p) = self.peers.get_mut(&node) {
             p.link = up;

@@ -146,6 +146,10 @@ impl Node {
                     Some(c) => {
                         changed |= c == Change::Peer;
                         self.origin_seen(from, epoch);
+                        // Its side of the link is up now: the answers to recovery
+                        // queries sent before it was were dropped there. Ask again
+                        // rather than let the restart wait expire.
+                        self.query_recovering(now, Some(from));
                     }
                     None => self.counters.frames_ignored += 1,
                 }

@@ -132,7 +132,7 @@ impl Node {
 
     /// Queries the peers still owing answers about recovered messages (`only`: that
     /// peer, whatever the last query).
-    fn query_recovering(&mut self, now: Instant, only: Option<NodeId>) {
+    pub(super) fn query_recovering(&mut self, now: Instant, only: Option<NodeId>) {
         let retry = self.config.heartbeat_interval * 3;
         let due = |p: NodeId, last: Option<&Instant>| match only {
             Some(o) => o == p,
@@ -224,6 +224,21 @@ impl Node {
             self.learn(now, from, *item, r.reply, r.volume);
         }
         if !r.reply {
+            // A message this node took back from `from` (a drain's hand-back)
+            // while `from` restarted: "active" alone would not stop it (an
+            // origin's "active" is not a takeover), the notice does. Sent first.
+            let me = self.config.node;
+            let retaken: Vec<(NodeId, NodeId, MessageId)> = r
+                .items
+                .iter()
+                .filter(|i| {
+                    self.copies
+                        .get(&i.id)
+                        .is_some_and(|c| c.origin() == me && c.deliverable && c.takers.contains(&me))
+                })
+                .map(|i| (from, me, i.id))
+                .collect();
+            self.send_notices(retaken);
             let items: Vec<Item> = r
                 .items
                 .iter()
@@ -245,19 +260,19 @@ impl Node {
         };
         // Only the volume the copy was placed on can vouch for "final".
         let intact = copy.placement.volume_of(from) == Some(volume);
-        let mut changed = false;
-        match item.status {
-            CopyStatus::Active => changed = copy.add_taker(from),
-            CopyStatus::Standby => {}
+        let changed = match item.status {
+            CopyStatus::Active => copy.add_taker(from),
+            // Not "given up": a recovering node answers Standby too.
+            CopyStatus::Standby => false,
             CopyStatus::Absent => {
-                changed = copy.remove_taker(from);
                 if reply && intact && !matches!(copy.state, State::Accepting { .. }) {
                     self.counters.reconcile_dropped += 1;
                     self.drop_copy(item.id);
                     return;
                 }
+                copy.remove_taker(from)
             }
-        }
+        };
         if reply {
             if let State::Recovering { waiting } = &mut copy.state {
                 waiting.retain(|&n| n != from);

@@ -145,6 +145,11 @@ impl Node {
             copy.set_state(State::Queued { handoff: None }, now);
             copy.reported = false;
             copy.deliverable = false;
+            // The origin is gone or handed the message over: that it delivered
+            // the message before (an answer heard while this was a shadow) no
+            // longer holds.
+            let origin = copy.origin();
+            copy.remove_taker(origin);
             if !copy.takers.contains(&me) {
                 copy.takers.push(me);
             }
@@ -153,7 +158,6 @@ impl Node {
                 continue;
             }
             self.counters.taken_over += 1;
-            let origin = copy.origin();
             for n in copy
                 .placement
                 .members()

@@ -66,11 +66,22 @@ impl Node {
         }
     }
 
-    /// `Takeover`: `from` delivers these messages now.
+    /// `Takeover`: `from` delivers these messages now. Not from a draining node:
+    /// it starts no attempt any more, and a notice it sent before handing a
+    /// message back may arrive after the hand-back (the origin would then wait
+    /// for a node that gave the message up).
     pub(super) fn on_takeover_notice(&mut self, now: Instant, from: NodeId, ids: &[MessageId]) {
+        if self.view.is_draining(from) {
+            return;
+        }
         for &id in ids {
             let Some(copy) = self.copies.get_mut(&id) else { continue };
-            if copy.add_taker(from) {
+            let news = if from == copy.origin() {
+                copy.add_retaken()
+            } else {
+                copy.add_taker(from)
+            };
+            if news {
                 self.evaluate(now, id);
             }
         }

@@ -469,6 +469,120 @@ fn drain_hands_every_message_to_a_holder() {
 }
 
 #[test]
+fn a_draining_taker_hands_taken_over_mail_back_to_its_origin() {
+    let mut h = Harness::new(2, 2);
+    h.local(0, LocalEvent::Accepted { id: id(1), size: 10 });
+    h.local(0, LocalEvent::Accepted { id: id(2), size: 10 });
+    let recovered = h.own[0].clone();
+    // Node 0 dies, node 1 takes both over.
+    h.set_link(0, 1, false);
+    h.advance(Duration::from_secs(61));
+    assert_eq!(h.nodes[1].counters().taken_over, 2);
+    let taken: Vec<RecoveredCopy> = [id(1), id(2)]
+        .iter()
+        .map(|i| RecoveredCopy {
+            id: *i,
+            placement: h.nodes[1].placement(i).cloned().expect("placement"),
+            promoted: true,
+        })
+        .collect();
+    // Node 0 is back on its volume: it holds both for node 1.
+    h.restart(
+        0,
+        Boot {
+            epoch: 10,
+            volume: 1,
+            own: recovered.clone(),
+            shadows: Vec::new(),
+        },
+    );
+    h.advance(Duration::from_secs(1));
+    assert!(!h.nodes[0].may_deliver(&id(1)) && !h.nodes[0].may_deliver(&id(2)));
+    h.take(0);
+    h.take(1);
+    // Node 1 drains: the only other copy is the origin's, which delivers again.
+    h.local(1, LocalEvent::Drain);
+    assert!(h.nodes[1].is_drained(), "no deadline to wait for");
+    let a = h.take(1);
+    assert!(
+        a.iter().any(|a| matches!(a, Action::Handed { ids } if ids.len() == 2)),
+        "{a:?}"
+    );
+    assert!(
+        h.take(0)
+            .iter()
+            .any(|a| matches!(a, Action::Deliver { ids } if ids.len() == 2)),
+        "the origin delivers them"
+    );
+    assert!(h.nodes[0].may_deliver(&id(1)) && h.nodes[0].may_deliver(&id(2)));
+    assert_eq!(h.nodes[0].counters().handed_back, 2);
+    assert_eq!(h.nodes[1].counters().handed, 2);
+    // Node 1 restarts on its volume, still holding its promoted copies: the origin's
+    // answer keeps it from taking them again.
+    h.restart(
+        1,
+        Boot {
+            epoch: 20,
+            volume: 2,
+            own: taken,
+            shadows: Vec::new(),
+        },
+    );
+    h.advance(Duration::from_secs(1));
+    let a = h.take(1);
+    assert!(!a.iter().any(|a| matches!(a, Action::Deliver { .. })), "{a:?}");
+    assert!(!h.nodes[1].may_deliver(&id(1)) && !h.nodes[1].may_deliver(&id(2)));
+    assert_eq!(h.nodes[1].counters().recovering, 0);
+    assert!(h.nodes[0].may_deliver(&id(1)));
+    // The origin delivers one: node 1 drops its copy.
+    h.local(0, LocalEvent::Final { id: id(1) });
+    h.advance(Duration::from_millis(200));
+    assert!(h
+        .take(1)
+        .iter()
+        .any(|a| matches!(a, Action::DropLocal { ids } if ids == &[id(1)])));
+}
+
+#[test]
+fn recovery_answers_lost_before_the_peers_link_came_up_are_asked_again() {
+    let mut h = Harness::new(2, 2);
+    h.local(0, LocalEvent::Accepted { id: id(1), size: 10 });
+    let recovered = h.own[0].clone();
+    h.set_link(0, 1, false);
+    h.nodes[0] = Node::new(
+        h.configs[0].clone(),
+        Boot {
+            epoch: 10,
+            volume: 1,
+            own: recovered,
+            shadows: Vec::new(),
+        },
+        h.now,
+    );
+    // Node 0's connection is up first: its query reaches node 1, whose own side
+    // of the link is not up yet, so the answer is dropped there.
+    h.link[0][1] = true;
+    h.link[1][0] = true;
+    h.nodes[0].handle_link(h.now, NodeId(1), true);
+    h.run();
+    h.advance(Duration::from_millis(500));
+    assert_eq!(h.nodes[0].counters().recovering, 1, "no answer yet");
+    h.take(0);
+    // Node 1's side comes up (its Hello): node 0 asks again at once instead of
+    // waiting for the periodic re-query, and delivers its message.
+    h.nodes[1].handle_link(h.now, NodeId(0), true);
+    h.run();
+    assert_eq!(h.nodes[0].counters().recovering, 0);
+    assert_eq!(h.nodes[0].counters().restart_wait_expired, 0);
+    assert!(
+        h.take(0)
+            .iter()
+            .any(|a| matches!(a, Action::Deliver { ids } if ids == &[id(1)])),
+        "delivered once the answer came"
+    );
+}
+
+#[test]
 fn a_copy_stored_after_its_release_is_dropped() {
     let mut h = Harness::new(2, 2);
     let placement = Placement {

@@ -98,7 +98,8 @@ impl World {
                     .unwrap_or(usize::MAX)
             };
             let priority = !i_promoted || rank(t) < rank(node);
-            if taker.up && taker.deliverable.contains(&id) && heard && priority {
+            // A draining taker starts no attempt (its notices are ignored).
+            if taker.up && !taker.draining && taker.deliverable.contains(&id) && heard && priority {
                 self.log.violation(
                     self.now,
                     format!("n{node} starts {id:?} although n{t} told it took it over and is live"),

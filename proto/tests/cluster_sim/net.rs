@@ -110,6 +110,15 @@ impl World {
                     n.takeover_seen.entry(*id).or_default().insert(from);
                 }
             }
+            // A draining taker gives the message up: its earlier notice no
+            // longer holds (it starts no attempt while it drains).
+            Frame::Handoff(ids) => {
+                for id in ids {
+                    if let Some(takers) = n.takeover_seen.get_mut(id) {
+                        takers.remove(&from);
+                    }
+                }
+            }
             _ => {}
         }
         self.log.trace_frame(self.now, from, to, &frame);

@@ -84,6 +84,10 @@ pub struct ClusterCounters {
     /// Times the node had not run for several heartbeats (stopped, frozen,
     /// starved); that time did not count as its peers' silence.
     pub pauses: u64,
+    /// Messages this node handed to a peer while draining.
+    pub handed: u64,
+    /// Messages of this node that a draining taker handed back.
+    pub handed_back: u64,
 }
 
 impl From<&proto::cluster::Counters> for ClusterCounters {
@@ -100,6 +104,8 @@ impl From<&proto::cluster::Counters> for ClusterCounters {
             reconcile_dropped: c.reconcile_dropped,
             restart_wait_expired: c.restart_wait_expired,
             pauses: c.pauses,
+            handed: c.handed,
+            handed_back: c.handed_back,
         }
     }
 }
@@ -238,6 +244,16 @@ impl Snapshot {
                     "estafette_cluster_restart_wait_expired",
                     "Recovered messages delivered because the peers did not answer within restart_wait",
                     c.counters.restart_wait_expired,
+                ),
+                (
+                    "estafette_cluster_handed_messages",
+                    "Messages handed to a peer while this node drained",
+                    c.counters.handed,
+                ),
+                (
+                    "estafette_cluster_handed_back_messages",
+                    "Messages of this node handed back by a draining node that had taken them over",
+                    c.counters.handed_back,
                 ),
                 (
                     "estafette_cluster_pauses",
