@@ -253,6 +253,9 @@ struct SessionResult {
     last: Option<Instant>,
 }
 
+/// Connections tried before a target counts as unusable.
+const PROBES: u32 = 3;
+
 /// Sends the load and returns the measurements. Checks first that one
 /// connection can be opened, so an unreachable target is one clear error.
 ///
@@ -282,13 +285,23 @@ pub async fn run(config: SendConfig, live: Arc<Live>) -> Result<SendResult, Send
                 .map_err(|_| SendError::Address(a))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    // One probe connection: fail fast with the reason.
-    let probe = Conn::open(config.connect.clone())
-        .await
-        .map_err(|cause| SendError::Unreachable {
-            target: config.connect.addr.to_string(),
-            cause,
-        })?;
+    // A probe connection: fail fast with the reason. Up to PROBES tries, so that
+    // a target that drops a share of its sessions on purpose (a sink with
+    // `tlsdrop`, a relay at its session limit) is not judged unusable by one.
+    let mut tries = 0;
+    let probe = loop {
+        tries += 1;
+        match Conn::open(config.connect.clone()).await {
+            Ok(c) => break c,
+            Err(cause) if tries >= PROBES => {
+                return Err(SendError::Unreachable {
+                    target: config.connect.addr.to_string(),
+                    cause,
+                })
+            }
+            Err(_) => {}
+        }
+    };
     probe.quit().await;
     let log = match &config.send_log {
         Some(p) => Some(Mutex::new(LogWriter::create(p).map_err(|cause| SendError::Log {

@@ -205,8 +205,8 @@ fn reply_mix_partial_counts_add_up() {
 
 #[test]
 fn tlsdrop_closes_sessions_at_starttls_and_the_rest_deliver() {
-    // The sink draws per session from its seed: the probe session negotiates,
-    // about 30 % of the others are closed at STARTTLS.
+    // The sink draws per session from its seed: about 30 % of the sessions are
+    // closed at STARTTLS (the load tool's probe tries again if its own is).
     let dir = tempfile::tempdir().unwrap();
     let mut s = own_sink(dir.path(), 200, 4);
     s.sink.tls = Security::Starttls;

@@ -58,7 +58,10 @@ tls = "none"
 
 [fairness]
 messages_per_second = 10.0
-burst = 10
+# Above all the light client sends (15): argon2 AUTH of five sessions on two
+# cores can hold its session back for seconds, and its backlog then comes at
+# once (seen: 2 s, 11 messages in 25 ms).
+burst = 20
 "#,
         sink.addr
     );
@@ -88,12 +91,12 @@ burst = 10
     assert_eq!(h["perm_failed"], 0, "only 451s, never a 5yz: {h}");
     // Its quota: the burst, then 10 a second while it sent (and a second of slack).
     let elapsed = heavy["inject_seconds"].as_f64().expect("inject_seconds");
-    let quota = 10.0 + 10.0 * (elapsed + 1.0);
+    let quota = 20.0 + 10.0 * (elapsed + 1.0);
     assert!(
         (accepted as f64) <= quota,
         "{accepted} accepted over a quota of {quota}: {h}"
     );
-    assert!(accepted >= 10, "at least its burst: {h}");
+    assert!(accepted >= 20, "at least its burst: {h}");
 
     // The node's own count of those refusals, by reason.
     let text = counters(&t.node);
