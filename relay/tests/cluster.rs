@@ -143,17 +143,7 @@ async fn a_drained_node_exits_and_its_queue_is_delivered_by_peers_at_once() {
     assert!(until_accepting(c.nodes[0].smtp, 0, 30).await, "{}", c.nodes[0].log());
     let mut acked = vec![0];
     acked.extend(send_batch(c.nodes[0].smtp, 1..10).await);
-    let config = c.nodes[0].config.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_estafette"))
-            .args(["drain", "--config"])
-            .arg(&config)
-            .args(["--wait", "60"])
-            .output()
-            .expect("estafette drain")
-    })
-    .await
-    .expect("join");
+    let out = drain(&c.nodes[0].config).await;
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -518,18 +508,8 @@ async fn a_draining_taker_hands_taken_over_mail_back_to_its_returned_origin() {
     }
     // Node 1 drains: it hands the mail back to node 0 instead of waiting for
     // its deadline, and exits 0.
-    let config = c.nodes[1].config.clone();
     let started = Instant::now();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_estafette"))
-            .args(["drain", "--config"])
-            .arg(&config)
-            .args(["--wait", "60"])
-            .output()
-            .expect("estafette drain")
-    })
-    .await
-    .expect("join");
+    let out = drain(&c.nodes[1].config).await;
     assert!(out.status.success(), "{out:?}\n{}", c.nodes[1].log());
     let status = c.nodes[1].child.as_mut().and_then(|ch| ch.wait().ok());
     assert_eq!(status.and_then(|s| s.code()), Some(0), "the drained node exits 0");
@@ -559,4 +539,19 @@ async fn a_draining_taker_hands_taken_over_mail_back_to_its_returned_origin() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// `estafette drain --config CONFIG --wait 60`: its output once it returned.
+async fn drain(config: &std::path::Path) -> std::process::Output {
+    let config = config.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_estafette"))
+            .args(["drain", "--config"])
+            .arg(&config)
+            .args(["--wait", "60"])
+            .output()
+            .expect("estafette drain")
+    })
+    .await
+    .expect("join")
 }
