@@ -137,6 +137,29 @@ fn regressions() {
         // other's "active" as a takeover and both held the message for good.
         // Fix: as for 3338.
         1308,
+        // Found in a run of 110,000 seeds after that work. A draining taker
+        // handed a message to its origin while another taker (4 nodes, 3
+        // copies) delivered it: the origin took it back anyway and both
+        // delivered. Fix: the origin takes it back only if no other taker it
+        // sees delivers it.
+        142139,
+        // Same run. A copy placed on a holder's old volume (its origin had not
+        // read the Hello of its restart on a new volume) was acked by the new
+        // volume: the origin counted the copy lost and delivered after a
+        // partition while the holder took it over. Fix: a holder refuses a copy
+        // placed on a volume it no longer has.
+        89424,
+        // A run of 400,000 seeds after those. A draining node took a message
+        // over (its origin silent) and told the origin, which ignored the notice
+        // as coming from a draining node; restarted, the drainer delivered it
+        // and so did the origin. Fix: only a notice about a message this node
+        // took back from the draining node is ignored.
+        237921,
+        // Same run. The origin's notice after a hand-back was lost; the drainer
+        // handed the message to a holder as well; origin and holder both
+        // delivered until the reconcile round. Fix: a taker that still ranks
+        // first answers a lower-ranked taker's notice at once.
+        384531,
     ];
     for seed in seeds {
         if let Err(e) = run_seed(seed, false) {

@@ -93,7 +93,11 @@ impl Node {
                 }
                 State::Queued { .. } if copy.origin() == me && !self.draining => {
                     copy.remove_taker(from);
-                    copy.add_retaken();
+                    // Back to the origin only if no other taker it can see
+                    // delivers it (that one keeps it; `from` hands it there next).
+                    if copy.responsible(&self.view) == Some(me) {
+                        copy.add_retaken();
+                    }
                     self.evaluate(now, id);
                     if self.copies.get(&id).is_some_and(|c| c.deliverable) {
                         self.counters.handed_back += 1;

@@ -312,6 +312,14 @@ impl Node {
             .is_some_and(|c| matches!(c.state, State::Queued { .. }) && c.deliverable && c.reported)
     }
 
+    /// Whether this node counts itself among the takers of `id`: it took the
+    /// message over, or (its origin) took it back from a draining taker. Takers
+    /// rank by placement position, the origin first.
+    pub fn is_taker(&self, id: &MessageId) -> bool {
+        let me = self.config.node;
+        self.copies.get(id).is_some_and(|c| c.takers.contains(&me))
+    }
+
     /// Whether an accept started now could get its copies: `min_copies - 1` peers
     /// reachable (or `allow_degraded`), and not draining. Answer `451` at MAIL FROM
     /// and report not ready when false.

@@ -54,6 +54,20 @@ impl Node {
             self.out.drop_shadows.entry(origin).or_default().push(id);
             return;
         }
+        if placement.volume_of(self.config.node) != Some(self.volume) {
+            // Placed on a volume this node no longer has (the origin had not read
+            // its Hello yet): every member would count this copy as lost, and the
+            // origin deliver while this node takes over. Refused: the client retries.
+            self.out.drop_shadows.entry(origin).or_default().push(id);
+            self.send(
+                origin,
+                Frame::Nack(Nack {
+                    id,
+                    reason: NackReason::Invalid,
+                }),
+            );
+            return;
+        }
         if self.released.contains(&id) && !self.copies.contains_key(&id) {
             // Stored after its release: drop it (and ack, so the origin stops waiting).
             self.out.drop_shadows.entry(origin).or_default().push(id);

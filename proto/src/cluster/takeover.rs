@@ -66,16 +66,19 @@ impl Node {
         }
     }
 
-    /// `Takeover`: `from` delivers these messages now. Not from a draining node:
-    /// it starts no attempt any more, and a notice it sent before handing a
-    /// message back may arrive after the hand-back (the origin would then wait
-    /// for a node that gave the message up).
+    /// `Takeover`: `from` delivers these messages now. Except, from a draining
+    /// node, for a message this node took back from it: a notice it sent before
+    /// handing the message back may arrive after the hand-back (the origin would
+    /// then wait for a node that gave the message up).
     pub(super) fn on_takeover_notice(&mut self, now: Instant, from: NodeId, ids: &[MessageId]) {
-        if self.view.is_draining(from) {
-            return;
-        }
+        let me = self.config.node;
+        let draining = self.view.is_draining(from);
+        let mut answers = Vec::new();
         for &id in ids {
             let Some(copy) = self.copies.get_mut(&id) else { continue };
+            if draining && copy.origin() == me && copy.takers.contains(&me) {
+                continue;
+            }
             let news = if from == copy.origin() {
                 copy.add_retaken()
             } else {
@@ -83,7 +86,16 @@ impl Node {
             };
             if news {
                 self.evaluate(now, id);
+                // Still ours: this node ranks before `from` among the takers. Say
+                // so now rather than at the next reconcile round, or both deliver
+                // meanwhile (an origin that took the message back, and a holder
+                // that a draining node handed it to after the origin's notice was
+                // lost).
+                if let Some(c) = self.copies.get(&id).filter(|c| c.deliverable && c.takers.contains(&me)) {
+                    answers.push((from, c.origin(), id));
+                }
             }
         }
+        self.send_notices(answers);
     }
 }

@@ -84,7 +84,9 @@ impl World {
         }
         let Some(takers) = n.takeover_seen.get(&id) else { return };
         let placement = core.placement(&id).cloned();
-        let i_promoted = n.disk.own.get(&id).is_some_and(|(_, p)| *p);
+        // A taker (promoted, or an origin that took the message back) yields only
+        // to a taker that ranks before it.
+        let i_promoted = n.disk.own.get(&id).is_some_and(|(_, p)| *p) || core.is_taker(&id);
         for &t in takers {
             let taker = &self.nodes[usize::from(t)];
             let heard = n
