@@ -39,6 +39,8 @@ chmod 755 "$work"   # Postfix daemons (user postfix) must reach their directorie
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  # The relay writes its spool until it exits: remove it after.
+  for p in "${pids[@]}"; do while kill -0 "$p" 2>/dev/null; do sleep 0.1; done; done
   cp "$work/postfix/maillog" "$OUT/postfix-maillog" 2>/dev/null || true
   /usr/sbin/postfix -c "$work/postfix" abort >/dev/null 2>&1 || true
   rm -rf "$work"
