@@ -64,7 +64,7 @@ def main():
     for name, path, higher in METRICS:
         digits = 0 if higher else 3 if "CPU" in name else 1
         print(f"### {name}\n")
-        print("| case | Estafette before | Estafette after | change | Postfix (1st half) | Postfix (2nd half) | Postfix change (noise) |")
+        print("| case | Estafette before | Estafette after | change | Postfix next to before | Postfix next to after | Postfix change (noise) |")
         print("|---|---|---|---|---|---|---|")
         for case in cases:
             eb, mb = cell([value(r, path) for r in reports(out, "before", case, "estafette")], digits)
