@@ -44,6 +44,9 @@ pub struct Counters {
     /// Release ids discarded because too many waited for a peer that is down (the
     /// periodic reconcile repairs them).
     pub releases_discarded: u64,
+    /// Release ids sent again because the link they went out on broke soon
+    /// after (within `peer_timeout`): they may have been lost with it.
+    pub releases_resent: u64,
     /// Frames ignored: from a non-member, or stale (older epoch).
     pub frames_ignored: u64,
     /// Times this node found it had not run for several heartbeat intervals

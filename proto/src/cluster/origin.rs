@@ -1,6 +1,6 @@
 //! Messages this node accepted: copies sent before `250`, release once final.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::copy::{Copy, State};
@@ -11,10 +11,18 @@ use super::membership::Membership;
 use super::node::Node;
 use super::placement::{self, Candidate, Member, Placement};
 
-/// Release ids waiting per peer, sent in batches.
+/// Release ids waiting per peer, sent in batches, and those sent lately.
+///
+/// Releases are not acknowledged: a batch handed to a connection that then
+/// broke (the peer was paused past the idle timeout, a cut link) is lost, and
+/// only the periodic reconcile would free those shadows, up to two intervals
+/// later. So the ids sent to a peer within `peer_timeout` of its link going
+/// down are queued again and go out when the link is back (releasing twice
+/// is harmless).
 #[derive(Debug, Default)]
 pub(super) struct Releases {
     per_peer: BTreeMap<NodeId, (Instant, Vec<MessageId>)>,
+    sent: BTreeMap<NodeId, VecDeque<(Instant, MessageId)>>,
 }
 
 /// Most release ids kept per peer, in batches, while its link is down.
@@ -46,6 +54,42 @@ impl Releases {
         self.per_peer
             .iter()
             .any(|(p, (_, ids))| !ids.is_empty() && view.link(*p))
+    }
+
+    /// Notes ids handed to `peer`'s link at `now`, forgetting those older than `window`.
+    fn sent(&mut self, now: Instant, peer: NodeId, ids: &[MessageId], window: Duration, cap: usize) {
+        let sent = self.sent.entry(peer).or_default();
+        sent.extend(ids.iter().map(|&id| (now, id)));
+        while sent
+            .front()
+            .is_some_and(|(t, _)| now.saturating_duration_since(*t) > window)
+            || sent.len() > cap
+        {
+            sent.pop_front();
+        }
+    }
+
+    /// `peer`'s link went down: what was sent to it within `window` waits again.
+    fn requeue(&mut self, now: Instant, peer: NodeId, window: Duration, cap: usize) -> u64 {
+        let Some(sent) = self.sent.remove(&peer) else { return 0 };
+        let again: Vec<MessageId> = sent
+            .into_iter()
+            .filter(|(t, _)| now.saturating_duration_since(*t) <= window)
+            .map(|(_, id)| id)
+            .collect();
+        let n = u64::try_from(again.len()).unwrap_or(u64::MAX);
+        if n > 0 {
+            let (first, ids) = self.per_peer.entry(peer).or_insert_with(|| (now, Vec::new()));
+            if ids.is_empty() {
+                *first = now;
+            }
+            let mut all = again;
+            all.append(ids);
+            let over = all.len().saturating_sub(cap);
+            all.drain(..over);
+            *ids = all;
+        }
+        n
     }
 
     pub(super) fn pending(&self) -> u64 {
@@ -221,6 +265,8 @@ impl Node {
     }
 
     pub(super) fn link_down(&mut self, now: Instant, peer: NodeId) {
+        let cap = self.config.release_batch.max(1) * RELEASE_BACKLOG_BATCHES;
+        self.counters.releases_resent += self.releases.requeue(now, peer, self.config.peer_timeout, cap);
         let failed: Vec<MessageId> = self
             .copies
             .iter()
@@ -270,7 +316,7 @@ impl Node {
             .is_some_and(|(_, ids)| ids.len() >= self.config.release_batch);
         // A draining node is about to exit: no batching.
         if full || self.draining {
-            self.flush_peer_releases(peer);
+            self.flush_peer_releases(now, peer);
         }
     }
 
@@ -288,11 +334,11 @@ impl Node {
             .map(|(p, _)| *p)
             .collect();
         for p in due {
-            self.flush_peer_releases(p);
+            self.flush_peer_releases(now, p);
         }
     }
 
-    pub(super) fn flush_peer_releases(&mut self, peer: NodeId) {
+    pub(super) fn flush_peer_releases(&mut self, now: Instant, peer: NodeId) {
         if !self.view.link(peer) {
             return;
         }
@@ -303,5 +349,7 @@ impl Node {
         for chunk in ids.chunks(self.config.release_batch.max(1)) {
             self.transmits.push_back((peer, Frame::Release(chunk.to_vec())));
         }
+        let cap = self.config.release_batch.max(1) * RELEASE_BACKLOG_BATCHES;
+        self.releases.sent(now, peer, &ids, self.config.peer_timeout, cap);
     }
 }

@@ -90,7 +90,7 @@ impl Node {
     /// delivered a second time, at the next takeover (seen with SIGSTOP in
     /// `scripts/chaos`).
     pub(super) fn link_up(&mut self, now: Instant, peer: NodeId) {
-        self.flush_peer_releases(peer);
+        self.flush_peer_releases(now, peer);
         self.query_recovering(now, Some(peer));
         self.query_standby(now, peer);
     }

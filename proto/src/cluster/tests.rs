@@ -742,6 +742,34 @@ fn a_release_lost_on_a_broken_connection_is_repaired_when_the_link_returns() {
 }
 
 #[test]
+fn releases_sent_on_a_connection_that_broke_are_sent_again_when_the_link_returns() {
+    let mut h = Harness::new(2, 2);
+    h.local(0, LocalEvent::Accepted { id: id(1), size: 10 });
+    h.advance(Duration::from_millis(500));
+    assert_eq!(h.nodes[1].counters().shadows_held, 1);
+    // The connection dies with the release in it, before either side noticed
+    // (a peer paused past the idle timeout). The copy is young: the holder's
+    // own check at link-up leaves it alone (its accept could still be running).
+    h.link[0][1] = false;
+    h.link[1][0] = false;
+    h.local(0, LocalEvent::Final { id: id(1) });
+    h.advance(Duration::from_secs(1));
+    assert_eq!(h.nodes[1].counters().shadows_held, 1, "the release was lost");
+    h.take(1);
+    h.set_link(0, 1, false);
+    h.set_link(0, 1, true);
+    h.advance(Duration::from_millis(100));
+    assert!(
+        h.take(1)
+            .iter()
+            .any(|a| matches!(a, Action::DropShadows { ids, .. } if ids == &[id(1)])),
+        "the release goes again when the link returns"
+    );
+    assert_eq!(h.nodes[1].counters().shadows_held, 0);
+    assert_eq!(h.nodes[0].counters().releases_resent, 1);
+}
+
+#[test]
 fn a_holder_restarted_after_a_lost_release_checks_its_shadows_at_once() {
     let mut h = Harness::new(2, 2);
     h.local(0, LocalEvent::Accepted { id: id(1), size: 10 });

@@ -212,10 +212,17 @@ async fn dial(
                         if driver.send(Cmd::Link { peer, link: Some(tx) }).await.is_err() {
                             return;
                         }
-                        // A streamed chunk's budget goes back once written.
-                        while let Some(out) = rx.recv().await {
-                            if stream.write_all(&out.bytes).await.is_err() {
-                                break;
+                        // A streamed chunk's budget goes back once written. A
+                        // connection that dies while idle (the peer was paused
+                        // past the idle timeout) is reported at once: frames
+                        // queued for it meanwhile would be lost.
+                        loop {
+                            tokio::select! {
+                                out = rx.recv() => match out {
+                                    Some(out) if stream.write_all(&out.bytes).await.is_ok() => {}
+                                    _ => break,
+                                },
+                                _ = conn.closed() => break,
                             }
                         }
                         warn!(%peer, "cluster link down");
