@@ -11,8 +11,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::cluster::{
-    admin_get, cluster, cluster_full, cluster_status, exposition, metric, send, send_batch, send_to, seqs,
-    until_accepting, Cluster, Proc,
+    admin_get, cluster, cluster_full, cluster_status, duplicates, exposition, metric, send, send_batch, send_to, seqs,
+    until_accepting, until_delivered, Cluster, Proc,
 };
 use support::peers::{aiosmtpd_on, free_port, PyTls};
 
@@ -67,27 +67,13 @@ async fn a_killed_nodes_queue_is_taken_over_and_delivered_by_its_peers() {
     c.nodes[0].kill();
     let killed_at = Instant::now();
     let sink = aiosmtpd_on(PyTls::None, sink_port);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let got = seqs(&sink);
-        if acked.iter().all(|s| got.contains_key(s)) {
-            let dups: usize = got.values().map(|n| n - 1).sum();
-            eprintln!(
-                "takeover: {} acknowledged, all delivered by the peers {:.1} s after the kill, {dups} duplicates",
-                acked.len(),
-                killed_at.elapsed().as_secs_f64()
-            );
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "lost after the kill: {:?}\nnode1:\n{}\nnode2:\n{}",
-            acked.iter().filter(|s| !got.contains_key(s)).collect::<Vec<_>>(),
-            c.nodes[1].log(),
-            c.nodes[2].log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let got = until_delivered(&sink, &acked, 60, "after the kill", &[&c.nodes[1], &c.nodes[2]]).await;
+    eprintln!(
+        "takeover: {} acknowledged, all delivered by the peers {:.1} s after the kill, {} duplicates",
+        acked.len(),
+        killed_at.elapsed().as_secs_f64(),
+        duplicates(&got)
+    );
     // The killed node comes back on its volume: what its peers delivered is
     // not delivered again by it beyond the counted duplicates.
     c.nodes[0].restart();
@@ -105,6 +91,65 @@ async fn a_killed_nodes_queue_is_taken_over_and_delivered_by_its_peers() {
     assert!(got.contains_key(&100), "the restarted node delivers new mail");
     let dups: usize = got.values().map(|n| n - 1).sum();
     eprintln!("after the restart: {dups} duplicate deliveries in all");
+    drop(c.dir);
+}
+
+/// Sum of `key` in `cluster status` over `nodes`.
+fn status_sum(nodes: &[Proc], key: &str) -> u64 {
+    nodes
+        .iter()
+        .map(|n| cluster_status(&n.config)[key].as_u64().unwrap_or(0))
+        .sum()
+}
+
+/// A taken-over message gets its second copy back before it is delivered:
+/// node 0 dies with queued mail, nodes 1 and 2 take their shares over and
+/// commit each message again with a copy on the other; then node 1 dies
+/// too, and node 2 delivers everything, node 1's share included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn taken_over_mail_is_copied_again_and_survives_its_takers_death() {
+    let sink_port = free_port();
+    let mut c = cluster(3, 2, 3, sink_port);
+    assert!(until_accepting(c.nodes[0].smtp, 0, 30).await, "{}", c.nodes[0].log());
+    let mut acked = vec![0];
+    acked.extend(send_batch(c.nodes[0].smtp, 1..20).await);
+    let n = acked.len() as u64;
+    let share = |node: &Proc, origin: &str| {
+        cluster_status(&node.config)["shadows_by_origin"][origin]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    // Rendezvous hashing spreads the copies over both peers.
+    let on_1 = share(&c.nodes[1], "estafette-0");
+    assert!(on_1 > 0 && on_1 < n, "node 1 holds {on_1} of {n} copies");
+    // The destination is down: nothing is delivered meanwhile.
+    c.nodes[0].kill();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status_sum(&c.nodes[1..], "rereplicated") < n {
+        assert!(
+            Instant::now() < deadline,
+            "not copied again: {} of {n}\nnode 1:\n{}\nnode 2:\n{}",
+            status_sum(&c.nodes[1..], "rereplicated"),
+            c.nodes[1].log(),
+            c.nodes[2].log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(status_sum(&c.nodes[1..], "rereplication_failed"), 0);
+    // Node 1's share is now its own mail, with copies on node 2.
+    assert_eq!(cluster_status(&c.nodes[1].config)["rereplicated"].as_u64(), Some(on_1));
+    assert_eq!(share(&c.nodes[2], "estafette-1"), on_1, "{}", c.nodes[2].log());
+    c.nodes[1].kill();
+    let sink = aiosmtpd_on(PyTls::None, sink_port);
+    let got = until_delivered(&sink, &acked, 60, "after the second death", &[&c.nodes[2]]).await;
+    eprintln!(
+        "two nodes lost one after the other: {n} acknowledged, all delivered, {} duplicates",
+        duplicates(&got)
+    );
+    // The last node could not copy node 1's share again (no peer left) and
+    // delivered it with its one copy, counted.
+    let failed = metric(&c.nodes[2].config, "estafette_cluster_rereplication_failed_total");
+    assert_eq!(failed, on_1 as f64, "{}", c.nodes[2].log());
     drop(c.dir);
 }
 
@@ -153,21 +198,7 @@ async fn a_drained_node_exits_and_its_queue_is_delivered_by_peers_at_once() {
     let status = c.nodes[0].child.as_mut().and_then(|ch| ch.wait().ok());
     assert_eq!(status.and_then(|s| s.code()), Some(0), "the drained node exits 0");
     let sink = aiosmtpd_on(PyTls::None, sink_port);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let got = seqs(&sink);
-        if acked.iter().all(|s| got.contains_key(s)) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not delivered after the drain: {:?}\nnode0:\n{}\nnode1:\n{}",
-            acked.iter().filter(|s| !got.contains_key(s)).collect::<Vec<_>>(),
-            c.nodes[0].log(),
-            c.nodes[1].log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    until_delivered(&sink, &acked, 30, "after the drain", &[&c.nodes[0], &c.nodes[1]]).await;
     drop(c.dir);
 }
 
@@ -256,25 +287,12 @@ async fn a_node_back_without_its_volume_has_its_mail_taken_over_at_once() {
     let restarted = Instant::now();
     c.nodes[0].restart();
     let sink = aiosmtpd_on(PyTls::None, sink_port);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let got = seqs(&sink);
-        if acked.iter().all(|s| got.contains_key(s)) {
-            eprintln!(
-                "volume lost: {} messages delivered by the peers {:.1} s after the empty node came back",
-                acked.len(),
-                restarted.elapsed().as_secs_f64()
-            );
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not taken over: {:?}\nnode1:\n{}",
-            acked.iter().filter(|s| !got.contains_key(s)).collect::<Vec<_>>(),
-            c.nodes[1].log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    until_delivered(&sink, &acked, 60, "(not taken over)", &[&c.nodes[1]]).await;
+    eprintln!(
+        "volume lost: {} messages delivered by the peers {:.1} s after the empty node came back",
+        acked.len(),
+        restarted.elapsed().as_secs_f64()
+    );
     drop(c.dir);
 }
 
@@ -523,22 +541,8 @@ async fn a_draining_taker_hands_taken_over_mail_back_to_its_returned_origin() {
     );
     // The destination returns: node 0 delivers every one, once.
     let sink = aiosmtpd_on(PyTls::None, sink_port);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let got = seqs(&sink);
-        if acked.iter().all(|s| got.contains_key(s)) {
-            let dups: usize = got.values().map(|n| n - 1).sum();
-            assert_eq!(dups, 0, "{got:?}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "lost after the hand-back: {:?}\n{}",
-            acked.iter().filter(|s| !got.contains_key(s)).collect::<Vec<_>>(),
-            c.nodes[0].log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let got = until_delivered(&sink, &acked, 30, "after the hand-back", &[&c.nodes[0]]).await;
+    assert_eq!(duplicates(&got), 0, "{got:?}");
 }
 
 /// `estafette drain --config CONFIG --wait 60`: its output once it returned.

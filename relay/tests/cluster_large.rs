@@ -6,6 +6,9 @@
 //! origin is then killed; the peer takes the copies over and delivers them to
 //! Postfix's smtp-sink, compared byte for byte with what the client sent.
 //!
+//! Three nodes: a large message taken over is copied again piece by piece,
+//! and delivered whole by the third node after the first two died.
+//!
 //! And the peer killed in the middle of a copy: the client gets 451, and the
 //! restarted peer deletes the pieces it had written (no orphan).
 //!
@@ -37,15 +40,7 @@ async fn large_copies_stream_in_pieces_and_are_delivered_whole_after_a_takeover(
     std::fs::write(&path, &bulk).expect("bulk file");
     let port = c.nodes[0].smtp;
     let started = Instant::now();
-    let out = tokio::task::block_in_place(|| {
-        Command::new("python3")
-            .args(["-c", CLIENT, &port.to_string(), "-", &n.to_string()])
-            .arg(&path)
-            .arg("clinique.test")
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("python3 runs")
-    });
+    let out = tokio::task::block_in_place(|| send_large(port, n, &path));
     let replies = String::from_utf8_lossy(&out.stdout).into_owned();
     let accepted = replies.lines().filter(|l| l.starts_with("250 ")).count();
     assert_eq!(
@@ -114,15 +109,7 @@ async fn a_peer_killed_in_the_middle_of_a_copy_keeps_no_orphan_pieces() {
     let spool = c.dir.path().join("spool-1");
     let before = dir_bytes(&spool);
     let port = c.nodes[0].smtp;
-    let client = std::thread::spawn(move || {
-        Command::new("python3")
-            .args(["-c", CLIENT, &port.to_string(), "-", "1"])
-            .arg(&path)
-            .arg("clinique.test")
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("python3 runs")
-    });
+    let client = std::thread::spawn(move || send_large(port, 1, &path));
     // Evidence that the copy is being written on the peer: its spool grew
     // by 40 MiB (the copy starts once the DATA has ended).
     let deadline = Instant::now() + Duration::from_secs(180);
@@ -155,6 +142,71 @@ async fn a_peer_killed_in_the_middle_of_a_copy_keeps_no_orphan_pieces() {
     }
 }
 
+/// A large message taken over is committed again with new copies piece by
+/// piece: three nodes, the origin killed with the message queued, then the
+/// survivor that took it over killed too once it has copied it again; the
+/// last node delivers it, byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_message_taken_over_is_copied_again_in_pieces() {
+    let mb = env_or("ESTAFETTE_LARGE_MB", 100).min(32);
+    let sink_port = free_port();
+    let mut c = cluster_with(
+        3,
+        2,
+        3,
+        sink_port,
+        "max_in_flight_bytes = 16777216\n[limits]\nmax_message_size = 500000000\n",
+    );
+    assert!(until_accepting(c.nodes[0].smtp, 0, 30).await, "{}", c.nodes[0].log());
+    let bulk = bulk(mb);
+    let path = c.dir.path().join("bulk.eml");
+    std::fs::write(&path, &bulk).expect("bulk file");
+    let port = c.nodes[0].smtp;
+    let out = tokio::task::block_in_place(|| send_large(port, 1, &path));
+    let replies = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(replies.starts_with("250 "), "{replies}\n{}", c.nodes[0].log());
+    // The large message's copy is on node 1 or node 2: that one takes it over.
+    let holder = |c: &Cluster| {
+        (1..3)
+            .max_by_key(|&i| dir_bytes(&c.dir.path().join(format!("spool-{i}"))))
+            .unwrap_or(1)
+    };
+    let taker = holder(&c);
+    let other = 3 - taker;
+    c.nodes[0].kill();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    // Every message it took over (the large one, maybe the small one sent
+    // first, promoted in one batch) copied again.
+    let done = |c: &Cluster| {
+        let s = cluster_status(&c.nodes[taker].config);
+        let taken = s["taken_over"].as_u64().unwrap_or(0);
+        taken > 0 && s["rereplicated"].as_u64() == Some(taken)
+    };
+    while !done(&c) {
+        assert!(
+            Instant::now() < deadline,
+            "node {taker} did not copy it again:\n{}",
+            c.nodes[taker].log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let held = cluster_status(&c.nodes[other].config)["shadows_by_origin"][format!("estafette-{taker}")].as_u64();
+    assert!(held >= Some(1), "no new copy on node {other}: {held:?}");
+    c.nodes[taker].kill();
+    let sink = smtp_sink_on(sink_port, &[]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while delivered(&c.nodes[other].config) < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "not delivered by the last node:\n{}",
+            c.nodes[other].log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_whole(&sink.files(), 1, &bulk, "by node0.test (Estafette)");
+    println!("{mb} MiB: taken over by node {taker}, copied again onto node {other}, delivered by it after both deaths");
+}
+
 /// Two nodes, `min_copies = 2`, 500 MB messages allowed, a 16 MiB QUIC
 /// window, the destination on the port returned (down until a test starts
 /// a sink there); node 0 accepts mail when this returns.
@@ -173,6 +225,18 @@ async fn two_nodes(takeover_secs: u64) -> (Cluster, u16) {
         c.nodes[0].log()
     );
     (c, sink_port)
+}
+
+/// Sends `n` copies of the message in `path` at once to `port`, plain SMTP,
+/// for clinique.test; the client's output (one reply per message).
+fn send_large(port: u16, n: usize, path: &std::path::Path) -> std::process::Output {
+    Command::new("python3")
+        .args(["-c", CLIENT, &port.to_string(), "-", &n.to_string()])
+        .arg(path)
+        .arg("clinique.test")
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("python3 runs")
 }
 
 /// Recipients the node has delivered (its `/metrics`).

@@ -20,6 +20,10 @@ pub(crate) struct Log {
     pub(crate) acked: BTreeMap<MessageId, (u64, u16)>,
     /// Every delivery (the remote server got the message): when and by whom.
     pub(crate) deliveries: BTreeMap<MessageId, Vec<(u64, u16)>>,
+    /// Taken-over messages committed again: old id -> the new ids it became.
+    pub(crate) recopies: BTreeMap<MessageId, Vec<MessageId>>,
+    /// Taken-over messages that got no new copies (delivered with their one).
+    pub(crate) recopy_failed: u64,
     pub(crate) violations: Vec<String>,
     pub(crate) end_time: u64,
     /// Actions by kind (coverage: which paths of the protocol this run took).
@@ -80,6 +84,57 @@ impl Log {
         self.acked.insert(id, (t, node));
     }
 
+    /// A taken-over `old` committed again as `new` with `copies` durable copies.
+    pub(crate) fn recopied(
+        &mut self,
+        t: u64,
+        node: u16,
+        old: MessageId,
+        new: MessageId,
+        copies: usize,
+        min_copies: usize,
+    ) {
+        self.trace(
+            t,
+            format_args!("n{node} copied {old:?} again as {new:?} ({copies} durable copies)"),
+        );
+        if copies < min_copies {
+            self.violation(
+                t,
+                format!("{old:?} copied again as {new:?} with {copies} durable copies, {min_copies} required"),
+            );
+        }
+        self.recopies.entry(old).or_default().push(new);
+    }
+
+    /// The id `id` had when it was accepted (before it was copied again).
+    pub(crate) fn first_id(&self, id: MessageId) -> MessageId {
+        let mut id = id;
+        // Bounded: each step goes to an older id.
+        for _ in 0..=self.recopies.len() {
+            match self.recopies.iter().find(|(_, news)| news.contains(&id)) {
+                Some((old, _)) => id = *old,
+                None => break,
+            }
+        }
+        id
+    }
+
+    /// Whether `id`, or a message it was copied again as, was delivered.
+    pub(crate) fn delivered_as_any(&self, id: &MessageId) -> bool {
+        let mut todo = vec![*id];
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(id) = todo.pop() {
+            if self.deliveries.contains_key(&id) {
+                return true;
+            }
+            if seen.insert(id) {
+                todo.extend(self.recopies.get(&id).into_iter().flatten().copied());
+            }
+        }
+        false
+    }
+
     pub(crate) fn violation(&mut self, t: u64, what: String) {
         self.trace(t, format_args!("VIOLATION {what}"));
         self.violations.push(format!("at {t} ms: {what}"));
@@ -103,6 +158,8 @@ pub(crate) struct Summary {
     pub(crate) restart_wait_expired: u64,
     pub(crate) sim_ms: u64,
     pub(crate) reconcile_dropped: u64,
+    pub(crate) recopied: u64,
+    pub(crate) recopy_failed: u64,
     pub(crate) actions: [u64; ACTION_KINDS.len()],
 }
 
@@ -135,6 +192,8 @@ impl Summary {
         self.restart_wait_expired += o.restart_wait_expired;
         self.sim_ms += o.sim_ms;
         self.reconcile_dropped += o.reconcile_dropped;
+        self.recopied += o.recopied;
+        self.recopy_failed += o.recopy_failed;
         for (a, b) in self.actions.iter_mut().zip(o.actions) {
             *a += b;
         }
@@ -162,7 +221,11 @@ impl fmt::Display for Summary {
             self.taken_over,
             self.restart_wait_expired,
         )?;
-        write!(f, "; {} copies dropped by reconcile; actions:", self.reconcile_dropped)?;
+        write!(
+            f,
+            "; {} copies dropped by reconcile; {} taken over and copied again, {} left with one copy; actions:",
+            self.reconcile_dropped, self.recopied, self.recopy_failed
+        )?;
         for (kind, n) in ACTION_KINDS.iter().zip(self.actions) {
             write!(f, " {kind} {n}")?;
         }
@@ -175,7 +238,7 @@ pub(crate) fn verify(w: &World) -> Result<Summary, String> {
     let log = &w.log;
     let mut problems = log.violations.clone();
     for (id, (t, node)) in &log.acked {
-        if !log.deliveries.contains_key(id) {
+        if !log.delivered_as_any(id) {
             problems.push(format!("{id:?} got 250 from n{node} at {t} ms and was never delivered"));
         }
     }
@@ -216,12 +279,18 @@ pub(crate) fn verify(w: &World) -> Result<Summary, String> {
         volume_losses: log.volume_losses,
         drains: log.drains,
         sim_ms: log.end_time,
+        recopied: log.recopies.values().map(|v| v.len() as u64).sum(),
+        recopy_failed: log.recopy_failed,
         ..Summary::default()
     };
-    for d in log.deliveries.values() {
+    // A message copied again is one message under two ids: its deliveries
+    // count together.
+    let mut per_message: BTreeMap<MessageId, u64> = BTreeMap::new();
+    for (id, d) in &log.deliveries {
         s.deliveries += d.len() as u64;
-        s.duplicates += d.len() as u64 - 1;
+        *per_message.entry(log.first_id(*id)).or_default() += d.len() as u64;
     }
+    s.duplicates = per_message.values().map(|n| n - 1).sum();
     for n in &w.nodes {
         if let Some(c) = n.core.as_ref().map(proto::cluster::Node::counters) {
             s.taken_over += c.taken_over;

@@ -28,7 +28,7 @@ impl World {
             return;
         }
         self.node(node).scheduled.remove(&id);
-        if !self.node(node).deliverable.contains(&id) || self.node(node).draining {
+        if !self.node(node).deliverable.contains(&id) || self.node(node).draining || self.node(node).is_recopying(&id) {
             return;
         }
         self.check_attempt(node, id);

@@ -42,6 +42,12 @@ pub(crate) enum DiskOp {
         origin: u16,
         ids: Vec<MessageId>,
     },
+    /// A taken-over message committed again as `new` is removed (synced), then
+    /// reported final (the relay's `queue/rereplicate.rs`).
+    Recopied {
+        old: MessageId,
+        new: MessageId,
+    },
 }
 
 /// A client waiting for its reply: 250 once the local commit and the outcome are Ok.
@@ -73,6 +79,9 @@ pub(crate) struct SimNode {
     pub(crate) assembling: BTreeMap<(u16, MessageId), (BTreeSet<u64>, Option<u64>)>,
     pub(crate) timer_at: Option<u64>,
     pub(crate) draining: bool,
+    /// Taken-over messages being committed again: new id -> old id. The old
+    /// ones are not delivered meanwhile.
+    pub(crate) recopying: BTreeMap<MessageId, MessageId>,
     // Invariant bookkeeping, reset at each start (it is what this incarnation was told).
     pub(crate) released_seen: BTreeSet<MessageId>,
     pub(crate) takeover_seen: BTreeMap<MessageId, BTreeSet<u16>>,
@@ -97,6 +106,7 @@ impl SimNode {
             assembling: BTreeMap::new(),
             timer_at: None,
             draining: false,
+            recopying: BTreeMap::new(),
             released_seen: BTreeSet::new(),
             takeover_seen: BTreeMap::new(),
             last_heard: BTreeMap::new(),
@@ -115,6 +125,7 @@ impl SimNode {
         self.assembling.clear();
         self.timer_at = None;
         self.draining = false;
+        self.recopying.clear();
         self.released_seen.clear();
         self.takeover_seen.clear();
         self.last_heard.clear();
@@ -136,6 +147,11 @@ impl SimNode {
             t += 1;
         }
         t
+    }
+
+    /// Whether `id` waits for its new copies (not delivered meanwhile).
+    pub(crate) fn is_recopying(&self, id: &MessageId) -> bool {
+        self.recopying.values().any(|old| old == id)
     }
 
     pub(crate) fn core(&mut self) -> &mut Node {

@@ -30,7 +30,9 @@ pub(crate) struct Params {
     pub(crate) partitions: usize,
     pub(crate) drains: usize,
     /// Volume losses allowed: `min_copies - 1` at most, or a 250'd message may lose
-    /// every copy (no re-replication after a takeover).
+    /// every copy. The relay copies a taken-over message again (a fresh accept
+    /// under a new id, then `Final` for the old one: both paths this simulation
+    /// runs), but the workload here does not link the two ids.
     pub(crate) volume_losses: usize,
     /// Delivery attempts that defer (4xx) before the heal.
     pub(crate) defer_p: f64,

@@ -57,9 +57,21 @@ impl World {
                     now,
                     LocalEvent::Promoted {
                         origin: NodeId(origin),
-                        ids,
+                        ids: ids.clone(),
                     },
                 );
+                self.pump(node);
+                if self.p.min_copies > 1 {
+                    for id in ids {
+                        self.recopy(node, id);
+                    }
+                }
+            }
+            DiskOp::Recopied { old, new } => {
+                n.disk.own.remove(&old);
+                n.recopying.remove(&new);
+                n.deliverable.remove(&old);
+                n.core().handle_local(now, LocalEvent::Final { id: old });
                 self.pump(node);
             }
         }
@@ -90,9 +102,16 @@ impl World {
                     self.maybe_250(node, id);
                 }
                 Err(_) => {
-                    self.log.refused += 1;
                     if self.node(node).pending.remove(&id).is_some() {
                         self.disk(node, DiskOp::OwnDelete { id });
+                    }
+                    match self.node(node).recopying.remove(&id) {
+                        // No new copies: the old id is delivered with its one copy.
+                        Some(old) => {
+                            self.log.recopy_failed += 1;
+                            self.schedule_attempt(node, old);
+                        }
+                        None => self.log.refused += 1,
                     }
                 }
             },
@@ -118,6 +137,48 @@ impl World {
         }
     }
 
+    /// A fresh message id, minted on `node`.
+    fn mint(&mut self, node: u16) -> MessageId {
+        self.msg_seq += 1;
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&self.now.to_be_bytes());
+        b[8..10].copy_from_slice(&node.to_be_bytes());
+        b[10..].copy_from_slice(&self.msg_seq.to_be_bytes()[2..]);
+        MessageId(b)
+    }
+
+    /// The relay's `queue/rereplicate.rs` for a message `node` just took over:
+    /// unless it is no longer this node's to deliver, or too few peers are
+    /// reachable, it is accepted again under a new id (local write and
+    /// copies, as a client's), and once that succeeded the old id is removed
+    /// and reported final. Until then the old id is not delivered.
+    fn recopy(&mut self, node: u16, old: MessageId) {
+        let now = self.local(node);
+        let n = self.node(node);
+        if !n.disk.own.contains_key(&old) || !n.core().may_deliver(&old) {
+            return;
+        }
+        if !n.core().can_accept(now) {
+            self.log.recopy_failed += 1;
+            return;
+        }
+        let new = self.mint(node);
+        let n = self.node(node);
+        n.recopying.insert(new, old);
+        n.core().handle_local(now, LocalEvent::Accepted { id: new, size: 1000 });
+        if let Some(placement) = n.core().placement(&new).cloned() {
+            n.pending.insert(
+                new,
+                Pending {
+                    synced: false,
+                    ok: false,
+                },
+            );
+            self.disk(node, DiskOp::OwnWrite { id: new, placement });
+        }
+        self.pump(node);
+    }
+
     /// A client offers a message to a random node that is up and not draining.
     pub(crate) fn accept(&mut self) {
         let up: Vec<u16> = (0..self.p.nodes)
@@ -128,12 +189,7 @@ impl World {
             return;
         }
         let node = up[self.rng.index(up.len())];
-        self.msg_seq += 1;
-        let mut b = [0u8; 16];
-        b[..8].copy_from_slice(&self.now.to_be_bytes());
-        b[8..10].copy_from_slice(&node.to_be_bytes());
-        b[10..].copy_from_slice(&self.msg_seq.to_be_bytes()[2..]);
-        let id = MessageId(b);
+        let id = self.mint(node);
         self.log.offered += 1;
         if self.rng.chance(0.3) {
             // A destination that defers for a while: the message stays queued through faults.
@@ -164,12 +220,19 @@ impl World {
         }
         n.pending.remove(&id);
         n.deliverable.insert(id);
+        let recopy_of = n.recopying.get(&id).copied();
         let copies = self
             .nodes
             .iter()
             .filter(|x| x.disk.own.contains_key(&id) || x.disk.shadows.contains_key(&id))
             .count();
-        self.log.acked(self.now, node, id, copies, self.p.min_copies);
+        match recopy_of {
+            Some(old) => {
+                self.log.recopied(self.now, node, old, id, copies, self.p.min_copies);
+                self.disk(node, DiskOp::Recopied { old, new: id });
+            }
+            None => self.log.acked(self.now, node, id, copies, self.p.min_copies),
+        }
         self.schedule_attempt(node, id);
     }
 }

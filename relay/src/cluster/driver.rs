@@ -47,8 +47,13 @@ pub(super) enum Cmd {
         placement: Placement,
         result: Result<(), NackReason>,
     },
-    /// Shadows were promoted into the queue.
-    Promoted { origin: NodeId, ids: Vec<MessageId> },
+    /// Shadows were promoted into the queue; `applied` fires once the
+    /// protocol's answer (its actions) is carried out.
+    Promoted {
+        origin: NodeId,
+        ids: Vec<MessageId>,
+        applied: oneshot::Sender<()>,
+    },
     /// A status snapshot for `cluster status` and metrics.
     Status(oneshot::Sender<super::Status>),
     /// Drain: hand the queue to the peers.
@@ -61,7 +66,7 @@ pub(super) enum Cmd {
 pub(super) struct Io {
     pub(super) spool: storage::Spool,
     /// Messages this node may deliver now (promoted, recovered, given back).
-    pub(super) deliver: mpsc::UnboundedSender<storage::MessageId>,
+    pub(super) deliver: mpsc::UnboundedSender<super::Handover>,
     /// Its own channel, for the spool tasks it spawns.
     pub(super) me: mpsc::Sender<Cmd>,
     /// Whether enough peers are reachable to accept (read at MAIL FROM).
@@ -70,6 +75,9 @@ pub(super) struct Io {
     /// ones until the protocol says `Deliver`, and those it was told a peer
     /// took over (`Hold`, `Handed`, `DropLocal`).
     pub(super) blocked: super::Blocked,
+    /// With `min_copies > 1`: promoted messages, held until the queue has
+    /// copied them again (`Cluster::copied_again`).
+    pub(super) copying: Option<super::Blocked>,
     /// Stamped after each timer run, once its actions are applied.
     pub(super) pulse: super::Pulse,
     /// Bytes of streamed copies queued for the links (`copy_queue_bytes`).
@@ -211,7 +219,11 @@ impl Driver {
                 };
                 self.node.handle_local(now, event);
             }
-            Cmd::Promoted { origin, ids } => self.node.handle_local(now, LocalEvent::Promoted { origin, ids }),
+            Cmd::Promoted { origin, ids, applied } => {
+                self.node.handle_local(now, LocalEvent::Promoted { origin, ids });
+                self.flush();
+                let _ = applied.send(());
+            }
             Cmd::Status(tx) => {
                 let _ = tx.send(super::Status::of(&self.node, now, &self.latency));
             }
@@ -298,7 +310,7 @@ impl Driver {
             Action::Deliver { ids } => {
                 self.io.blocked.unblock(&ids);
                 for id in ids.into_iter().filter_map(sid) {
-                    let _ = self.io.deliver.send(id);
+                    let _ = self.io.deliver.send(super::Handover::Deliver(id));
                 }
             }
             // Attempts already started finish (and report `Final`).
@@ -326,25 +338,50 @@ impl Driver {
                 });
             }
             Action::Promote { origin, ids } => {
+                // Out of delivery from before the spool has them in its queue
+                // until the queue has made their new copies: a scan must not
+                // find them first.
+                if let Some(copying) = &self.io.copying {
+                    copying.block(&ids);
+                }
                 let (spool, me, deliver) = (self.io.spool.clone(), self.io.me.clone(), self.io.deliver.clone());
                 let placements: Vec<(MessageId, Vec<u8>)> = ids
                     .iter()
                     .map(|id| (*id, self.node.placement(id).map(placement_bytes).unwrap_or_default()))
                     .collect();
+                let copying = self.io.copying.clone();
                 tokio::spawn(async move {
                     let mut done = Vec::new();
                     for (id, placement) in placements {
                         let Some(sid) = sid(id) else { continue };
                         match spool.promote_shadow_placed(origin.0, sid, placement).await {
-                            Ok(_) => {
-                                done.push(id);
-                                let _ = deliver.send(sid);
+                            Ok(_) => done.push(id),
+                            Err(e) => {
+                                // Still a shadow: the protocol's reconcile asks again.
+                                warn!(%origin, id = %sid, error = %e, "taking over a copy failed");
+                                if let Some(copying) = &copying {
+                                    copying.unblock(&[id]);
+                                }
                             }
-                            Err(e) => warn!(%origin, id = %sid, error = %e, "taking over a copy failed"),
                         }
                     }
                     info!(%origin, count = done.len(), "took over the copies of an unreachable node");
-                    let _ = me.send(Cmd::Promoted { origin, ids: done }).await;
+                    // The protocol learns of them first: the queue's new
+                    // copies end in `Final` for these ids, which it must
+                    // read as final for a queued message (and a release
+                    // that came meanwhile has blocked the ids).
+                    let (applied, wait) = oneshot::channel();
+                    let _ = me
+                        .send(Cmd::Promoted {
+                            origin,
+                            ids: done.clone(),
+                            applied,
+                        })
+                        .await;
+                    let _ = wait.await;
+                    for sid in done.into_iter().filter_map(sid) {
+                        let _ = deliver.send(super::Handover::TakenOver(sid));
+                    }
                 });
             }
         }

@@ -27,8 +27,9 @@
 //! `restart_wait` expired), and never what a peer took over. An attempt that
 //! already started when `Hold` arrives finishes (a counted duplicate at worst).
 //! Members are the configured list plus, with `[cluster.discover]`, the pods
-//! a headless Service's SRV records name. Not done: re-replication of a
-//! taken-over message (it has one copy, the taker's, until it is delivered).
+//! a headless Service's SRV records name. A message taken over (promoted
+//! from a shadow) has one copy, the taker's: it is copied again before it is
+//! delivered ([`Handover::TakenOver`], done by the queue's `rereplicate`).
 
 pub mod discover;
 mod driver;
@@ -73,6 +74,33 @@ impl Blocked {
     fn len(&self) -> usize {
         crate::sync::lock(&self.0).len()
     }
+}
+
+/// A message the cluster gives this node's queue (the receiver that
+/// [`Cluster::start`] returns).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handover {
+    /// Deliver it: the protocol's `Deliver` (recovered after a restart,
+    /// promoted from a shadow, given back).
+    Deliver(storage::MessageId),
+    /// Just taken over from a shadow, after its `Deliver`: this node holds
+    /// the message's only live copy (its origin is gone, or handed it over
+    /// while draining). With `min_copies > 1` it stays out of delivery until
+    /// the queue has committed it again under a new id with new copies, or
+    /// given up ([`Cluster::copied_again`]).
+    TakenOver(storage::MessageId),
+}
+
+/// What became of a [`Handover::TakenOver`] message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CopyAgain {
+    /// Committed again under a new id with new copies; the old id is final.
+    Copied,
+    /// No new copies (too few peers, a spool or commit error): delivered
+    /// with its one copy.
+    Failed,
+    /// Gone meanwhile, or held for another taker: nothing to copy.
+    Moot,
 }
 
 /// When the driver last ran the protocol's timers. Deliveries do not start
@@ -121,9 +149,17 @@ pub struct Cluster {
     counters: Arc<TransportCounters>,
     endpoint: quinn::Endpoint,
     blocked: Blocked,
+    /// Taken-over messages waiting for their new copies ([`Handover::TakenOver`]).
+    copying: Blocked,
     pulse: Pulse,
     /// `cluster.copy_rate_bytes`: the copies' wait grows by size / rate.
     copy_rate: u64,
+    /// `cluster.accept_deadline_ms`.
+    accept_deadline: Duration,
+    /// Taken-over messages committed again with new copies, and those that
+    /// could not be (delivered with the one copy).
+    rereplicated: AtomicU64,
+    rereplication_failed: AtomicU64,
 }
 
 /// A snapshot for `estafette cluster status`, `/api/cluster` and metrics.
@@ -274,7 +310,7 @@ impl Cluster {
         config: &ClusterConfig,
         spool: storage::Spool,
         resolver: Option<hickory_resolver::TokioResolver>,
-    ) -> anyhow::Result<(Arc<Self>, mpsc::UnboundedReceiver<storage::MessageId>)> {
+    ) -> anyhow::Result<(Arc<Self>, mpsc::UnboundedReceiver<Handover>)> {
         let floor = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_secs());
         let (epoch, volume) = spool.start_epoch(floor).await?;
         let my_id = config
@@ -339,6 +375,7 @@ impl Cluster {
             shadows,
         };
         let pulse = Pulse::new(proto_config.heartbeat_interval);
+        let copying = Blocked::default();
         let node = Node::new(Arc::new(proto_config), boot, Instant::now());
         let endpoint = transport::endpoint(config)?;
         let (tx, rx) = mpsc::channel(4096);
@@ -352,6 +389,7 @@ impl Cluster {
             me: tx.clone(),
             accepting: accepting.clone(),
             blocked: blocked.clone(),
+            copying: (config.min_copies > 1).then(|| copying.clone()),
             pulse: pulse.clone(),
             copy_budget: Arc::new(tokio::sync::Semaphore::new(config.copy_queue_bytes as usize)),
             copy_budget_total: config.copy_queue_bytes,
@@ -392,8 +430,12 @@ impl Cluster {
                 counters,
                 endpoint,
                 blocked,
+                copying,
                 pulse,
                 copy_rate: config.copy_rate_bytes,
+                accept_deadline: Duration::from_millis(config.accept_deadline_ms),
+                rereplicated: AtomicU64::new(0),
+                rereplication_failed: AtomicU64::new(0),
             }),
             delivered,
         ))
@@ -404,14 +446,39 @@ impl Cluster {
     /// while the protocol's timers are overdue (see [`Pulse`]); the queue's
     /// next scan asks again.
     pub fn may_deliver(&self, id: storage::MessageId) -> bool {
-        !self.pulse.overdue() && !self.blocked.contains(&to_proto_id(id))
+        let id = to_proto_id(id);
+        !self.pulse.overdue() && !self.blocked.contains(&id) && !self.copying.contains(&id)
+    }
+
+    /// Whether the protocol holds `id` for another node (a taker that ranks
+    /// first) or has dropped it: it is not this node's to copy again.
+    pub fn held_elsewhere(&self, id: storage::MessageId) -> bool {
+        self.blocked.contains(&to_proto_id(id))
+    }
+
+    /// The queue is done with a [`Handover::TakenOver`] message (counted
+    /// unless [`CopyAgain::Moot`]); it may be delivered from now on.
+    pub fn copied_again(&self, id: storage::MessageId, outcome: CopyAgain) {
+        match outcome {
+            CopyAgain::Copied => self.rereplicated.fetch_add(1, Ordering::Relaxed),
+            CopyAgain::Failed => self.rereplication_failed.fetch_add(1, Ordering::Relaxed),
+            CopyAgain::Moot => 0,
+        };
+        self.copying.unblock(&[to_proto_id(id)]);
+    }
+
+    /// How long committing a message again may take beyond its copies'
+    /// size allowance: the spool's write and the shadows' acks, each within
+    /// `cluster.accept_deadline_ms`.
+    pub fn accept_deadline(&self) -> Duration {
+        self.accept_deadline * 2
     }
 
     /// How many queued messages this node must not start now (held for a
     /// taker, or waiting for the peers' word): the queue reads that many
     /// more entries of its due index, so that they cannot hide the rest.
     pub fn held(&self) -> usize {
-        self.blocked.len()
+        self.blocked.len() + self.copying.len()
     }
 
     /// Whether accepted messages need copies on peers.
@@ -495,7 +562,10 @@ impl Cluster {
     pub async fn status(&self) -> Option<Status> {
         let (tx, rx) = oneshot::channel();
         self.tx.send(Cmd::Status(tx)).await.ok()?;
-        rx.await.ok()
+        let mut status = rx.await.ok()?;
+        status.counters.rereplicated = self.rereplicated.load(Ordering::Relaxed);
+        status.counters.rereplication_failed = self.rereplication_failed.load(Ordering::Relaxed);
+        Some(status)
     }
 
     /// Refused handshakes and malformed frames.

@@ -88,6 +88,12 @@ pub struct ClusterCounters {
     pub handed: u64,
     /// Messages of this node that a draining taker handed back.
     pub handed_back: u64,
+    /// Taken-over messages committed again with new copies (the queue's
+    /// `rereplicate`; not a protocol counter).
+    pub rereplicated: u64,
+    /// Taken-over messages that could not get new copies and are delivered
+    /// with their one copy.
+    pub rereplication_failed: u64,
 }
 
 impl From<&proto::cluster::Counters> for ClusterCounters {
@@ -106,6 +112,8 @@ impl From<&proto::cluster::Counters> for ClusterCounters {
             pauses: c.pauses,
             handed: c.handed,
             handed_back: c.handed_back,
+            rereplicated: 0,
+            rereplication_failed: 0,
         }
     }
 }
@@ -254,6 +262,16 @@ impl Snapshot {
                     "estafette_cluster_handed_back_messages",
                     "Messages of this node handed back by a draining node that had taken them over",
                     c.counters.handed_back,
+                ),
+                (
+                    "estafette_cluster_rereplicated_messages",
+                    "Taken-over messages committed again with new copies before delivery",
+                    c.counters.rereplicated,
+                ),
+                (
+                    "estafette_cluster_rereplication_failed",
+                    "Taken-over messages that got no new copies (too few peers, or the commit failed) and are delivered with their one copy",
+                    c.counters.rereplication_failed,
                 ),
                 (
                     "estafette_cluster_pauses",

@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use super::admin::{self, Admin};
 use super::build::{build_policy, build_queue, build_throttle, dns_resolver, server_config};
 use super::reload::{ReloadReport, Reloader};
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Handover};
 use crate::config::{Config, TlsMode};
 use crate::inbound::fairness::Fairness;
 use crate::inbound::listener;
@@ -122,9 +122,12 @@ impl Node {
             // Detached: it ends with the cluster's driver, after the node.
             let queue = Arc::downgrade(&queue);
             tokio::spawn(async move {
-                while let Some(id) = handed.recv().await {
+                while let Some(handover) = handed.recv().await {
                     let Some(queue) = queue.upgrade() else { return };
-                    queue.submit(id);
+                    match handover {
+                        Handover::Deliver(id) => queue.submit(id),
+                        Handover::TakenOver(id) => queue.taken_over(id),
+                    }
                 }
             });
         }

@@ -13,6 +13,8 @@
 //!   retry, bounce, delete), chosen by a [`control::Filter`].
 //! - `shape`: the queue's shape by destination and age ([`Shape`], like
 //!   Postfix's qshape).
+//! - `rereplicate`: a message taken over from a peer is committed again
+//!   with new copies before it is delivered ([`Queue::taken_over`]).
 //!
 //! Depends on `outbound` (routes, pool, DSN building) and the layers below.
 //!
@@ -39,6 +41,7 @@ mod attempt;
 mod commit;
 mod content;
 pub mod control;
+mod rereplicate;
 pub mod retry;
 mod shape;
 

@@ -248,6 +248,41 @@ pub fn seqs(peer: &super::peers::Peer) -> HashMap<usize, usize> {
     seen
 }
 
+/// Waits up to `secs` until `sink` holds every sequence number in `acked`;
+/// what it received then (sequence number, deliveries). Fails naming the
+/// missing ones, `what` happened before, and the logs of `nodes`.
+pub async fn until_delivered(
+    sink: &super::peers::Peer,
+    acked: &[usize],
+    secs: u64,
+    what: &str,
+    nodes: &[&Proc],
+) -> HashMap<usize, usize> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let got = seqs(sink);
+        if acked.iter().all(|s| got.contains_key(s)) {
+            return got;
+        }
+        if Instant::now() >= deadline {
+            let logs: String = nodes
+                .iter()
+                .map(|n| format!("\n{}:\n{}", n.log.display(), n.log()))
+                .collect();
+            panic!(
+                "not delivered {what}: {:?}{logs}",
+                acked.iter().filter(|s| !got.contains_key(s)).collect::<Vec<_>>()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Deliveries beyond the first, in what [`until_delivered`] returned.
+pub fn duplicates(got: &HashMap<usize, usize>) -> usize {
+    got.values().map(|n| n - 1).sum()
+}
+
 /// The node's `/metrics` text.
 pub fn exposition(config: &Path) -> String {
     admin_get(config, "/metrics")
