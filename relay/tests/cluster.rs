@@ -153,6 +153,49 @@ async fn taken_over_mail_is_copied_again_and_survives_its_takers_death() {
     drop(c.dir);
 }
 
+/// Two nodes: the taker of a dead node's mail has no peer to copy it to and
+/// keeps it with one copy; when a peer is back (here the dead node, on a new
+/// volume) the mail gets its copies, and survives the taker's death too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_left_with_one_copy_is_copied_again_when_a_peer_returns() {
+    let sink_port = free_port();
+    let mut c = cluster(2, 2, 3, sink_port);
+    assert!(until_accepting(c.nodes[0].smtp, 0, 30).await, "{}", c.nodes[0].log());
+    let mut acked = vec![0];
+    acked.extend(send_batch(c.nodes[0].smtp, 1..10).await);
+    let n = acked.len() as u64;
+    c.nodes[0].kill();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cluster_status(&c.nodes[1].config)["rereplication_failed"].as_u64() < Some(n) {
+        assert!(Instant::now() < deadline, "no takeover:\n{}", c.nodes[1].log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(cluster_status(&c.nodes[1].config)["rereplicated"].as_u64(), Some(0));
+    // Node 0 comes back without its volume: a peer again, holding nothing.
+    std::fs::remove_dir_all(c.dir.path().join("spool-0")).expect("volume lost");
+    c.nodes[0].restart();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cluster_status(&c.nodes[1].config)["rereplicated"].as_u64() < Some(n) {
+        assert!(
+            Instant::now() < deadline,
+            "not copied again:\nnode 1:\n{}\nnode 0:\n{}",
+            c.nodes[1].log(),
+            c.nodes[0].log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let held = cluster_status(&c.nodes[0].config)["shadows_by_origin"]["estafette-1"].as_u64();
+    assert_eq!(held, Some(n), "{}", c.nodes[0].log());
+    c.nodes[1].kill();
+    let sink = aiosmtpd_on(PyTls::None, sink_port);
+    let got = until_delivered(&sink, &acked, 60, "after the taker's death", &[&c.nodes[0]]).await;
+    eprintln!(
+        "one copy, then two: {n} delivered by the returned node after the taker died, {} duplicates",
+        duplicates(&got)
+    );
+    drop(c.dir);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_reachable_peer_mail_gets_451_until_one_returns() {
     let sink = support::peers::aiosmtpd(PyTls::None);

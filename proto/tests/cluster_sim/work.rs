@@ -108,7 +108,7 @@ impl World {
                     match self.node(node).recopying.remove(&id) {
                         // No new copies: the old id is delivered with its one copy.
                         Some(old) => {
-                            self.log.recopy_failed += 1;
+                            self.left_with_one_copy(node, old);
                             self.schedule_attempt(node, old);
                         }
                         None => self.log.refused += 1,
@@ -152,14 +152,14 @@ impl World {
     /// reachable, it is accepted again under a new id (local write and
     /// copies, as a client's), and once that succeeded the old id is removed
     /// and reported final. Until then the old id is not delivered.
-    fn recopy(&mut self, node: u16, old: MessageId) {
+    pub(crate) fn recopy(&mut self, node: u16, old: MessageId) {
         let now = self.local(node);
         let n = self.node(node);
         if !n.disk.own.contains_key(&old) || !n.core().may_deliver(&old) {
             return;
         }
         if !n.core().can_accept(now) {
-            self.log.recopy_failed += 1;
+            self.left_with_one_copy(node, old);
             return;
         }
         let new = self.mint(node);
@@ -177,6 +177,31 @@ impl World {
             self.disk(node, DiskOp::OwnWrite { id: new, placement });
         }
         self.pump(node);
+    }
+
+    fn left_with_one_copy(&mut self, node: u16, old: MessageId) {
+        if self.node(node).single_copy.insert(old) {
+            self.log.recopy_failed += 1;
+        }
+    }
+
+    /// After a timer run: the messages left with one copy are copied again
+    /// if peers are reachable now (except one being delivered right now).
+    pub(crate) fn retry_copies(&mut self, node: u16) {
+        let now = self.local(node);
+        let n = self.node(node);
+        if n.single_copy.is_empty() || !n.core().can_accept(now) {
+            return;
+        }
+        let ids: Vec<MessageId> = n.single_copy.iter().copied().collect();
+        for id in ids {
+            let n = self.node(node);
+            if n.attempting.contains(&id) {
+                continue;
+            }
+            n.single_copy.remove(&id);
+            self.recopy(node, id);
+        }
     }
 
     /// A client offers a message to a random node that is up and not draining.

@@ -245,6 +245,9 @@ impl World {
                     let now = self.local(node);
                     self.node(node).core().handle_timeout(now);
                     self.pump(node);
+                    if self.p.min_copies > 1 {
+                        self.retry_copies(node);
+                    }
                 }
             }
             Ev::Disk { node, inc, op } => {

@@ -132,6 +132,7 @@ impl Node {
             });
         }
         tasks.spawn(queue.clone().run(rx.clone()));
+        tasks.spawn(queue.clone().retry_copies(rx.clone()));
         tasks.spawn(sweep_traces(
             spool.clone(),
             Duration::from_secs(u64::from(config.node.trace_retention_days) * 86_400),

@@ -21,7 +21,9 @@
 //! What it costs and what it does not cover:
 //! - if no peer can take a copy (a two-node cluster with one node gone) or
 //!   the commit fails, the message is delivered with the one copy it has
-//!   (counted: `estafette_cluster_rereplication_failed`); it is not retried;
+//!   (counted: `estafette_cluster_rereplication_failed`), and copied again
+//!   as soon as enough peers are reachable, if it is still queued then
+//!   ([`Queue::retry_copies`]; the list is in memory: a restart forgets it);
 //! - a crash between the new commit and the removal of the old id leaves
 //!   both: delivered twice at worst, never lost;
 //! - with `min_copies >= 3`, two holders whose views disagree may both take
@@ -30,10 +32,15 @@
 
 use bytes::Bytes;
 use storage::{BodyLayout, Durability, EventKind, MessageId, RecipientStatus};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{Body, Prepared, Queue};
 use crate::cluster::CopyAgain;
+use crate::lifecycle::{Phase, PhaseWatch};
+use crate::sync::lock;
+
+/// How often [`Queue::retry_copies`] looks for reachable peers.
+const RETRY_COPIES: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Queue {
     /// `id` was just taken over (see the module doc): copied again under a
@@ -57,10 +64,54 @@ impl Queue {
                 }
             };
             cluster.copied_again(id, outcome);
+            if outcome == CopyAgain::Failed {
+                lock(&queue.single_copy).insert(id);
+            }
             if outcome != CopyAgain::Copied {
                 queue.submit(id);
             }
         });
+    }
+
+    /// Copies again the taken-over messages that were left with one copy,
+    /// once enough peers are reachable, until the node stops. Each is taken
+    /// out of delivery while it is copied (an attempt under way is waited
+    /// for: its id is tried again at the next round).
+    pub async fn retry_copies(self: std::sync::Arc<Self>, mut shutdown: PhaseWatch) {
+        let Some(cluster) = self.cluster.clone().filter(|c| c.replicates()) else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(RETRY_COPIES) => {}
+                () = shutdown.reached(Phase::Draining) => return,
+            }
+            if !cluster.can_accept() || lock(&self.single_copy).is_empty() {
+                continue;
+            }
+            let ids: Vec<MessageId> = lock(&self.single_copy).iter().copied().collect();
+            for id in ids {
+                if !cluster.can_accept() || shutdown.reached_now(Phase::Draining) {
+                    break;
+                }
+                if !self.claim(id) {
+                    continue;
+                }
+                let outcome = self.copy_again(id, cluster.accept_deadline()).await;
+                self.release(id);
+                match outcome {
+                    Ok(Some(new)) => {
+                        info!(%id, new = %new, "message left with one copy committed again with new copies");
+                        cluster.copied_again(id, CopyAgain::Copied);
+                        lock(&self.single_copy).remove(&id);
+                    }
+                    Ok(None) => {
+                        lock(&self.single_copy).remove(&id);
+                    }
+                    Err(e) => debug!(%id, error = %e, "message left with one copy: not copied again yet"),
+                }
+            }
+        }
     }
 
     /// Commits `id` again under a new id and removes it; the new id, or
