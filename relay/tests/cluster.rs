@@ -158,6 +158,17 @@ async fn taken_over_mail_is_copied_again_and_survives_its_takers_death() {
 /// volume) the mail gets its copies, and survives the taker's death too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mail_left_with_one_copy_is_copied_again_when_a_peer_returns() {
+    left_with_one_copy(false).await;
+}
+
+/// The same, with the taker restarted while it holds that mail: what it took
+/// over in its earlier life is copied again too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_left_with_one_copy_is_copied_again_after_the_takers_restart() {
+    left_with_one_copy(true).await;
+}
+
+async fn left_with_one_copy(restart_taker: bool) {
     let sink_port = free_port();
     let mut c = cluster(2, 2, 3, sink_port);
     assert!(until_accepting(c.nodes[0].smtp, 0, 30).await, "{}", c.nodes[0].log());
@@ -171,6 +182,15 @@ async fn mail_left_with_one_copy_is_copied_again_when_a_peer_returns() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(cluster_status(&c.nodes[1].config)["rereplicated"].as_u64(), Some(0));
+    if restart_taker {
+        // Its restart check waits for node 0 (restart_wait, 2 s here).
+        c.nodes[1].restart();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while cluster_status(&c.nodes[1].config)["recovering"].as_u64() != Some(0) {
+            assert!(Instant::now() < deadline, "{}", c.nodes[1].log());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
     // Node 0 comes back without its volume: a peer again, holding nothing.
     std::fs::remove_dir_all(c.dir.path().join("spool-0")).expect("volume lost");
     c.nodes[0].restart();

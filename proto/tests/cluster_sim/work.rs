@@ -196,7 +196,12 @@ impl World {
         let ids: Vec<MessageId> = n.single_copy.iter().copied().collect();
         for id in ids {
             let n = self.node(node);
-            if n.attempting.contains(&id) {
+            if !n.disk.own.contains_key(&id) {
+                n.single_copy.remove(&id);
+                continue;
+            }
+            // Not yet (a restart's check), not now (held), or being delivered.
+            if n.attempting.contains(&id) || !n.core().may_deliver(&id) {
                 continue;
             }
             n.single_copy.remove(&id);

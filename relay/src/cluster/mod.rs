@@ -89,6 +89,10 @@ pub enum Handover {
     /// the queue has committed it again under a new id with new copies, or
     /// given up ([`Cluster::copied_again`]).
     TakenOver(storage::MessageId),
+    /// Recovered at start, taken over in an earlier life: it may have one
+    /// copy. The queue copies it again once it may be delivered and enough
+    /// peers are reachable.
+    SingleCopy(storage::MessageId),
 }
 
 /// What became of a [`Handover::TakenOver`] message.
@@ -291,6 +295,10 @@ fn decode_placement(bytes: &[u8]) -> Option<Placement> {
     rkyv::from_bytes::<Placement, rkyv::rancor::Error>(&aligned).ok()
 }
 
+fn sid_of(id: MessageId) -> Option<storage::MessageId> {
+    storage::MessageId::from_slice(id.as_bytes())
+}
+
 fn to_proto_id(id: storage::MessageId) -> MessageId {
     let mut b = [0u8; 16];
     b.copy_from_slice(id.as_bytes());
@@ -354,6 +362,10 @@ impl Cluster {
                 })
             })
             .collect();
+        let own_recovered: Vec<(storage::MessageId, u16)> = own
+            .iter()
+            .filter_map(|c| Some((sid_of(c.id)?, c.placement.origin.node.0)))
+            .collect();
         let shadows = spool
             .shadow_placements()?
             .into_iter()
@@ -380,6 +392,14 @@ impl Cluster {
         let endpoint = transport::endpoint(config)?;
         let (tx, rx) = mpsc::channel(4096);
         let (deliver, delivered) = mpsc::unbounded_channel();
+        if config.min_copies > 1 {
+            // Taken over in an earlier life and still queued: copied again
+            // if they never were (left with one copy, or a crash between
+            // the new commit and the old id's removal: a duplicate at worst).
+            for id in own_recovered.iter().filter(|(_, origin)| *origin != my_id) {
+                let _ = deliver.send(Handover::SingleCopy(id.0));
+            }
+        }
         let accepting = Arc::new(AtomicBool::new(config.min_copies <= 1));
         let counters = Arc::new(TransportCounters::default());
         let spool_for_copies = spool.clone();

@@ -23,9 +23,11 @@
 //!   the commit fails, the message is delivered with the one copy it has
 //!   (counted: `estafette_cluster_rereplication_failed`), and copied again
 //!   as soon as enough peers are reachable, if it is still queued then
-//!   ([`Queue::retry_copies`]; the list is in memory: a restart forgets it);
+//!   ([`Queue::retry_copies`]); after a restart, every recovered message
+//!   this node had taken over is such a candidate;
 //! - a crash between the new commit and the removal of the old id leaves
-//!   both: delivered twice at worst, never lost;
+//!   both, and the old one is copied again after the restart: delivered
+//!   twice at worst, never lost;
 //! - with `min_copies >= 3`, two holders whose views disagree may both take
 //!   a message over and both copy it again: delivered twice, as two takers
 //!   that both deliver would.
@@ -73,6 +75,12 @@ impl Queue {
         });
     }
 
+    /// `id` may have only this node's copy (see [`crate::cluster::Handover::SingleCopy`]):
+    /// [`Queue::retry_copies`] copies it again.
+    pub fn may_have_one_copy(&self, id: MessageId) {
+        lock(&self.single_copy).insert(id);
+    }
+
     /// Copies again the taken-over messages that were left with one copy,
     /// once enough peers are reachable, until the node stops. Each is taken
     /// out of delivery while it is copied (an attempt under way is waited
@@ -93,6 +101,14 @@ impl Queue {
             for id in ids {
                 if !cluster.can_accept() || shutdown.reached_now(Phase::Draining) {
                     break;
+                }
+                // Not yet (a restart's check) or not now (held for a taker):
+                // asked again at the next round, unless gone from the spool.
+                if !cluster.may_deliver(id) {
+                    if matches!(self.spool.envelope(id), Ok(None)) {
+                        lock(&self.single_copy).remove(&id);
+                    }
+                    continue;
                 }
                 if !self.claim(id) {
                     continue;
