@@ -5,8 +5,8 @@
 //!   stream decoder.
 //! - [`placement`]: which peers hold a message's copies (rendezvous hashing).
 //! - [`ids`]: node and message ids.
-//! - `node`, `membership`, `copy`, `origin`, `shadow`, `takeover`, `reconcile`,
-//!   `drain`, `pause`: the per-node state machine [`Node`], one concept per file.
+//! - `node`, `membership`, `copy`, `origin`, `release`, `shadow`, `takeover`,
+//!   `reconcile`, `drain`, `pause`: the per-node state machine [`Node`], one concept per file.
 //! - [`Config`], [`Counters`], and the driver contract: [`LocalEvent`] in, [`Action`]
 //!   and frames out.
 //!
@@ -35,7 +35,8 @@
 //! back ([`Action::Deliver`]).
 //!
 //! **Final.** The node that finishes a message releases every other copy
-//! ([`Frame::Release`], batched). Copies are deleted only when a message is final (or
+//! ([`Frame::Release`], batched; each holder confirms with a `Reconcile` reply,
+//! and what is not confirmed is sent again, `release.rs`). Copies are deleted only when a message is final (or
 //! was never accepted): so a member on its recorded volume that answers `Absent` to a
 //! [`Frame::Reconcile`] query proves the message needs no delivery. Standby copies are
 //! checked that way every `reconcile_interval` (lost releases), and a restarted node
@@ -96,6 +97,7 @@ mod node;
 mod origin;
 mod pause;
 mod reconcile;
+mod release;
 mod shadow;
 mod takeover;
 

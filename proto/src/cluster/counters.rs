@@ -44,9 +44,12 @@ pub struct Counters {
     /// Release ids discarded because too many waited for a peer that is down (the
     /// periodic reconcile repairs them).
     pub releases_discarded: u64,
-    /// Release ids sent again because the link they went out on broke soon
-    /// after (within `peer_timeout`): they may have been lost with it.
+    /// Release ids sent again: not confirmed within `peer_timeout`, or the
+    /// link they went out on broke before they were.
     pub releases_resent: u64,
+    /// Release ids sent `RELEASE_SENDS` times and never confirmed (a peer of
+    /// an earlier version does not confirm): left to the periodic reconcile.
+    pub releases_unconfirmed: u64,
     /// Frames ignored: from a non-member, or stale (older epoch).
     pub frames_ignored: u64,
     /// Times this node found it had not run for several heartbeat intervals

@@ -11,8 +11,8 @@ use super::event::{Action, Boot, LocalEvent};
 use super::frame::{Frame, Heartbeat, Hello};
 use super::ids::{MessageId, NodeId};
 use super::membership::{Change, Membership, PeerStatus};
-use super::origin::Releases;
 use super::placement::Placement;
+use super::release::Releases;
 use super::shadow::Released;
 
 /// The replication protocol of one node, sans-io (quinn-proto style).
@@ -31,7 +31,8 @@ use super::shadow::Released;
 /// It does no I/O and reads no clock; it holds ids and placements, never bodies
 /// (`Replicate` frames are the driver's: it streams them on [`Action::SendCopy`] and
 /// reports [`LocalEvent::ShadowStored`] when a received copy is durable). Frames for a
-/// peer whose link is down are discarded (releases wait for the link); the protocol
+/// peer whose link is down are discarded (releases wait for the link, and are sent
+/// again until confirmed); the protocol
 /// repairs what is lost with timeouts and its periodic reconcile.
 ///
 /// # Guarantees (checked by `proto/tests/cluster_sim.rs` under faults)
@@ -177,7 +178,7 @@ impl Node {
             Frame::Replicate(_) => {}
             Frame::Ack(id) => self.on_ack(now, from, id),
             Frame::Nack(nack) => self.on_nack(now, from, nack.id, nack.reason),
-            Frame::Release(ids) => self.on_release(now, &ids),
+            Frame::Release(ids) => self.on_release_frame(now, from, &ids),
             Frame::Takeover(t) => self.on_takeover_notice(now, from, &t.ids),
             Frame::Reconcile(r) => self.on_reconcile(now, from, r),
             Frame::Handoff(ids) => self.on_handoff(now, from, &ids),
@@ -295,6 +296,7 @@ impl Node {
             self.view.next_expiry(c.takeover_after),
             self.deadlines.first().map(|(t, _)| *t),
             self.releases.next_flush(&self.view, c.release_interval),
+            self.releases.next_resend(&self.view, c.peer_timeout),
             self.restart_deadline,
             self.next_handoff,
         ]

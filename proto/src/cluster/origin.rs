@@ -1,102 +1,13 @@
 //! Messages this node accepted: copies sent before `250`, release once final.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::copy::{Copy, State};
 use super::event::{Action, Unavailable};
-use super::frame::{Frame, NackReason};
+use super::frame::NackReason;
 use super::ids::{MessageId, NodeId};
-use super::membership::Membership;
 use super::node::Node;
 use super::placement::{self, Candidate, Member, Placement};
-
-/// Release ids waiting per peer, sent in batches, and those sent lately.
-///
-/// Releases are not acknowledged: a batch handed to a connection that then
-/// broke (the peer was paused past the idle timeout, a cut link) is lost, and
-/// only the periodic reconcile would free those shadows, up to two intervals
-/// later. So the ids sent to a peer within `peer_timeout` of its link going
-/// down are queued again and go out when the link is back (releasing twice
-/// is harmless).
-#[derive(Debug, Default)]
-pub(super) struct Releases {
-    per_peer: BTreeMap<NodeId, (Instant, Vec<MessageId>)>,
-    sent: BTreeMap<NodeId, VecDeque<(Instant, MessageId)>>,
-}
-
-/// Most release ids kept per peer, in batches, while its link is down.
-const RELEASE_BACKLOG_BATCHES: usize = 64;
-
-impl Releases {
-    /// Adds `id` for `peer`; returns how many old ids were discarded to make room.
-    fn push(&mut self, now: Instant, peer: NodeId, id: MessageId, cap: usize) -> u64 {
-        let (first, ids) = self.per_peer.entry(peer).or_insert_with(|| (now, Vec::new()));
-        if ids.is_empty() {
-            *first = now;
-        }
-        ids.push(id);
-        let over = ids.len().saturating_sub(cap);
-        ids.drain(..over);
-        u64::try_from(over).unwrap_or(u64::MAX)
-    }
-
-    pub(super) fn next_flush(&self, view: &Membership, interval: Duration) -> Option<Instant> {
-        self.per_peer
-            .iter()
-            .filter(|(p, (_, ids))| !ids.is_empty() && view.link(**p))
-            .map(|(_, (first, _))| *first + interval)
-            .min()
-    }
-
-    /// Whether ids wait for a peer whose link is up (they leave at the next flush).
-    pub(super) fn waiting_on_live_link(&self, view: &Membership) -> bool {
-        self.per_peer
-            .iter()
-            .any(|(p, (_, ids))| !ids.is_empty() && view.link(*p))
-    }
-
-    /// Notes ids handed to `peer`'s link at `now`, forgetting those older than `window`.
-    fn sent(&mut self, now: Instant, peer: NodeId, ids: &[MessageId], window: Duration, cap: usize) {
-        let sent = self.sent.entry(peer).or_default();
-        sent.extend(ids.iter().map(|&id| (now, id)));
-        while sent
-            .front()
-            .is_some_and(|(t, _)| now.saturating_duration_since(*t) > window)
-            || sent.len() > cap
-        {
-            sent.pop_front();
-        }
-    }
-
-    /// `peer`'s link went down: what was sent to it within `window` waits again.
-    fn requeue(&mut self, now: Instant, peer: NodeId, window: Duration, cap: usize) -> u64 {
-        let Some(sent) = self.sent.remove(&peer) else { return 0 };
-        let again: Vec<MessageId> = sent
-            .into_iter()
-            .filter(|(t, _)| now.saturating_duration_since(*t) <= window)
-            .map(|(_, id)| id)
-            .collect();
-        let n = u64::try_from(again.len()).unwrap_or(u64::MAX);
-        if n > 0 {
-            let (first, ids) = self.per_peer.entry(peer).or_insert_with(|| (now, Vec::new()));
-            if ids.is_empty() {
-                *first = now;
-            }
-            let mut all = again;
-            all.append(ids);
-            let over = all.len().saturating_sub(cap);
-            all.drain(..over);
-            *ids = all;
-        }
-        n
-    }
-
-    pub(super) fn pending(&self) -> u64 {
-        let n: usize = self.per_peer.values().map(|(_, ids)| ids.len()).sum();
-        u64::try_from(n).unwrap_or(u64::MAX)
-    }
-}
 
 impl Node {
     /// Peers that can take a copy now, with their zones.
@@ -265,8 +176,7 @@ impl Node {
     }
 
     pub(super) fn link_down(&mut self, now: Instant, peer: NodeId) {
-        let cap = self.config.release_batch.max(1) * RELEASE_BACKLOG_BATCHES;
-        self.counters.releases_resent += self.releases.requeue(now, peer, self.config.peer_timeout, cap);
+        self.requeue_releases(now, peer);
         let failed: Vec<MessageId> = self
             .copies
             .iter()
@@ -301,55 +211,5 @@ impl Node {
                 self.queue_release(now, n, id);
             }
         }
-    }
-
-    pub(super) fn queue_release(&mut self, now: Instant, peer: NodeId, id: MessageId) {
-        if !self.view.is_peer(peer) {
-            return;
-        }
-        let cap = self.config.release_batch.max(1) * RELEASE_BACKLOG_BATCHES;
-        self.counters.releases_discarded += self.releases.push(now, peer, id, cap);
-        let full = self
-            .releases
-            .per_peer
-            .get(&peer)
-            .is_some_and(|(_, ids)| ids.len() >= self.config.release_batch);
-        // A draining node is about to exit: no batching.
-        if full || self.draining {
-            self.flush_peer_releases(now, peer);
-        }
-    }
-
-    /// Sends the release batches that are full or old enough (`all`: every batch).
-    pub(super) fn flush_releases(&mut self, now: Instant, all: bool) {
-        let due: Vec<NodeId> = self
-            .releases
-            .per_peer
-            .iter()
-            .filter(|(p, (first, ids))| {
-                !ids.is_empty()
-                    && self.view.link(**p)
-                    && (all || ids.len() >= self.config.release_batch || now >= *first + self.config.release_interval)
-            })
-            .map(|(p, _)| *p)
-            .collect();
-        for p in due {
-            self.flush_peer_releases(now, p);
-        }
-    }
-
-    pub(super) fn flush_peer_releases(&mut self, now: Instant, peer: NodeId) {
-        if !self.view.link(peer) {
-            return;
-        }
-        let Some((_, ids)) = self.releases.per_peer.get_mut(&peer) else {
-            return;
-        };
-        let ids = std::mem::take(ids);
-        for chunk in ids.chunks(self.config.release_batch.max(1)) {
-            self.transmits.push_back((peer, Frame::Release(chunk.to_vec())));
-        }
-        let cap = self.config.release_batch.max(1) * RELEASE_BACKLOG_BATCHES;
-        self.releases.sent(now, peer, &ids, self.config.peer_timeout, cap);
     }
 }

@@ -201,7 +201,7 @@ impl Node {
         }
     }
 
-    fn reconcile_frame(&self, reply: bool, items: Vec<Item>) -> Frame {
+    pub(super) fn reconcile_frame(&self, reply: bool, items: Vec<Item>) -> Frame {
         Frame::Reconcile(Reconcile {
             epoch: self.epoch,
             volume: self.volume,
@@ -219,6 +219,9 @@ impl Node {
             }
             Some(Change::Peer) => self.peer_changed(now, from),
             Some(Change::None) => {}
+        }
+        if r.reply {
+            self.releases_confirmed(from, &r.items);
         }
         for item in &r.items {
             self.learn(now, from, *item, r.reply, r.volume);

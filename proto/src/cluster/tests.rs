@@ -735,16 +735,39 @@ fn release_lost_then_relinked(h: &mut Harness, age: Duration, gap: Duration) -> 
 fn a_release_lost_on_a_broken_connection_is_repaired_when_the_link_returns() {
     let mut h = Harness::new(2, 2);
     // Older than an accept can last (copies younger than that are not queried),
-    // and noticed later than `peer_timeout` (the origin does not send it again):
-    // the holder's check of the copy at link-up repairs it, not the next
-    // reconcile round (30 s away), which a takeover could beat.
-    let a = release_lost_then_relinked(&mut h, Duration::from_secs(12), Duration::from_secs(4));
+    // and noticed after the origin gave up sending it (three sends,
+    // `peer_timeout` apart, all lost): the holder's check of the copy at
+    // link-up repairs it, not the next reconcile round (30 s away), which a
+    // takeover could beat.
+    let a = release_lost_then_relinked(&mut h, Duration::from_secs(12), Duration::from_secs(10));
+    assert_eq!(h.nodes[0].counters().releases_unconfirmed, 1);
     assert!(
         a.iter()
             .any(|a| matches!(a, Action::DropShadows { ids, .. } if ids == &[id(1)])),
         "the stale shadow goes when the link returns"
     );
     assert_eq!(h.nodes[1].counters().shadows_held, 0);
+}
+
+#[test]
+fn a_release_lost_on_a_live_link_is_sent_again_until_confirmed() {
+    let mut h = Harness::new(2, 2);
+    h.local(0, LocalEvent::Accepted { id: id(1), size: 10 });
+    h.advance(Duration::from_millis(500));
+    assert_eq!(h.nodes[1].counters().shadows_held, 1);
+    // The release batch vanishes on its way; the connection stays up.
+    h.link[0][1] = false;
+    h.local(0, LocalEvent::Final { id: id(1) });
+    h.advance(Duration::from_millis(200));
+    h.link[0][1] = true;
+    assert_eq!(h.nodes[1].counters().shadows_held, 1, "the release was lost");
+    h.advance(Duration::from_secs(4));
+    assert_eq!(h.nodes[1].counters().shadows_held, 0, "sent again after peer_timeout");
+    assert_eq!(h.nodes[0].counters().releases_resent, 1);
+    // Confirmed by the holder: not sent again.
+    h.advance(Duration::from_secs(10));
+    assert_eq!(h.nodes[0].counters().releases_resent, 1);
+    assert_eq!(h.nodes[0].counters().releases_unconfirmed, 0);
 }
 
 #[test]

@@ -88,6 +88,11 @@ pub struct ClusterCounters {
     pub handed: u64,
     /// Messages of this node that a draining taker handed back.
     pub handed_back: u64,
+    /// Release ids sent again (unconfirmed within `peer_timeout`, or their
+    /// link broke first).
+    pub releases_resent: u64,
+    /// Release ids never confirmed by their peer (left to the reconcile).
+    pub releases_unconfirmed: u64,
     /// Taken-over messages committed again with new copies (the queue's
     /// `rereplicate`; not a protocol counter).
     pub rereplicated: u64,
@@ -112,6 +117,8 @@ impl From<&proto::cluster::Counters> for ClusterCounters {
             pauses: c.pauses,
             handed: c.handed,
             handed_back: c.handed_back,
+            releases_resent: c.releases_resent,
+            releases_unconfirmed: c.releases_unconfirmed,
             rereplicated: 0,
             rereplication_failed: 0,
         }
@@ -262,6 +269,16 @@ impl Snapshot {
                     "estafette_cluster_handed_back_messages",
                     "Messages of this node handed back by a draining node that had taken them over",
                     c.counters.handed_back,
+                ),
+                (
+                    "estafette_cluster_releases_resent",
+                    "Release ids sent again (not confirmed within peer_timeout, or their link broke)",
+                    c.counters.releases_resent,
+                ),
+                (
+                    "estafette_cluster_releases_unconfirmed",
+                    "Release ids never confirmed by their peer, left to the periodic reconcile",
+                    c.counters.releases_unconfirmed,
                 ),
                 (
                     "estafette_cluster_rereplicated_messages",
