@@ -153,6 +153,42 @@ async fn taken_over_mail_is_copied_again_and_survives_its_takers_death() {
     drop(c.dir);
 }
 
+/// The origin's side: a holder dies, and the origin copies again the
+/// messages whose only other copy it held; then the origin dies too, and the
+/// third node delivers everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_copies_again_what_a_dead_holder_held() {
+    let sink_port = free_port();
+    let mut c = cluster(3, 2, 3, sink_port);
+    assert!(until_accepting(c.nodes[0].smtp, 0, 30).await, "{}", c.nodes[0].log());
+    let mut acked = vec![0];
+    acked.extend(send_batch(c.nodes[0].smtp, 1..20).await);
+    let n = acked.len() as u64;
+    let held = |node: &Proc| {
+        cluster_status(&node.config)["shadows_by_origin"]["estafette-0"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let on_1 = held(&c.nodes[1]);
+    assert!(on_1 > 0 && on_1 < n, "node 1 holds {on_1} of {n} copies");
+    c.nodes[1].kill();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cluster_status(&c.nodes[0].config)["rereplicated"].as_u64() < Some(on_1) {
+        assert!(Instant::now() < deadline, "not copied again:\n{}", c.nodes[0].log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Every message has its second copy on node 2 now.
+    assert_eq!(held(&c.nodes[2]), n, "{}", c.nodes[2].log());
+    c.nodes[0].kill();
+    let sink = aiosmtpd_on(PyTls::None, sink_port);
+    let got = until_delivered(&sink, &acked, 60, "after the origin's death", &[&c.nodes[2]]).await;
+    eprintln!(
+        "holder then origin lost: {n} delivered by the third node, {} duplicates",
+        duplicates(&got)
+    );
+    drop(c.dir);
+}
+
 /// Two nodes: the taker of a dead node's mail has no peer to copy it to and
 /// keeps it with one copy; when a peer is back (here the dead node, on a new
 /// volume) the mail gets its copies, and survives the taker's death too.

@@ -124,7 +124,7 @@ impl Copy {
     }
 
     /// Whether `node` is live and still has the volume recorded for it.
-    fn available(&self, node: NodeId, view: &Membership) -> bool {
+    pub(super) fn available(&self, node: NodeId, view: &Membership) -> bool {
         view.is_live(node) && view.intact(node, self.placement.volume_of(node))
     }
 

@@ -322,6 +322,38 @@ impl Node {
         self.copies.get(id).is_some_and(|c| c.takers.contains(&me))
     }
 
+    /// Messages this node delivers whose every other copy is gone, as it sees
+    /// the cluster ([`Node::is_single_copy`]). With `min_copies > 1` the
+    /// driver copies them again (a new accept, then `Final` for these).
+    /// O(copies): call it every few seconds, not per event.
+    pub fn single_copies(&self) -> Vec<MessageId> {
+        self.copies
+            .iter()
+            .filter(|(_, c)| self.single(c))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Whether `id` is queued here, delivered by this node, and its every
+    /// other copy is gone: each other member of its placement and each other
+    /// taker is unavailable (silent for `takeover_after`, back on another
+    /// volume) or draining, or there was none (a degraded accept).
+    pub fn is_single_copy(&self, id: &MessageId) -> bool {
+        self.copies.get(id).is_some_and(|c| self.single(c))
+    }
+
+    fn single(&self, c: &Copy) -> bool {
+        let me = self.config.node;
+        matches!(c.state, State::Queued { .. })
+            && c.deliverable
+            && c.placement
+                .members()
+                .map(|m| m.node)
+                .chain(c.takers.iter().copied())
+                .filter(|&n| n != me)
+                .all(|n| !c.available(n, &self.view) || self.view.is_draining(n))
+    }
+
     /// Whether an accept started now could get its copies: `min_copies - 1` peers
     /// reachable (or `allow_degraded`), and not draining. Answer `451` at MAIL FROM
     /// and report not ready when false.

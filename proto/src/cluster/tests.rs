@@ -352,6 +352,31 @@ fn silent_origin_is_taken_over_and_learns_it_at_restart() {
 }
 
 #[test]
+fn a_message_whose_other_copies_are_gone_is_named_for_new_copies() {
+    let mut h = Harness::new(3, 2);
+    for n in 1..=6 {
+        h.local(0, LocalEvent::Accepted { id: id(n), size: 10 });
+    }
+    assert_eq!(h.nodes[0].counters().accepts_ok, 6);
+    assert!(h.nodes[0].single_copies().is_empty(), "every message has its copy");
+    let on_1: Vec<MessageId> = (1..=6)
+        .map(id)
+        .filter(|i| h.nodes[0].placement(i).is_some_and(|p| p.position(NodeId(1)).is_some()))
+        .collect();
+    assert!(!on_1.is_empty() && on_1.len() < 6, "{on_1:?}");
+    // Node 1 dies: after takeover_after, the messages it held a copy of have
+    // only node 0's; the others still have node 2's.
+    h.set_link(0, 1, false);
+    h.set_link(1, 2, false);
+    h.advance(Duration::from_secs(30));
+    assert!(h.nodes[0].single_copies().is_empty(), "silent, not yet dead");
+    h.advance(Duration::from_secs(31));
+    assert_eq!(h.nodes[0].single_copies(), on_1);
+    // Node 2 names none: what it holds has node 0's copy too.
+    assert!(h.nodes[2].single_copies().is_empty());
+}
+
+#[test]
 fn origin_back_on_a_new_volume_is_taken_over_at_once() {
     let mut h = Harness::new(2, 2);
     h.local(0, LocalEvent::Accepted { id: id(1), size: 10 });

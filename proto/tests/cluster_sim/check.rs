@@ -24,6 +24,8 @@ pub(crate) struct Log {
     pub(crate) recopies: BTreeMap<MessageId, Vec<MessageId>>,
     /// Taken-over messages that got no new copies (delivered with their one).
     pub(crate) recopy_failed: u64,
+    /// Volume losses: when, and which node.
+    pub(crate) volume_lost: Vec<(u64, u16)>,
     pub(crate) violations: Vec<String>,
     pub(crate) end_time: u64,
     /// Actions by kind (coverage: which paths of the protocol this run took).
@@ -223,7 +225,7 @@ impl fmt::Display for Summary {
         )?;
         write!(
             f,
-            "; {} copies dropped by reconcile; {} taken over and copied again, {} left with one copy; actions:",
+            "; {} copies dropped by reconcile; {} messages copied again (one copy left), {} taken over with no peer for a new copy; actions:",
             self.reconcile_dropped, self.recopied, self.recopy_failed
         )?;
         for (kind, n) in ACTION_KINDS.iter().zip(self.actions) {

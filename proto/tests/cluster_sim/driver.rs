@@ -82,9 +82,6 @@ pub(crate) struct SimNode {
     /// Taken-over messages being committed again: new id -> old id. The old
     /// ones are not delivered meanwhile.
     pub(crate) recopying: BTreeMap<MessageId, MessageId>,
-    /// Taken-over messages left with one copy: copied again once peers are
-    /// reachable (the relay's `Queue::retry_copies`).
-    pub(crate) single_copy: BTreeSet<MessageId>,
     // Invariant bookkeeping, reset at each start (it is what this incarnation was told).
     pub(crate) released_seen: BTreeSet<MessageId>,
     pub(crate) takeover_seen: BTreeMap<MessageId, BTreeSet<u16>>,
@@ -110,7 +107,6 @@ impl SimNode {
             timer_at: None,
             draining: false,
             recopying: BTreeMap::new(),
-            single_copy: BTreeSet::new(),
             released_seen: BTreeSet::new(),
             takeover_seen: BTreeMap::new(),
             last_heard: BTreeMap::new(),
@@ -130,7 +126,6 @@ impl SimNode {
         self.timer_at = None;
         self.draining = false;
         self.recopying.clear();
-        self.single_copy.clear();
         self.released_seen.clear();
         self.takeover_seen.clear();
         self.last_heard.clear();

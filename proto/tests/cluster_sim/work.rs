@@ -63,7 +63,7 @@ impl World {
                 self.pump(node);
                 if self.p.min_copies > 1 {
                     for id in ids {
-                        self.recopy(node, id);
+                        self.recopy(node, id, true);
                     }
                 }
             }
@@ -107,10 +107,7 @@ impl World {
                     }
                     match self.node(node).recopying.remove(&id) {
                         // No new copies: the old id is delivered with its one copy.
-                        Some(old) => {
-                            self.left_with_one_copy(node, old);
-                            self.schedule_attempt(node, old);
-                        }
+                        Some(old) => self.schedule_attempt(node, old),
                         None => self.log.refused += 1,
                     }
                 }
@@ -147,19 +144,21 @@ impl World {
         MessageId(b)
     }
 
-    /// The relay's `queue/rereplicate.rs` for a message `node` just took over:
+    /// The relay's `queue/rereplicate.rs` for a message with one copy left:
     /// unless it is no longer this node's to deliver, or too few peers are
     /// reachable, it is accepted again under a new id (local write and
     /// copies, as a client's), and once that succeeded the old id is removed
     /// and reported final. Until then the old id is not delivered.
-    pub(crate) fn recopy(&mut self, node: u16, old: MessageId) {
+    pub(crate) fn recopy(&mut self, node: u16, old: MessageId, takeover: bool) {
         let now = self.local(node);
         let n = self.node(node);
-        if !n.disk.own.contains_key(&old) || !n.core().may_deliver(&old) {
+        if !n.disk.own.contains_key(&old) || !n.core().may_deliver(&old) || !n.core().is_single_copy(&old) {
             return;
         }
         if !n.core().can_accept(now) {
-            self.left_with_one_copy(node, old);
+            if takeover {
+                self.log.recopy_failed += 1;
+            }
             return;
         }
         let new = self.mint(node);
@@ -179,33 +178,21 @@ impl World {
         self.pump(node);
     }
 
-    fn left_with_one_copy(&mut self, node: u16, old: MessageId) {
-        if self.node(node).single_copy.insert(old) {
-            self.log.recopy_failed += 1;
-        }
-    }
-
-    /// After a timer run: the messages left with one copy are copied again
-    /// if peers are reachable now (except one being delivered right now).
+    /// After a timer run: what the protocol says has one copy left is copied
+    /// again if peers are reachable (the relay's `Queue::retry_copies`, every
+    /// few seconds), except a message being delivered right now.
     pub(crate) fn retry_copies(&mut self, node: u16) {
         let now = self.local(node);
         let n = self.node(node);
-        if n.single_copy.is_empty() || !n.core().can_accept(now) {
+        if !n.core().can_accept(now) {
             return;
         }
-        let ids: Vec<MessageId> = n.single_copy.iter().copied().collect();
-        for id in ids {
+        for id in n.core().single_copies() {
             let n = self.node(node);
-            if !n.disk.own.contains_key(&id) {
-                n.single_copy.remove(&id);
+            if n.attempting.contains(&id) || n.is_recopying(&id) {
                 continue;
             }
-            // Not yet (a restart's check), not now (held), or being delivered.
-            if n.attempting.contains(&id) || !n.core().may_deliver(&id) {
-                continue;
-            }
-            n.single_copy.remove(&id);
-            self.recopy(node, id);
+            self.recopy(node, id, false);
         }
     }
 
@@ -251,11 +238,25 @@ impl World {
         n.pending.remove(&id);
         n.deliverable.insert(id);
         let recopy_of = n.recopying.get(&id).copied();
-        let copies = self
-            .nodes
+        let holders: Vec<u16> = n
+            .core()
+            .placement(&id)
+            .map(|p| p.holders.iter().map(|m| m.node.0).collect())
+            .unwrap_or_default();
+        // A holder that acked, then lost its volume before the local write
+        // ended, had the copy durable when it acked (ids begin with the
+        // world time they were minted at).
+        let since = u64::from_be_bytes(id.0[..8].try_into().unwrap_or([0; 8]));
+        let lost = holders
             .iter()
-            .filter(|x| x.disk.own.contains_key(&id) || x.disk.shadows.contains_key(&id))
+            .filter(|h| self.log.volume_lost.iter().any(|(t, n)| n == *h && *t >= since))
             .count();
+        let copies = lost
+            + self
+                .nodes
+                .iter()
+                .filter(|x| x.disk.own.contains_key(&id) || x.disk.shadows.contains_key(&id))
+                .count();
         match recopy_of {
             Some(old) => {
                 self.log.recopied(self.now, node, old, id, copies, self.p.min_copies);

@@ -375,6 +375,7 @@ impl World {
         if lose_volume {
             self.volume_losses_left -= 1;
             self.log.volume_losses += 1;
+            self.log.volume_lost.push((self.now, node));
             self.node(node).disk = super::driver::Disk::default();
         }
         self.update_links();
@@ -415,15 +416,6 @@ impl World {
                 .collect(),
         };
         let (own, shadows) = (boot.own.len(), boot.shadows.len());
-        // Taken over in an earlier life: may have one copy (the relay's
-        // `Handover::SingleCopy`).
-        let me = cluster::NodeId(node);
-        n.single_copy = boot
-            .own
-            .iter()
-            .filter(|c| c.placement.origin.node != me)
-            .map(|c| c.id)
-            .collect();
         n.core = Some(cluster::Node::new(config, boot, now));
         n.up = true;
         n.inc += 1;

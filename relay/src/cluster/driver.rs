@@ -56,6 +56,10 @@ pub(super) enum Cmd {
     },
     /// A status snapshot for `cluster status` and metrics.
     Status(oneshot::Sender<super::Status>),
+    /// The messages this node delivers whose other copies are gone.
+    SingleCopies(oneshot::Sender<Vec<MessageId>>),
+    /// Whether one message is such.
+    IsSingleCopy(MessageId, oneshot::Sender<bool>),
     /// Drain: hand the queue to the peers.
     Drain,
     /// A member found in DNS after the start (`discover`).
@@ -226,6 +230,12 @@ impl Driver {
             }
             Cmd::Status(tx) => {
                 let _ = tx.send(super::Status::of(&self.node, now, &self.latency));
+            }
+            Cmd::SingleCopies(tx) => {
+                let _ = tx.send(self.node.single_copies());
+            }
+            Cmd::IsSingleCopy(id, tx) => {
+                let _ = tx.send(self.node.is_single_copy(&id));
             }
             Cmd::Drain => self.node.handle_local(now, LocalEvent::Drain),
             Cmd::AddMember(member) => {

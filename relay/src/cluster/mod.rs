@@ -89,10 +89,6 @@ pub enum Handover {
     /// the queue has committed it again under a new id with new copies, or
     /// given up ([`Cluster::copied_again`]).
     TakenOver(storage::MessageId),
-    /// Recovered at start, taken over in an earlier life: it may have one
-    /// copy. The queue copies it again once it may be delivered and enough
-    /// peers are reachable.
-    SingleCopy(storage::MessageId),
 }
 
 /// What became of a [`Handover::TakenOver`] message.
@@ -362,10 +358,6 @@ impl Cluster {
                 })
             })
             .collect();
-        let own_recovered: Vec<(storage::MessageId, u16)> = own
-            .iter()
-            .filter_map(|c| Some((sid_of(c.id)?, c.placement.origin.node.0)))
-            .collect();
         let shadows = spool
             .shadow_placements()?
             .into_iter()
@@ -392,14 +384,6 @@ impl Cluster {
         let endpoint = transport::endpoint(config)?;
         let (tx, rx) = mpsc::channel(4096);
         let (deliver, delivered) = mpsc::unbounded_channel();
-        if config.min_copies > 1 {
-            // Taken over in an earlier life and still queued: copied again
-            // if they never were (left with one copy, or a crash between
-            // the new commit and the old id's removal: a duplicate at worst).
-            for id in own_recovered.iter().filter(|(_, origin)| *origin != my_id) {
-                let _ = deliver.send(Handover::SingleCopy(id.0));
-            }
-        }
         let accepting = Arc::new(AtomicBool::new(config.min_copies <= 1));
         let counters = Arc::new(TransportCounters::default());
         let spool_for_copies = spool.clone();
@@ -586,6 +570,27 @@ impl Cluster {
         status.counters.rereplicated = self.rereplicated.load(Ordering::Relaxed);
         status.counters.rereplication_failed = self.rereplication_failed.load(Ordering::Relaxed);
         Some(status)
+    }
+
+    /// The queued messages this node delivers whose other copies are gone
+    /// (their origin or holders died, lost their volumes or drain; or a
+    /// degraded accept; see `proto::cluster::Node::is_single_copy`): the
+    /// queue copies them again. O(queued messages) in the driver.
+    pub async fn single_copies(&self) -> Vec<storage::MessageId> {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Cmd::SingleCopies(tx)).await.is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default().into_iter().filter_map(sid_of).collect()
+    }
+
+    /// Whether `id` is one of [`Cluster::single_copies`].
+    pub async fn is_single_copy(&self, id: storage::MessageId) -> bool {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Cmd::IsSingleCopy(to_proto_id(id), tx)).await.is_err() {
+            return false;
+        }
+        rx.await.unwrap_or(false)
     }
 
     /// Refused handshakes and malformed frames.

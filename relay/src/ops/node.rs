@@ -127,7 +127,6 @@ impl Node {
                     match handover {
                         Handover::Deliver(id) => queue.submit(id),
                         Handover::TakenOver(id) => queue.taken_over(id),
-                        Handover::SingleCopy(id) => queue.may_have_one_copy(id),
                     }
                 }
             });

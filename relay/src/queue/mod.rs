@@ -91,8 +91,6 @@ pub struct Queue {
     handoff_grace: Duration,
     started: AtomicU64,
     cluster: Option<Arc<Cluster>>,
-    /// Taken-over messages that could not get new copies (`rereplicate`).
-    single_copy: Mutex<HashSet<MessageId>>,
 }
 
 /// When and how much the scheduler starts.
@@ -150,7 +148,6 @@ impl Queue {
             handoff_grace: schedule.handoff_grace,
             started: AtomicU64::new(0),
             cluster: None,
-            single_copy: Mutex::new(HashSet::new()),
         }
     }
 
