@@ -64,7 +64,7 @@ impl Queue {
         let queue = self.clone();
         tokio::spawn(async move {
             let outcome = if cluster.is_single_copy(id).await {
-                match queue.copy_again(id, cluster.accept_deadline()).await {
+                match queue.copy_again(id, Why::TakenOver, cluster.accept_deadline()).await {
                     Ok(Some(new)) => {
                         info!(%id, new = %new, "taken-over message committed again with new copies");
                         CopyAgain::Copied
@@ -109,7 +109,7 @@ impl Queue {
                 if !cluster.may_deliver(id) || !self.claim(id) {
                     continue;
                 }
-                let outcome = self.copy_again(id, cluster.accept_deadline()).await;
+                let outcome = self.copy_again(id, Why::OneCopyLeft, cluster.accept_deadline()).await;
                 self.release(id);
                 match outcome {
                     Ok(Some(new)) => {
@@ -124,8 +124,14 @@ impl Queue {
     }
 
     /// Commits `id` again under a new id and removes it; the new id, or
-    /// `None` when it is gone or no longer this node's to deliver.
-    async fn copy_again(&self, id: MessageId, deadline: std::time::Duration) -> Result<Option<MessageId>, CopyError> {
+    /// `None` when it is gone or no longer this node's to deliver. `why`
+    /// goes into the new id's trace.
+    async fn copy_again(
+        &self,
+        id: MessageId,
+        why: Why,
+        deadline: std::time::Duration,
+    ) -> Result<Option<MessageId>, CopyError> {
         let Some(mut envelope) = self.spool.envelope(id)? else {
             return Ok(None);
         };
@@ -181,10 +187,17 @@ impl Queue {
             envelope,
             body,
             counters: Vec::new(),
-            event: Some(storage::Event {
-                at_ms: storage::now_ms(),
-                kind: EventKind::TakenOver,
-                detail: format!("copied again from {id}, taken over from a peer"),
+            event: Some(match why {
+                Why::TakenOver => storage::Event {
+                    at_ms: storage::now_ms(),
+                    kind: EventKind::TakenOver,
+                    detail: format!("copied again from {id}, just taken over from a peer"),
+                },
+                Why::OneCopyLeft => storage::Event {
+                    at_ms: storage::now_ms(),
+                    kind: EventKind::Note,
+                    detail: format!("copied again from {id}: its other copies were gone"),
+                },
             }),
         };
         self.commit(prepared, deadline).await?;
@@ -195,7 +208,17 @@ impl Queue {
     }
 }
 
-/// Why a taken-over message was not copied again.
+/// Why a message is copied again (its new id's trace says so).
+#[derive(Clone, Copy, Debug)]
+enum Why {
+    /// This node just took it over.
+    TakenOver,
+    /// Its other copies are gone (a holder died, a takeover found no peer
+    /// then, or it was taken over before a restart).
+    OneCopyLeft,
+}
+
+/// Why a message was not copied again.
 #[derive(Debug, thiserror::Error)]
 enum CopyError {
     /// Reading it or writing the new copy.
