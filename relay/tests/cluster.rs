@@ -11,8 +11,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::cluster::{
-    admin_get, cluster, cluster_full, cluster_status, duplicates, exposition, metric, send, send_batch, send_to, seqs,
-    until_accepting, until_delivered, Cluster, Proc,
+    admin_get, cluster, cluster_full, cluster_status, cluster_with_mail, duplicates, exposition, metric, send,
+    send_batch, send_to, seqs, shadows_held, until_accepting, until_delivered, Cluster, Proc,
 };
 use support::peers::{aiosmtpd_on, free_port, PyTls};
 
@@ -109,16 +109,9 @@ fn status_sum(nodes: &[Proc], key: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn taken_over_mail_is_copied_again_and_survives_its_takers_death() {
     let sink_port = free_port();
-    let mut c = cluster(3, 2, 3, sink_port);
-    assert!(until_accepting(c.nodes[0].smtp, 0, 30).await, "{}", c.nodes[0].log());
-    let mut acked = vec![0];
-    acked.extend(send_batch(c.nodes[0].smtp, 1..20).await);
+    let (mut c, acked) = cluster_with_mail(3, 2, 3, sink_port, 20).await;
     let n = acked.len() as u64;
-    let share = |node: &Proc, origin: &str| {
-        cluster_status(&node.config)["shadows_by_origin"][origin]
-            .as_u64()
-            .unwrap_or(0)
-    };
+    let share = |node: &Proc, origin: &str| shadows_held(&node.config, origin);
     // Rendezvous hashing spreads the copies over both peers.
     let on_1 = share(&c.nodes[1], "estafette-0");
     assert!(on_1 > 0 && on_1 < n, "node 1 holds {on_1} of {n} copies");
@@ -159,16 +152,9 @@ async fn taken_over_mail_is_copied_again_and_survives_its_takers_death() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_origin_copies_again_what_a_dead_holder_held() {
     let sink_port = free_port();
-    let mut c = cluster(3, 2, 3, sink_port);
-    assert!(until_accepting(c.nodes[0].smtp, 0, 30).await, "{}", c.nodes[0].log());
-    let mut acked = vec![0];
-    acked.extend(send_batch(c.nodes[0].smtp, 1..20).await);
+    let (mut c, acked) = cluster_with_mail(3, 2, 3, sink_port, 20).await;
     let n = acked.len() as u64;
-    let held = |node: &Proc| {
-        cluster_status(&node.config)["shadows_by_origin"]["estafette-0"]
-            .as_u64()
-            .unwrap_or(0)
-    };
+    let held = |node: &Proc| shadows_held(&node.config, "estafette-0");
     let on_1 = held(&c.nodes[1]);
     assert!(on_1 > 0 && on_1 < n, "node 1 holds {on_1} of {n} copies");
     c.nodes[1].kill();
@@ -206,10 +192,7 @@ async fn mail_left_with_one_copy_is_copied_again_after_the_takers_restart() {
 
 async fn left_with_one_copy(restart_taker: bool) {
     let sink_port = free_port();
-    let mut c = cluster(2, 2, 3, sink_port);
-    assert!(until_accepting(c.nodes[0].smtp, 0, 30).await, "{}", c.nodes[0].log());
-    let mut acked = vec![0];
-    acked.extend(send_batch(c.nodes[0].smtp, 1..10).await);
+    let (mut c, acked) = cluster_with_mail(2, 2, 3, sink_port, 10).await;
     let n = acked.len() as u64;
     c.nodes[0].kill();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -283,10 +266,7 @@ async fn without_a_reachable_peer_mail_gets_451_until_one_returns() {
 async fn a_drained_node_exits_and_its_queue_is_delivered_by_peers_at_once() {
     let sink_port = free_port();
     // takeover_after is long: only the drain's hand-off can move the mail.
-    let mut c = cluster(3, 2, 600, sink_port);
-    assert!(until_accepting(c.nodes[0].smtp, 0, 30).await, "{}", c.nodes[0].log());
-    let mut acked = vec![0];
-    acked.extend(send_batch(c.nodes[0].smtp, 1..10).await);
+    let (mut c, acked) = cluster_with_mail(3, 2, 600, sink_port, 10).await;
     let out = drain(&c.nodes[0].config).await;
     let text = format!(
         "{}{}",
@@ -377,10 +357,7 @@ async fn a_paused_node_is_not_taken_over_before_takeover_after_and_its_shadows_a
 async fn a_node_back_without_its_volume_has_its_mail_taken_over_at_once() {
     let sink_port = free_port();
     // takeover_after is ten minutes: only the new volume id can explain a takeover.
-    let mut c = cluster(3, 2, 600, sink_port);
-    assert!(until_accepting(c.nodes[0].smtp, 0, 30).await, "{}", c.nodes[0].log());
-    let mut acked = vec![0];
-    acked.extend(send_batch(c.nodes[0].smtp, 1..10).await);
+    let (mut c, acked) = cluster_with_mail(3, 2, 600, sink_port, 10).await;
     c.nodes[0].kill();
     std::fs::remove_dir_all(c.dir.path().join("spool-0")).expect("volume lost");
     let restarted = Instant::now();
@@ -595,10 +572,7 @@ async fn mail_held_for_a_taker_does_not_hide_the_rest_of_the_queue() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_draining_taker_hands_taken_over_mail_back_to_its_returned_origin() {
     let sink_port = free_port();
-    let mut c = cluster(2, 2, 3, sink_port);
-    assert!(until_accepting(c.nodes[0].smtp, 0, 30).await, "{}", c.nodes[0].log());
-    let mut acked = vec![0];
-    acked.extend(send_batch(c.nodes[0].smtp, 1..8).await);
+    let (mut c, acked) = cluster_with_mail(2, 2, 3, sink_port, 8).await;
     let n = acked.len() as u64;
     // The destination is down. Node 0 is killed, node 1 takes its mail over.
     c.nodes[0].kill();

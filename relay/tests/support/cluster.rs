@@ -220,6 +220,30 @@ pub async fn send_batch(port: u16, seqs: std::ops::Range<usize>) -> Vec<usize> {
     acked
 }
 
+/// [`cluster`] with node 0 accepting and messages `1..count` sent to it
+/// (message 0 proved it accepts): the cluster, and the sequence numbers
+/// that got 250.
+pub async fn cluster_with_mail(
+    n: usize,
+    min_copies: usize,
+    takeover_secs: u64,
+    sink_port: u16,
+    count: usize,
+) -> (Cluster, Vec<usize>) {
+    let c = cluster(n, min_copies, takeover_secs, sink_port);
+    assert!(until_accepting(c.nodes[0].smtp, 0, 30).await, "{}", c.nodes[0].log());
+    let mut acked = vec![0];
+    acked.extend(send_batch(c.nodes[0].smtp, 1..count).await);
+    (c, acked)
+}
+
+/// Shadow copies the node with config `config` holds for member `origin`.
+pub fn shadows_held(config: &Path, origin: &str) -> u64 {
+    cluster_status(config)["shadows_by_origin"][origin]
+        .as_u64()
+        .unwrap_or(0)
+}
+
 /// Waits until `port` accepts a message (the cluster links are up).
 pub async fn until_accepting(port: u16, seq: usize, secs: u64) -> bool {
     let deadline = Instant::now() + Duration::from_secs(secs);
