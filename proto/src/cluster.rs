@@ -108,8 +108,8 @@ pub use config::{Config, MemberConfig};
 pub use counters::Counters;
 pub use event::{Action, Boot, LocalEvent, RecoveredCopy, Unavailable};
 pub use frame::{
-    encode, CopyStatus, Frame, FrameDecoder, FrameError, Heartbeat, Hello, Item, Nack, NackReason, Reconcile,
-    Replicate, Takeover,
+    encode, encode_into, CopyStatus, Frame, FrameDecoder, FrameError, Heartbeat, Hello, Item, Nack, NackReason,
+    Reconcile, Replicate, Takeover,
 };
 pub use ids::{MessageId, NodeId};
 pub use membership::PeerStatus;
