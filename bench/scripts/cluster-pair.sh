@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The pair case of cluster.sh on its own, for profiles and A/B runs: two
+# nodes with min_copies = 2, estafette-load sends MESSAGES of 10 KB over 20
+# plain sessions to node 0. Prints the relay CPU of both nodes, the UDP
+# datagrams both sent (/proc/net/snmp: the QUIC links are the only UDP
+# here) and the end-to-end rate. With PERF=1, `perf record -g` samples both
+# nodes during the run (report in $OUT/perf.data).
+#
+#   bench/scripts/cluster-pair.sh [MESSAGES]      default 20000
+#   ESTAFETTE_BIN=/path/to/other/estafette bench/scripts/cluster-pair.sh
+#
+# Needs the release builds (see cluster.sh).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+N=${1:-20000}
+. bench/scripts/lib.sh
+OUT=${OUT:-/var/tmp/estafette-cluster-pair/$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$OUT"
+work=$(mktemp -d "${BENCH_WORK:-/tmp}/estafette-cp.XXXXXX")
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do while kill -0 "$p" 2>/dev/null; do sleep 0.1; done; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+bench_cert "$work"
+"$EST_BIN" pki cluster "$work/cluster" estafette-0 estafette-1 >/dev/null
+SINK=$(free_port)
+read -r PORT PAIR_PIDS <<< "$(cluster 2)"
+# shellcheck disable=SC2206
+pids+=($PAIR_PIDS)
+sleep 3   # the QUIC links come up
+cat > "$OUT/scenario.toml" <<EOT
+name = "cluster pair"
+target = "127.0.0.1:$PORT"
+[load]
+sessions = 20
+messages = $N
+size = "10k"
+per_connection = 100
+tls = "none"
+insecure = true
+threads = 1
+$(scenario_tail "$OUT")
+EOT
+udp_out() { awk '/^Udp:/ && $2 ~ /^[0-9]/ {print $5}' /proc/net/snmp; }
+u0=$(udp_out)
+if [ "${PERF:-0}" = 1 ]; then
+  # shellcheck disable=SC2086
+  perf record -F 1999 -g -o "$OUT/perf.data" -p "$(echo $PAIR_PIDS | tr ' ' ,)" -- sleep 100000 >/dev/null 2>&1 &
+  perf_pid=$!
+  sleep 1
+fi
+# shellcheck disable=SC2086
+run_scenario "$OUT" $PAIR_PIDS
+if [ "${PERF:-0}" = 1 ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
+u1=$(udp_out)
+read -r ticks hz < "$OUT/relay_ticks.txt"
+python3 - "$OUT" "$N" "$ticks" "$hz" "$((u1 - u0))" <<'PYEOF' | tee "$OUT/result.txt"
+import json, sys
+out, n, ticks, hz, udp = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+r = json.load(open(f"{out}/report.json"))
+acc = r["counts"]["accepted"] or 1
+print(f"messages {n}  accepted {acc}  lost {(r.get('verdict') or {}).get('lost', 0)}")
+print(f"e2e {(r.get('delivery') or {}).get('msg_per_s', 0):.0f} msg/s  relay CPU {ticks / hz * 1000 / acc:.3f} ms/msg (both nodes)")
+print(f"UDP datagrams sent {udp} ({udp / acc:.2f} per message)")
+PYEOF
