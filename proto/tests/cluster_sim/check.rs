@@ -15,6 +15,8 @@ pub(crate) struct Log {
     pub(crate) refused: u64,
     pub(crate) crashes: u64,
     pub(crate) volume_losses: u64,
+    /// Of those, the ones past `min_copies - 1` (see `Params::repaired_losses`).
+    pub(crate) repaired_losses: u64,
     pub(crate) drains: u64,
     /// Messages that got 250: when and where.
     pub(crate) acked: BTreeMap<MessageId, (u64, u16)>,
@@ -154,6 +156,7 @@ pub(crate) struct Summary {
     pub(crate) duplicates: u64,
     pub(crate) crashes: u64,
     pub(crate) volume_losses: u64,
+    pub(crate) repaired_losses: u64,
     pub(crate) drains: u64,
     pub(crate) taken_over: u64,
     pub(crate) duplicates_possible: u64,
@@ -188,6 +191,7 @@ impl Summary {
         self.duplicates += o.duplicates;
         self.crashes += o.crashes;
         self.volume_losses += o.volume_losses;
+        self.repaired_losses += o.repaired_losses;
         self.drains += o.drains;
         self.taken_over += o.taken_over;
         self.duplicates_possible += o.duplicates_possible;
@@ -207,7 +211,8 @@ impl fmt::Display for Summary {
         write!(
             f,
             "{} seeds, {} s simulated: {} messages offered, {} got 250, {} refused (451); {} deliveries, \
-             {} duplicates ({} counted as possible by nodes); {} crashes, {} volume losses, {} drains; \
+             {} duplicates ({} counted as possible by nodes); {} crashes, {} volume losses \
+             ({} of them past min_copies - 1, once copies were made again), {} drains; \
              {} messages taken over; {} delivered after an expired restart wait",
             self.seeds,
             self.sim_ms / 1000,
@@ -219,6 +224,7 @@ impl fmt::Display for Summary {
             self.duplicates_possible,
             self.crashes,
             self.volume_losses,
+            self.repaired_losses,
             self.drains,
             self.taken_over,
             self.restart_wait_expired,
@@ -279,6 +285,7 @@ pub(crate) fn verify(w: &World) -> Result<Summary, String> {
         refused: log.refused,
         crashes: log.crashes,
         volume_losses: log.volume_losses,
+        repaired_losses: log.repaired_losses,
         drains: log.drains,
         sim_ms: log.end_time,
         recopied: log.recopies.values().map(|v| v.len() as u64).sum(),

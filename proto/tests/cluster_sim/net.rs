@@ -8,6 +8,7 @@ use super::world::{pair, Ev, World};
 
 impl World {
     pub(crate) fn update_links(&mut self) {
+        self.calm_since = self.now;
         for a in 0..self.p.nodes {
             for b in a + 1..self.p.nodes {
                 let want = self.node(a).up && self.node(b).up && self.cuts.get(&(a, b)).copied().unwrap_or(0) == 0;

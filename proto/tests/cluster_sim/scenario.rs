@@ -29,11 +29,16 @@ pub(crate) struct Params {
     pub(crate) crashes: usize,
     pub(crate) partitions: usize,
     pub(crate) drains: usize,
-    /// Volume losses allowed: `min_copies - 1` at most, or a 250'd message may lose
-    /// every copy. The relay copies a taken-over message again (a fresh accept
-    /// under a new id, then `Final` for the old one: both paths this simulation
-    /// runs), but the workload here does not link the two ids.
+    /// Volume losses at any time: `min_copies - 1` at most, or a 250'd message
+    /// may lose every copy.
     pub(crate) volume_losses: usize,
+    /// Volume losses past those, each taken only when the cluster has been
+    /// whole for a while (`World::calm`: the relay has committed every message
+    /// left with one copy again, under a new id) or when every message that
+    /// got 250 and is not delivered has `min_copies` copies
+    /// (`World::redundant`): either way a loss then must lose nothing. What
+    /// re-replication is for; without it, the first case loses mail.
+    pub(crate) repaired_losses: usize,
     /// Delivery attempts that defer (4xx) before the heal.
     pub(crate) defer_p: f64,
 }
@@ -47,7 +52,7 @@ impl Params {
         let (nodes, min_copies) = SHAPES[usize::try_from(seed % 4).unwrap_or(0)];
         let calm = r.chance(0.15);
         let pick = |r: &mut Rng, xs: &[f64]| xs[r.index(xs.len())];
-        Self {
+        let mut p = Self {
             nodes,
             min_copies,
             zones: r.chance(0.3),
@@ -76,7 +81,14 @@ impl Params {
             drains: usize::from(r.chance(0.2)),
             volume_losses: if r.chance(0.25) { min_copies - 1 } else { 0 },
             defer_p: pick(&mut r, &[0.0, 0.1, 0.3]),
+            repaired_losses: 0,
+        };
+        // From a stream of its own, so that every other parameter of a seed
+        // (and the kept regression seeds) stays what it was.
+        if p.volume_losses > 0 {
+            p.repaired_losses = usize::from(Rng::new(seed ^ 0x7e57_c0b1_e5ad_0a11).chance(0.5));
         }
+        p
     }
 
     /// The protocol settings: production shapes, shorter times so a run is quick.

@@ -98,6 +98,8 @@ pub(crate) struct World {
     pub(crate) epoch_clock: u64,
     pub(crate) healed: bool,
     pub(crate) volume_losses_left: usize,
+    /// When a node last crashed or started, or a link was cut or healed.
+    pub(crate) calm_since: u64,
     pub(crate) msg_seq: u64,
     /// Messages whose destination defers every attempt until then (until the heal).
     pub(crate) dest_down_until: BTreeMap<MessageId, u64>,
@@ -105,6 +107,10 @@ pub(crate) struct World {
     pub(crate) codec: bool,
     pub(crate) log: Log,
 }
+
+/// See [`World::calm`]: a heartbeat interval (1 s) to hear a returning
+/// node, an accept deadline (2 s) for the new commit, and room for a retry.
+const CALM_MS: u64 = 5_000;
 
 pub(crate) fn pair(a: u16, b: u16) -> (u16, u16) {
     (a.min(b), a.max(b))
@@ -123,7 +129,8 @@ impl World {
             })
             .collect();
         Self {
-            volume_losses_left: p.volume_losses,
+            volume_losses_left: p.volume_losses + p.repaired_losses,
+            calm_since: 0,
             codec: seed.is_multiple_of(8),
             p,
             rng,
@@ -367,7 +374,11 @@ impl World {
     }
 
     pub(crate) fn crash(&mut self, node: u16, lose_volume: bool) {
-        let lose_volume = lose_volume && self.volume_losses_left > 0;
+        let free = self.log.volume_losses < self.p.volume_losses as u64;
+        let lose_volume = lose_volume && self.volume_losses_left > 0 && (free || self.calm() || self.redundant());
+        if lose_volume && !free {
+            self.log.repaired_losses += 1;
+        }
         self.log
             .trace(self.now, format_args!("n{node} crashes (volume lost: {lose_volume})"));
         self.log.crashes += 1;
@@ -425,6 +436,37 @@ impl World {
         );
         self.pump(node);
         self.update_links();
+    }
+
+    /// Whether every message that got 250 (under any of its ids) and was not
+    /// delivered has `min_copies` copies on the volumes that exist now, all
+    /// under one id: losing one more volume must then lose none of them.
+    fn redundant(&self) -> bool {
+        let copies = |id: &MessageId| {
+            self.nodes
+                .iter()
+                .filter(|n| n.disk.own.contains_key(id) || n.disk.shadows.contains_key(id))
+                .count()
+        };
+        let mut best: BTreeMap<MessageId, usize> = BTreeMap::new();
+        for id in self.log.acked.keys().chain(self.log.recopies.values().flatten()) {
+            let first = self.log.first_id(*id);
+            if self.log.delivered_as_any(&first) {
+                continue;
+            }
+            let most = best.entry(first).or_default();
+            *most = (*most).max(copies(id));
+        }
+        best.values().all(|&c| c >= self.p.min_copies)
+    }
+
+    /// Whether every node is up and every link whole, and has been for
+    /// [`CALM_MS`]: long enough for the nodes to have heard each other and
+    /// for every message left with one copy to have been committed again
+    /// (the relay promises that much; without its copies again, losing one
+    /// more volume now loses mail, which the end-of-run check catches).
+    fn calm(&self) -> bool {
+        self.nodes.iter().all(|n| n.up) && self.cuts.is_empty() && self.now >= self.calm_since + CALM_MS
     }
 
     /// Everything healed, every node up, no message or shadow left anywhere.
