@@ -11,8 +11,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::cluster::{
-    admin_get, cluster, cluster_full, cluster_status, cluster_with_mail, duplicates, exposition, metric, send,
-    send_batch, send_to, seqs, shadows_held, until_accepting, until_delivered, Cluster, Proc,
+    admin_get, cluster, cluster_full, cluster_status, cluster_with, cluster_with_mail, duplicates, exposition, metric,
+    send, send_batch, send_to, seqs, shadows_held, until_accepting, until_delivered, Cluster, Proc,
 };
 use support::peers::{aiosmtpd_on, free_port, PyTls};
 
@@ -278,6 +278,52 @@ async fn a_drained_node_exits_and_its_queue_is_delivered_by_peers_at_once() {
     assert_eq!(status.and_then(|s| s.code()), Some(0), "the drained node exits 0");
     let sink = aiosmtpd_on(PyTls::None, sink_port);
     until_delivered(&sink, &acked, 30, "after the drain", &[&c.nodes[0], &c.nodes[1]]).await;
+    drop(c.dir);
+}
+
+/// A drained node whose mail no peer holds a copy of: its only peer came
+/// back on a new volume, and the periodic look for such mail is an hour
+/// away. The drain copies that mail again first, then hands the new copies
+/// over: the peer delivers all of it, and the drained node exits 0 with an
+/// empty queue (before, the hand-off waited for its deadline and the mail
+/// stayed on the drained node's volume).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_copies_again_what_no_peer_holds_then_hands_it_over() {
+    let sink_port = free_port();
+    let mut c = cluster_with(2, 2, 600, sink_port, "recopy_interval_secs = 3600");
+    assert!(until_accepting(c.nodes[0].smtp, 0, 30).await, "{}", c.nodes[0].log());
+    let mut acked = vec![0];
+    acked.extend(send_batch(c.nodes[0].smtp, 1..10).await);
+    let n = acked.len() as u64;
+    let peer_epoch = |c: &Cluster| cluster_status(&c.nodes[0].config)["peers"][0]["epoch"].as_u64();
+    let before = peer_epoch(&c);
+    c.nodes[1].kill();
+    std::fs::remove_dir_all(c.dir.path().join("spool-1")).expect("volume lost");
+    c.nodes[1].restart();
+    // Node 0 has the new node's Hello (its epoch and new volume): nothing of
+    // its queue has a copy left.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while peer_epoch(&c) == before || cluster_status(&c.nodes[0].config)["accepting"] != true {
+        assert!(Instant::now() < deadline, "peer not back:\n{}", c.nodes[0].log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        shadows_held(&c.nodes[1].config, "estafette-0"),
+        0,
+        "the new volume holds nothing"
+    );
+    let out = drain(&c.nodes[0].config).await;
+    assert!(out.status.success(), "{}", c.nodes[0].log());
+    let status = c.nodes[0].child.as_mut().and_then(|ch| ch.wait().ok());
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "the drained node exits 0");
+    let log = c.nodes[0].log();
+    assert!(log.contains("drained: every queued message is with a peer"), "{log}");
+    let sink = aiosmtpd_on(PyTls::None, sink_port);
+    let got = until_delivered(&sink, &acked, 60, "after the drain", &[&c.nodes[1]]).await;
+    eprintln!(
+        "drain with no copy on the peer: {n} copied again and handed over, {} duplicates",
+        duplicates(&got)
+    );
     drop(c.dir);
 }
 

@@ -40,6 +40,12 @@ pub struct ClusterConfig {
     /// recovered queue before delivering it anyway (counted). Default 10.
     #[serde(default = "default_restart_wait")]
     pub restart_wait_secs: u64,
+    /// Seconds between two looks for messages this node delivers whose
+    /// other copies are gone (a holder died or came back on a new volume,
+    /// a takeover found no peer): each is committed again with new copies
+    /// (`queue/rereplicate.rs`). A drain makes them at once. Default 5.
+    #[serde(default = "default_recopy_interval")]
+    pub recopy_interval_secs: u64,
     /// Bytes in flight per peer connection (QUIC flow-control window). Default
     /// 64 MiB.
     #[serde(default = "default_window")]
@@ -142,6 +148,10 @@ fn default_accept_deadline_ms() -> u64 {
 fn default_takeover_after() -> u64 {
     60
 }
+fn default_recopy_interval() -> u64 {
+    5
+}
+
 fn default_restart_wait() -> u64 {
     10
 }
@@ -221,6 +231,9 @@ impl ClusterConfig {
                 "cluster.accept_deadline_ms",
                 "accept_deadline_ms and takeover_after_secs must be positive, max_in_flight_bytes at least 1 MiB",
             ));
+        }
+        if self.recopy_interval_secs == 0 {
+            return Err(invalid("cluster.recopy_interval_secs", "must be at least 1"));
         }
         if self.copy_queue_bytes < 4 << 20 || self.copy_rate_bytes < 64 << 10 {
             return Err(invalid(

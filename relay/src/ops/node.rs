@@ -132,7 +132,8 @@ impl Node {
             });
         }
         tasks.spawn(queue.clone().run(rx.clone()));
-        tasks.spawn(queue.clone().retry_copies(rx.clone()));
+        let recopy_every = Duration::from_secs(config.cluster.as_ref().map_or(5, |c| c.recopy_interval_secs));
+        tasks.spawn(queue.clone().retry_copies(rx.clone(), recopy_every));
         tasks.spawn(sweep_traces(
             spool.clone(),
             Duration::from_secs(u64::from(config.node.trace_retention_days) * 86_400),
@@ -310,7 +311,8 @@ impl Node {
     /// Drain (DESIGN §5; the Kubernetes preStop hook runs it): listeners stop
     /// (new connections refused, sessions finish with `421`), then, in a
     /// cluster, every queued message is handed to a peer holding its copy,
-    /// which delivers it at once. Returns whether the hand-off finished
+    /// which delivers it at once; one that no peer holds a copy of (taken
+    /// over, or its holders gone) is first committed again with new copies. Returns whether the hand-off finished
     /// within `deadline` (a single node has nothing to hand over: its queue
     /// waits on its volume for its return).
     pub async fn drain(&mut self, deadline: Duration) -> bool {
@@ -322,6 +324,17 @@ impl Node {
         // Attempts already running finish first (their Final is reported).
         while self.queue.in_flight() > 0 && tokio::time::Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Half the time left at most: the hand-off of everything else
+        // needs the rest.
+        let now = tokio::time::Instant::now();
+        let copy_until = now + until.saturating_duration_since(now) / 2;
+        let copied = self.queue.copy_before_handoff(copy_until).await;
+        if copied > 0 {
+            info!(
+                copied,
+                "messages no peer held a copy of committed again before the hand-off"
+            );
         }
         cluster.drain().await;
         while tokio::time::Instant::now() < until {

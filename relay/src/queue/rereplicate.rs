@@ -20,7 +20,9 @@
 //! ([`Queue::taken_over`]); every other one, every few seconds while enough
 //! peers are reachable ([`Queue::retry_copies`]): an origin whose holder
 //! died, a taken-over message that found no peer at first, or one this node
-//! had taken over before a restart.
+//! had taken over before a restart; and all of them when the node drains,
+//! before its queue is handed over ([`Queue::copy_before_handoff`]): what
+//! no peer holds a copy of could be handed to no one.
 //!
 //! Why a new id rather than new holders for the same one: the protocol's
 //! placement is fixed when a message is accepted (every holder derives who
@@ -44,12 +46,8 @@ use storage::{BodyLayout, Durability, EventKind, MessageId, RecipientStatus};
 use tracing::{debug, info, warn};
 
 use super::{Body, Prepared, Queue};
-use crate::cluster::CopyAgain;
+use crate::cluster::{Cluster, CopyAgain};
 use crate::lifecycle::{Phase, PhaseWatch};
-
-/// How often [`Queue::retry_copies`] asks the protocol (a scan of the
-/// queued messages in the cluster's driver).
-const RETRY_COPIES: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Queue {
     /// `id` was just taken over: copied again under a new id before it is
@@ -85,42 +83,76 @@ impl Queue {
         });
     }
 
-    /// Every [`RETRY_COPIES`] while enough peers are reachable, until the
-    /// node drains: copies again what the protocol says has one copy left
-    /// (see the module doc). A message being tried is left for the next
-    /// round; while one is copied, it is not tried.
-    pub async fn retry_copies(self: std::sync::Arc<Self>, mut shutdown: PhaseWatch) {
+    /// Every `every` (`cluster.recopy_interval_secs`) while enough peers
+    /// are reachable, until the node drains: copies again what the protocol
+    /// says has one copy left (see the module doc). A message being tried
+    /// is left for the next round; while one is copied, it is not tried.
+    pub async fn retry_copies(self: std::sync::Arc<Self>, mut shutdown: PhaseWatch, every: std::time::Duration) {
         let Some(cluster) = self.cluster.clone().filter(|c| c.replicates()) else {
             return;
         };
         loop {
             tokio::select! {
-                () = tokio::time::sleep(RETRY_COPIES) => {}
+                () = tokio::time::sleep(every) => {}
                 () = shutdown.reached(Phase::Draining) => return,
             }
-            if !cluster.can_accept() {
-                continue;
-            }
-            for id in cluster.single_copies().await {
-                if !cluster.can_accept() || shutdown.reached_now(Phase::Draining) {
-                    break;
-                }
-                // Being copied since its takeover, or held: not now.
-                if !cluster.may_deliver(id) || !self.claim(id) {
-                    continue;
-                }
-                let outcome = self.copy_again(id, Why::OneCopyLeft, cluster.accept_deadline()).await;
-                self.release(id);
-                match outcome {
-                    Ok(Some(new)) => {
-                        info!(%id, new = %new, "message with one copy left committed again with new copies");
-                        cluster.copied_again(id, CopyAgain::Copied);
-                    }
-                    Ok(None) => {}
-                    Err(e) => debug!(%id, error = %e, "message with one copy left: not copied again yet"),
-                }
+            if cluster.can_accept() {
+                self.copy_single_copies(&cluster, || shutdown.reached_now(Phase::Draining))
+                    .await;
             }
         }
+    }
+
+    /// Before a drain hands the queue over: a message no peer holds a copy
+    /// of could not be handed to anyone and would stay on this node's
+    /// volume, so each is committed again with new copies first (its new
+    /// holders then take it). Tries again while some are left (a peer just
+    /// back may still have its old connection to replace), until `until`;
+    /// the number copied. What is left then stays here, as before.
+    pub async fn copy_before_handoff(&self, until: tokio::time::Instant) -> usize {
+        let Some(cluster) = self.cluster.clone().filter(|c| c.replicates()) else {
+            return 0;
+        };
+        let mut copied = 0;
+        while tokio::time::Instant::now() < until {
+            if cluster.can_accept() {
+                copied += self
+                    .copy_single_copies(&cluster, || tokio::time::Instant::now() >= until)
+                    .await;
+            }
+            if cluster.single_copies().await.is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        copied
+    }
+
+    /// One pass: copies again, one after the other, what the protocol says
+    /// has one copy left, until `stop` says so or peers are missing.
+    async fn copy_single_copies(&self, cluster: &Cluster, mut stop: impl FnMut() -> bool) -> usize {
+        let mut copied = 0;
+        for id in cluster.single_copies().await {
+            if !cluster.can_accept() || stop() {
+                break;
+            }
+            // Being copied since its takeover, or held: not now.
+            if !cluster.may_deliver(id) || !self.claim(id) {
+                continue;
+            }
+            let outcome = self.copy_again(id, Why::OneCopyLeft, cluster.accept_deadline()).await;
+            self.release(id);
+            match outcome {
+                Ok(Some(new)) => {
+                    info!(%id, new = %new, "message with one copy left committed again with new copies");
+                    cluster.copied_again(id, CopyAgain::Copied);
+                    copied += 1;
+                }
+                Ok(None) => {}
+                Err(e) => debug!(%id, error = %e, "message with one copy left: not copied again yet"),
+            }
+        }
+        copied
     }
 
     /// Commits `id` again under a new id and removes it; the new id, or

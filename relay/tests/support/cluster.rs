@@ -23,7 +23,10 @@ impl Proc {
         let child = Command::new(env!("CARGO_BIN_EXE_estafette"))
             .args(["serve", "--config"])
             .arg(config)
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("ESTAFETTE_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env("NO_COLOR", "1")
             .stdout(out)
             .stderr(err)
