@@ -465,9 +465,11 @@ impl World {
     /// other and for every message left with one copy to have been committed
     /// again (the relay promises that much; without its copies again, losing
     /// one more volume now loses mail, which the end-of-run check catches).
-    /// Not while a node drains: a draining node makes no new copies, and what
-    /// no peer holds a copy of stays on its volume (seed 340630; a known
-    /// weak spot, docs/reliability.md).
+    /// Not while a node drains: this simulation's draining node makes no new
+    /// copies, so what no peer holds a copy of stays on its volume (seed
+    /// 340630). The relay makes them before the hand-off
+    /// (`Queue::copy_before_handoff`, tested in `relay/tests/cluster.rs`);
+    /// the simulation does not model that step.
     fn calm(&self) -> bool {
         self.nodes.iter().all(|n| n.up && !n.draining) && self.cuts.is_empty() && self.now >= self.calm_since + CALM_MS
     }
