@@ -16,14 +16,7 @@ N=${1:-20000}
 . bench/scripts/lib.sh
 OUT=${OUT:-/var/tmp/estafette-cluster-pair/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
-work=$(mktemp -d "${BENCH_WORK:-/tmp}/estafette-cp.XXXXXX")
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do while kill -0 "$p" 2>/dev/null; do sleep 0.1; done; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+bench_scratch estafette-cp
 
 bench_cert "$work"
 "$EST_BIN" pki cluster "$work/cluster" estafette-0 estafette-1 >/dev/null

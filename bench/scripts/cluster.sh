@@ -25,14 +25,7 @@ OUT=${OUT:-/var/tmp/estafette-cluster-bench/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
 # BENCH_WORK=/dev/shm puts every spool on tmpfs: fsync costs nothing, what
 # is left of the added latency is the replication protocol and the network.
-work=$(mktemp -d "${BENCH_WORK:-/tmp}/estafette-cb.XXXXXX")
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do while kill -0 "$p" 2>/dev/null; do sleep 0.1; done; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+bench_scratch estafette-cb
 
 bench_cert "$work"
 "$EST_BIN" pki cluster "$work/cluster" estafette-0 estafette-1 estafette-2 >/dev/null

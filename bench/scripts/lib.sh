@@ -11,6 +11,21 @@ done
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 1 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 not listening" >&2; exit 1; }
 
+# bench_scratch NAME: $work, a new scratch directory (under $BENCH_WORK,
+# /tmp by default), and $pids, empty; on exit every pid in $pids is stopped
+# and waited for (a relay still writing its spool must not lose its
+# directory under it), then $work is removed.
+bench_scratch() {
+  work=$(mktemp -d "${BENCH_WORK:-/tmp}/$1.XXXXXX")
+  pids=()
+  trap bench_cleanup EXIT
+}
+bench_cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do while kill -0 "$p" 2>/dev/null; do sleep 0.1; done; done
+  rm -rf "$work"
+}
+
 # bench_cert DIR: an RSA-2048 self-signed certificate for relay.bench and
 # 127.0.0.1 in DIR/cert.pem and DIR/key.pem.
 bench_cert() {
