@@ -312,7 +312,8 @@ impl Node {
     /// (new connections refused, sessions finish with `421`), then, in a
     /// cluster, every queued message is handed to a peer holding its copy,
     /// which delivers it at once; one that no peer holds a copy of (taken
-    /// over, or its holders gone) is first committed again with new copies. Returns whether the hand-off finished
+    /// over, or its holders gone) is first committed again with new copies,
+    /// for half of `deadline` at most. Returns whether the hand-off finished
     /// within `deadline` (a single node has nothing to hand over: its queue
     /// waits on its volume for its return).
     pub async fn drain(&mut self, deadline: Duration) -> bool {
