@@ -4,7 +4,9 @@
 # plain sessions to node 0. Prints the relay CPU of both nodes, the UDP
 # datagrams both sent (/proc/net/snmp: the QUIC links are the only UDP
 # here) and the end-to-end rate. With PERF=1, `perf record -g` samples both
-# nodes during the run (report in $OUT/perf.data).
+# nodes during the run (report in $OUT/perf.data); the Rust code has no
+# frame pointers, so PERF_CALLGRAPH="--call-graph dwarf,8192" PERF_FREQ=499
+# gives whole stacks (from the unwind tables) at a lower rate.
 #
 #   bench/scripts/cluster-pair.sh [MESSAGES]      default 20000
 #   ESTAFETTE_BIN=/path/to/other/estafette bench/scripts/cluster-pair.sh
@@ -42,7 +44,7 @@ udp_out() { awk '/^Udp:/ && $2 ~ /^[0-9]/ {print $5}' /proc/net/snmp; }
 u0=$(udp_out)
 if [ "${PERF:-0}" = 1 ]; then
   # shellcheck disable=SC2086
-  perf record -F 1999 -g -o "$OUT/perf.data" -p "$(echo $PAIR_PIDS | tr ' ' ,)" -- sleep 100000 >/dev/null 2>&1 &
+  perf record -F "${PERF_FREQ:-1999}" ${PERF_CALLGRAPH:--g} -o "$OUT/perf.data" -p "$(echo $PAIR_PIDS | tr ' ' ,)" -- sleep 100000 >/dev/null 2>&1 &
   perf_pid=$!
   sleep 1
 fi

@@ -10,10 +10,20 @@ checking nothing).
 
 import copy
 import sys
+import tomllib
 
 import yaml
 
-DRAIN_DEADLINE_SECS = 60  # relay/src/main.rs DRAIN_DEADLINE_SECS
+DRAIN_DEADLINE_SECS = 60  # cluster.drain_deadline_secs's default (relay/src/config/cluster.rs)
+
+
+def drain_deadline(objs):
+    """cluster.drain_deadline_secs of the node config in the ConfigMaps (the default without one)."""
+    for o in objs:
+        text = o.get("data", {}).get("estafette.toml") if o["kind"] == "ConfigMap" else None
+        if text:
+            return tomllib.loads(text).get("cluster", {}).get("drain_deadline_secs", DRAIN_DEADLINE_SECS)
+    return DRAIN_DEADLINE_SECS
 
 
 def matches(selector, labels):
@@ -99,7 +109,10 @@ def check(objs):
         else:
             wait = int(pre[pre.index("--wait") + 1]) if "--wait" in pre else 90
             grace = pod.get("terminationGracePeriodSeconds", 30)
-            if grace <= max(wait, DRAIN_DEADLINE_SECS):
+            deadline = drain_deadline(objs)
+            if wait <= deadline:
+                problems.append(f"{where}: drain --wait {wait} s is not longer than drain_deadline_secs ({deadline} s)")
+            if grace <= max(wait, deadline):
                 problems.append(f"{where}: grace period {grace} s is not longer than the drain ({wait} s)")
         if container.get("readinessProbe", {}).get("httpGet", {}).get("path") != "/readyz":
             problems.append(f"{where}: readiness is not /readyz")
@@ -164,6 +177,7 @@ def mutations(objs):
     yield "PDB selecting nothing", lambda o: next(
         x for x in o if x["kind"] == "PodDisruptionBudget")["spec"]["selector"]["matchLabels"].update(x="y")
     yield "no drain", lambda o: c0(o)["lifecycle"].pop("preStop")
+    yield "short drain wait", lambda o: c0(o)["lifecycle"]["preStop"]["exec"]["command"].__setitem__(-1, "30")
     yield "short grace", lambda o: sts(o)["spec"]["template"]["spec"].update(terminationGracePeriodSeconds=30)
     yield "claims deleted", lambda o: sts(o)["spec"]["persistentVolumeClaimRetentionPolicy"].update(whenScaled="Delete")
     yield "service port", lambda o: peers(o)["spec"]["ports"][0].update(targetPort="gone")

@@ -13,10 +13,6 @@ use relay::ops::reload::ReloadReport;
 use relay::ops::trace_export::{self, ExportFormat};
 use relay::Node;
 
-/// Longest a drain waits for the hand-off before the node stops anyway
-/// (the Kubernetes termination grace period must be longer).
-const DRAIN_DEADLINE_SECS: u64 = 60;
-
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -82,7 +78,9 @@ enum Cmd {
     },
     /// Drain the node (the Kubernetes preStop hook): it stops taking mail,
     /// hands its queue to peers holding copies, and exits 0. Asks the node's
-    /// admin API; waits until the node has stopped answering.
+    /// admin API, prints the outcome and waits until the node has stopped
+    /// answering. Exit status 3: the node stopped with mail still on its
+    /// volume (delivered when it starts again: keep the volume).
     Drain {
         /// The node's configuration file (its `[admin]` address and token).
         #[arg(long, short)]
@@ -339,18 +337,11 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Drain { config, wait } => {
-            let client = AdminClient::from_config(&config, "")?;
-            client.post("/api/drain")?.ok("/api/drain")?;
-            println!("draining");
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait);
-            while std::time::Instant::now() < deadline {
-                if client.get("/healthz").is_err() {
-                    println!("drained: the node has stopped");
-                    return Ok(());
-                }
-                std::thread::sleep(std::time::Duration::from_millis(200));
+            let code = relay::ops::client::drain(&config, std::time::Duration::from_secs(wait))?;
+            if code != 0 {
+                std::process::exit(code);
             }
-            anyhow::bail!("the node still runs after {wait} s")
+            Ok(())
         }
         Cmd::Spool {
             command: SpoolCmd::Repair { dir },
@@ -504,10 +495,16 @@ fn main() -> anyhow::Result<()> {
                             let _ = reload(&node, &path).await;
                         }
                         request = node.requested() => match request {
-                            Request::Drain => {
+                            Request::Drain(reply) => {
                                 tracing::info!("drain requested");
-                                let drained = node.drain(std::time::Duration::from_secs(DRAIN_DEADLINE_SECS)).await;
-                                tracing::info!(drained, "drain over");
+                                let outcome = node.drain().await;
+                                tracing::info!(
+                                    handed_over = outcome.handed_over,
+                                    left = outcome.left,
+                                    secs = outcome.secs,
+                                    "drain over"
+                                );
+                                let _ = reply.send(outcome);
                                 break;
                             }
                             Request::Reload(reply) => {

@@ -46,6 +46,13 @@ pub struct ClusterConfig {
     /// (`queue/rereplicate.rs`). A drain makes them at once. Default 5.
     #[serde(default = "default_recopy_interval")]
     pub recopy_interval_secs: u64,
+    /// Longest a drain (`estafette drain`, the preStop hook) works at
+    /// handing the queue over before the node stops anyway, in seconds;
+    /// what is not handed over by then stays on its volume and the drain
+    /// says so. The Kubernetes termination grace period must be longer, and
+    /// `estafette drain --wait` too. Default 60.
+    #[serde(default = "default_drain_deadline")]
+    pub drain_deadline_secs: u64,
     /// Bytes in flight per peer connection (QUIC flow-control window). Default
     /// 64 MiB.
     #[serde(default = "default_window")]
@@ -152,6 +159,9 @@ fn default_recopy_interval() -> u64 {
     5
 }
 
+fn default_drain_deadline() -> u64 {
+    60
+}
 fn default_restart_wait() -> u64 {
     10
 }
@@ -234,6 +244,9 @@ impl ClusterConfig {
         }
         if self.recopy_interval_secs == 0 {
             return Err(invalid("cluster.recopy_interval_secs", "must be at least 1"));
+        }
+        if self.drain_deadline_secs == 0 {
+            return Err(invalid("cluster.drain_deadline_secs", "must be at least 1"));
         }
         if self.copy_queue_bytes < 4 << 20 || self.copy_rate_bytes < 64 << 10 {
             return Err(invalid(

@@ -10,6 +10,7 @@ use anyhow::Context;
 
 use crate::config::Config;
 use crate::ops::admin::OPERATOR_HEADER;
+use crate::ops::node::DrainOutcome;
 
 /// A client of one node's admin API.
 pub struct AdminClient {
@@ -91,16 +92,17 @@ impl AdminClient {
     /// The node cannot be reached.
     pub fn get(&self, path: &str) -> anyhow::Result<Answer> {
         let token = self.read.as_ref().or(self.write.as_ref());
-        self.call(reqwest::Method::GET, path, token, None)
+        self.call(reqwest::Method::GET, path, token, None, None)
     }
 
-    /// `POST path` with the read token (drain).
+    /// `POST path` with the read token (drain), waiting up to `wait` for
+    /// the answer (the client's 60 s otherwise).
     ///
     /// # Errors
-    /// The node cannot be reached.
-    pub fn post(&self, path: &str) -> anyhow::Result<Answer> {
+    /// The node cannot be reached, or did not answer within `wait`.
+    pub fn post(&self, path: &str, wait: Option<Duration>) -> anyhow::Result<Answer> {
         let token = self.read.as_ref().or(self.write.as_ref());
-        self.call(reqwest::Method::POST, path, token, None)
+        self.call(reqwest::Method::POST, path, token, None, wait)
     }
 
     /// `POST path` with a JSON body and the write token (queue changes; the
@@ -111,7 +113,7 @@ impl AdminClient {
     /// The node cannot be reached.
     pub fn write(&self, path: &str, body: &serde_json::Value) -> anyhow::Result<Answer> {
         let token = self.write.as_ref().or(self.read.as_ref());
-        self.call(reqwest::Method::POST, path, token, Some(body))
+        self.call(reqwest::Method::POST, path, token, Some(body), None)
     }
 
     /// `PUT path` with a text body and the write token (the log filter).
@@ -125,6 +127,7 @@ impl AdminClient {
             path,
             token,
             Some(&serde_json::Value::String(body.to_owned())),
+            None,
         )
     }
 
@@ -134,6 +137,7 @@ impl AdminClient {
         path: &str,
         token: Option<&String>,
         json: Option<&serde_json::Value>,
+        timeout: Option<Duration>,
     ) -> anyhow::Result<Answer> {
         let url = format!("{}://{}{path}", self.scheme, self.address);
         self.runtime.block_on(async {
@@ -143,6 +147,9 @@ impl AdminClient {
                 .header(OPERATOR_HEADER, &self.operator);
             if let Some(t) = token {
                 req = req.bearer_auth(t);
+            }
+            if let Some(t) = timeout {
+                req = req.timeout(t);
             }
             match json {
                 Some(serde_json::Value::String(text)) => {
@@ -164,6 +171,73 @@ impl AdminClient {
         })
     }
 }
+
+/// `estafette drain`: asks the node of `config` to drain, prints the
+/// outcome as soon as the node answers it, and waits until the node stops
+/// answering, `wait` at most in all. The exit status: 0 when the node stopped with nothing left for it
+/// to deliver (or a single node, whose queue waits on its volume by
+/// design), [`DRAIN_LEFT_MAIL`] when mail it was to hand over stays on its
+/// volume.
+///
+/// # Errors
+/// The node cannot be reached, refuses, or still runs after `wait`.
+pub fn drain(config: &Path, wait: Duration) -> anyhow::Result<i32> {
+    let client = AdminClient::from_config(config, "")?;
+    let started = std::time::Instant::now();
+    println!("draining");
+    let answer = client.post("/api/drain?wait=true", Some(wait))?;
+    let outcome = match answer.status {
+        200 => Some(serde_json::from_str::<DrainOutcome>(&answer.body).context("reading the drain's outcome")?),
+        // An older node answers at once; one that stopped first says so.
+        202 | 503 => None,
+        _ => {
+            answer.ok("/api/drain")?;
+            None
+        }
+    };
+    // Said before the node stops: in a container, this command (the
+    // preStop hook, a `docker exec`) may end with the node.
+    let code = match outcome {
+        None => {
+            println!("drain over (the node's log has the outcome)");
+            0
+        }
+        Some(o) if !o.cluster => {
+            println!("drain over: a single node's queue waits on its volume for its return");
+            0
+        }
+        Some(o) if o.handed_over => {
+            println!(
+                "drained in {:.1} s: every queued message is with a peer ({} committed again with new copies first)",
+                o.secs, o.copied_again
+            );
+            0
+        }
+        Some(o) => {
+            let left = o.left.map_or_else(|| "some".to_owned(), |n| n.to_string());
+            eprintln!(
+                "drain deadline passed after {:.1} s: {left} messages were not handed over and stay on this \
+                 node's volume; they are delivered when the node starts again with it (keep its volume)",
+                o.secs
+            );
+            DRAIN_LEFT_MAIL
+        }
+    };
+    while client.get("/healthz").is_ok() {
+        anyhow::ensure!(
+            started.elapsed() < wait,
+            "the node still runs after {} s",
+            wait.as_secs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    println!("the node has stopped");
+    Ok(code)
+}
+
+/// `estafette drain`'s exit status when the node stopped with mail that no
+/// peer took over (see [`drain`]).
+pub const DRAIN_LEFT_MAIL: i32 = 3;
 
 /// Prints `GET /api/cluster` as `estafette cluster status` shows it.
 pub fn print_cluster_status(s: &serde_json::Value) {

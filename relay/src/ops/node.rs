@@ -28,16 +28,40 @@ use crate::trust::TrustStore;
 /// A reload asked on the admin API; the answer goes back to the caller.
 pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<ReloadReport, String>>;
 
+/// A drain asked on the admin API; its outcome goes back to the caller.
+pub type DrainReply = tokio::sync::oneshot::Sender<DrainOutcome>;
+
 /// What the admin API asks of the node's owner.
 pub enum Request {
-    /// Drain and exit (`estafette drain`).
-    Drain,
+    /// Drain and exit (`estafette drain`); the outcome goes back to the
+    /// caller when it waits for it.
+    Drain(DrainReply),
     /// Read the configuration file again and reload it; answer the caller.
     Reload(ReloadRequest),
     /// The spool is stuck read-only ([`storage::Spool::stuck`]): shut down
     /// and exit non-zero, so that the supervisor (Kubernetes, systemd)
     /// starts the node again and the spool is reopened.
     Restart,
+}
+
+/// What a drain did: `POST /api/drain?wait=true` answers it, and
+/// `estafette drain` prints it (exit status 3 when mail stays here).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct DrainOutcome {
+    /// The node is in a cluster: its queue was to be handed over.
+    pub cluster: bool,
+    /// Every message this node was to deliver is with a peer that delivers
+    /// it now: nothing is left on this node's volume to wait for it.
+    pub handed_over: bool,
+    /// Messages no peer held a copy of, committed again with new copies
+    /// before the hand-off.
+    pub copied_again: usize,
+    /// Messages still to be delivered by this node (on its volume until it
+    /// starts again); `None` for a single node or when the cluster driver
+    /// was not running.
+    pub left: Option<u64>,
+    /// How long the drain took, in seconds.
+    pub secs: f64,
 }
 
 /// A running node. Dropping it without [`Node::shutdown`] aborts its tasks.
@@ -51,7 +75,9 @@ pub struct Node {
     admin_addr: Option<SocketAddr>,
     lifecycle: Lifecycle,
     /// `POST /api/drain` requests.
-    drain_rx: tokio::sync::mpsc::Receiver<()>,
+    drain_rx: tokio::sync::mpsc::Receiver<DrainReply>,
+    /// `cluster.drain_deadline_secs` (read at start).
+    drain_deadline: Duration,
     /// `POST /api/reload` requests, answered by the node's owner.
     reload_rx: tokio::sync::mpsc::Receiver<ReloadRequest>,
     reloader: Reloader,
@@ -81,6 +107,7 @@ impl Node {
             .with_context(|| format!("opening spool {}", config.node.spool.display()))?;
         let lifecycle = Lifecycle::new();
         let (drain_tx, drain_rx) = tokio::sync::mpsc::channel(1);
+        let drain_deadline = Duration::from_secs(config.cluster.as_ref().map_or(60, |c| c.drain_deadline_secs));
         let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
         let mut slots = Vec::new();
         let rx = lifecycle.watch();
@@ -239,6 +266,7 @@ impl Node {
             listeners,
             tasks,
             drain_rx,
+            drain_deadline,
             reload_rx,
             reloader,
             _spool_guard: guard,
@@ -292,7 +320,7 @@ impl Node {
             }
         };
         tokio::select! {
-            Some(()) = self.drain_rx.recv() => Request::Drain,
+            Some(reply) = self.drain_rx.recv() => Request::Drain(reply),
             Some(reply) = self.reload_rx.recv() => Request::Reload(reply),
             () = stuck => Request::Restart,
         }
@@ -313,14 +341,23 @@ impl Node {
     /// cluster, every queued message is handed to a peer holding its copy,
     /// which delivers it at once; one that no peer holds a copy of (taken
     /// over, or its holders gone) is first committed again with new copies,
-    /// for half of `deadline` at most. Returns whether the hand-off finished
-    /// within `deadline` (a single node has nothing to hand over: its queue
-    /// waits on its volume for its return).
-    pub async fn drain(&mut self, deadline: Duration) -> bool {
-        let until = tokio::time::Instant::now() + deadline;
+    /// for half of `cluster.drain_deadline_secs` at most. What is not
+    /// handed over within that deadline stays on this node's volume and is
+    /// delivered when the node starts again; the outcome says how much (a
+    /// single node has nothing to hand over: its queue waits on its volume
+    /// for its return).
+    pub async fn drain(&mut self) -> DrainOutcome {
+        let started = tokio::time::Instant::now();
+        let until = started + self.drain_deadline;
         self.drain_listeners().await;
         let Some(cluster) = self.queue.cluster().cloned() else {
-            return true;
+            return DrainOutcome {
+                cluster: false,
+                handed_over: false,
+                copied_again: 0,
+                left: None,
+                secs: started.elapsed().as_secs_f64(),
+            };
         };
         // Attempts already running finish first (their Final is reported).
         while self.queue.in_flight() > 0 && tokio::time::Instant::now() < until {
@@ -330,29 +367,47 @@ impl Node {
         // needs the rest.
         let now = tokio::time::Instant::now();
         let copy_until = now + until.saturating_duration_since(now) / 2;
-        let copied = self.queue.copy_before_handoff(copy_until).await;
-        if copied > 0 {
+        let copied_again = self.queue.copy_before_handoff(copy_until).await;
+        if copied_again > 0 {
             info!(
-                copied,
+                copied = copied_again,
                 "messages no peer held a copy of committed again before the hand-off"
             );
         }
         cluster.drain().await;
-        while tokio::time::Instant::now() < until {
-            if cluster.status().await.is_some_and(|s| s.drained) {
-                info!("drained: every queued message is with a peer");
-                return true;
-            }
+        let mut status = cluster.status().await;
+        while !status.as_ref().is_some_and(|s| s.drained) && tokio::time::Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(100)).await;
+            status = cluster.status().await;
         }
-        warn!("drain deadline passed before every message was handed over");
-        false
+        let handed_over = status.as_ref().is_some_and(|s| s.drained);
+        let left = status.map(|s| s.queue_depth + s.recovering);
+        if handed_over {
+            info!("drained: every queued message is with a peer");
+        } else {
+            warn!(
+                left,
+                "drain deadline passed before every message was handed over: what is left stays on this \
+                 node's volume and is delivered when it starts again"
+            );
+        }
+        DrainOutcome {
+            cluster: true,
+            handed_over,
+            copied_again,
+            left,
+            secs: started.elapsed().as_secs_f64(),
+        }
     }
 
     /// Drains the listeners, then [`Phase::Stopping`]: the attempts in
     /// progress finish, idle outbound connections say QUIT, background tasks
     /// end and the spool closes. Messages already acknowledged are on disk.
     pub async fn shutdown(mut self) {
+        // A drain asked for while another ran gets no outcome: its caller
+        // is answered `503` now rather than when the admin API's grace ends.
+        self.drain_rx.close();
+        while self.drain_rx.try_recv().is_ok() {}
         self.drain_listeners().await;
         self.lifecycle.advance(Phase::Stopping);
         if let Some(c) = self.queue.cluster() {

@@ -15,7 +15,7 @@
 //! | `GET /api/cluster` | JSON: the cluster as this node sees it | read |
 //! | `GET /dashboard` | the operator's page (HTML, polls `/api/dashboard`), see [`dashboard`] | no (its data: read) |
 //! | `GET /api/dashboard` | JSON: what the page shows | read |
-//! | `POST /api/drain` | `202`: the node drains and exits (`estafette drain`, the preStop hook) | read |
+//! | `POST /api/drain` | `202`: the node drains and exits (`estafette drain`, the preStop hook); with `?wait=true`, `200` and the outcome once the drain is over (`503` if the node stopped first) | read |
 //! | `POST /api/reload` | JSON: what was reloaded, what needs a restart; `422` and the reason for a bad file (see [`crate::ops::reload`]) | write |
 //! | `GET /api/log`, `PUT /api/log` | the log filter in force; a new one (body: `debug`, `info,relay::outbound=debug`) | read, write |
 //!
@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::header::{ACCEPT, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -73,7 +73,7 @@ pub struct Sources {
     /// The trust list, when the node has `[trust]`.
     pub trust: Option<Arc<TrustStore>>,
     /// Where `POST /api/drain` asks the node's owner to drain (see `estafette drain`).
-    pub drain: Option<tokio::sync::mpsc::Sender<()>>,
+    pub drain: Option<tokio::sync::mpsc::Sender<crate::ops::node::DrainReply>>,
     /// Where `POST /api/reload` asks the node's owner to reload its file.
     pub reload: Option<tokio::sync::mpsc::Sender<crate::ops::node::ReloadRequest>>,
 }
@@ -204,7 +204,7 @@ struct AdminState {
     sources: Sources,
     tokens: auth::Tokens,
     shutdown: PhaseWatch,
-    drain: Option<tokio::sync::mpsc::Sender<()>>,
+    drain: Option<tokio::sync::mpsc::Sender<crate::ops::node::DrainReply>>,
     /// Most records a queue listing, summary or change reads.
     scan_limit: usize,
     /// Client certificates are checked (`admin.client_ca`).
@@ -415,16 +415,37 @@ async fn cluster(_: Reader, State(state): State<Arc<AdminState>>) -> Response {
 }
 
 /// `POST /api/drain`: the node stops taking mail and hands its queue over,
-/// then exits (see `estafette drain`). Answers at once; `/api/cluster` and
-/// `/readyz` follow the drain.
-async fn drain(_: Reader, State(state): State<Arc<AdminState>>) -> Response {
-    match &state.drain {
-        Some(tx) => {
-            let _ = tx.try_send(());
-            (StatusCode::ACCEPTED, Json(serde_json::json!({"draining": true}))).into_response()
-        }
-        None => json_error(StatusCode::NOT_IMPLEMENTED, "drain is not wired on this node"),
+/// then exits (see `estafette drain`). Answers at once (`202`), or with
+/// `?wait=true` once the drain is over, with its outcome
+/// ([`DrainOutcome`](crate::ops::node::DrainOutcome)), just before the node
+/// stops; `/api/cluster` and `/readyz` follow the drain meanwhile. A second
+/// request during a drain gets `503` once the node stops.
+async fn drain(_: Reader, State(state): State<Arc<AdminState>>, Query(q): Query<DrainQuery>) -> Response {
+    let Some(tx) = &state.drain else {
+        return json_error(StatusCode::NOT_IMPLEMENTED, "drain is not wired on this node");
+    };
+    let (reply, outcome) = tokio::sync::oneshot::channel();
+    if tx.try_send(reply).is_err() {
+        // Asked already: the node is draining.
+        return (StatusCode::ACCEPTED, Json(serde_json::json!({"draining": true}))).into_response();
     }
+    if !q.wait {
+        return (StatusCode::ACCEPTED, Json(serde_json::json!({"draining": true}))).into_response();
+    }
+    match outcome.await {
+        Ok(o) => Json(o).into_response(),
+        Err(_) => json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the node stopped before its drain's outcome was known",
+        ),
+    }
+}
+
+/// `POST /api/drain?wait=true`.
+#[derive(serde::Deserialize)]
+struct DrainQuery {
+    #[serde(default)]
+    wait: bool,
 }
 
 /// The trust list's state now.
