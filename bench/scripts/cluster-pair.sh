@@ -8,8 +8,14 @@
 # frame pointers, so PERF_CALLGRAPH="--call-graph dwarf,8192" PERF_FREQ=499
 # gives whole stacks (from the unwind tables) at a lower rate.
 #
+# Node 0's replication figures follow (its `/api/cluster`): the time from
+# sending a message's copies to the last ack, and what that added to the
+# accept after node 0's own synced write. RATE=N sends N msg/s open loop
+# (for the latency at a given rate) instead of as fast as the relay takes.
+#
 #   bench/scripts/cluster-pair.sh [MESSAGES]      default 20000
 #   ESTAFETTE_BIN=/path/to/other/estafette bench/scripts/cluster-pair.sh
+#   RATE=2000 bench/scripts/cluster-pair.sh 20000
 #
 # Needs the release builds (see cluster.sh).
 set -euo pipefail
@@ -38,6 +44,8 @@ per_connection = 100
 tls = "none"
 insecure = true
 threads = 1
+open_loop = $([ -n "${RATE:-}" ] && echo true || echo false)
+${RATE:+rate = $RATE}
 $(scenario_tail "$OUT")
 EOT
 udp_out() { awk '/^Udp:/ && $2 ~ /^[0-9]/ {print $5}' /proc/net/snmp; }
@@ -52,6 +60,7 @@ fi
 run_scenario "$OUT" $PAIR_PIDS
 if [ "${PERF:-0}" = 1 ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
 u1=$(udp_out)
+curl -sf "http://127.0.0.1:$(cat "$work/c2-0/admin_port")/api/cluster" > "$OUT/cluster-0.json" || echo '{}' > "$OUT/cluster-0.json"
 read -r ticks hz < "$OUT/relay_ticks.txt"
 python3 - "$OUT" "$N" "$ticks" "$hz" "$((u1 - u0))" <<'PYEOF' | tee "$OUT/result.txt"
 import json, sys
@@ -61,4 +70,10 @@ acc = r["counts"]["accepted"] or 1
 print(f"messages {n}  accepted {acc}  lost {(r.get('verdict') or {}).get('lost', 0)}")
 print(f"e2e {(r.get('delivery') or {}).get('msg_per_s', 0):.0f} msg/s  relay CPU {ticks / hz * 1000 / acc:.3f} ms/msg (both nodes)")
 print(f"UDP datagrams sent {udp} ({udp / acc:.2f} per message)")
+lat = r.get("accept_latency") or {}
+print(f"accept latency p50 {lat.get('p50_ms', 0):.2f} ms  p99 {lat.get('p99_ms', 0):.2f} ms (client side)")
+rep = json.load(open(f"{out}/cluster-0.json")).get("replication") or {}
+print(f"node 0 replication: {rep.get('count', 0)} accepts, copies acked p50 {rep.get('p50_ms', 0):.2f} ms "
+      f"p99 {rep.get('p99_ms', 0):.2f} ms; added after the local write p50 {rep.get('added_p50_ms', 0):.3f} ms "
+      f"p99 {rep.get('added_p99_ms', 0):.3f} ms max {rep.get('added_max_ms', 0):.2f} ms")
 PYEOF

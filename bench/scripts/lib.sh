@@ -70,10 +70,11 @@ start() { RUST_LOG=warn "$EST_BIN" serve --config "$1/estafette.toml" > "$1/log"
 
 # cluster N [EXTRA_TOML]: N nodes, min_copies = 2 (certificates from
 # `estafette pki cluster $work/cluster estafette-0 ...`); prints "port pid..."
-# (node 0 first).
+# (node 0 first). Node I's admin API listens on loopback, its port in
+# $work/cN-I/admin_port.
 cluster() {
-  local n=$1 extra=${2:-} i members="" ports=() quic=() pidlist=()
-  for i in $(seq 0 $((n - 1))); do ports+=("$(free_port)"); quic+=("$(free_port)"); done
+  local n=$1 extra=${2:-} i members="" ports=() quic=() admin=() pidlist=()
+  for i in $(seq 0 $((n - 1))); do ports+=("$(free_port)"); quic+=("$(free_port)"); admin+=("$(free_port)"); done
   for i in $(seq 0 $((n - 1))); do
     members+="[[cluster.member]]
 name = \"estafette-$i\"
@@ -83,6 +84,8 @@ address = \"127.0.0.1:${quic[$i]}\"
   done
   for i in $(seq 0 $((n - 1))); do
     node_config "$work/c$n-$i" "$i" "${ports[$i]}" "$extra
+[admin]
+address = \"127.0.0.1:${admin[$i]}\"
 [cluster]
 name = \"estafette-$i\"
 listen = \"127.0.0.1:${quic[$i]}\"
@@ -91,6 +94,7 @@ ca = \"$work/cluster/ca.pem\"
 cert = \"$work/cluster/estafette-$i.pem\"
 key = \"$work/cluster/estafette-$i.key\"
 $members"
+    echo "${admin[$i]}" > "$work/c$n-$i/admin_port"
     RUST_LOG=warn "$EST_BIN" serve --config "$work/c$n-$i/estafette.toml" > "$work/c$n-$i/log" 2>&1 &
     pidlist+=($!)
   done

@@ -37,6 +37,10 @@ async fn a_killed_nodes_queue_is_taken_over_and_delivered_by_its_peers() {
         status["replication"]["count"].as_u64() >= Some(acked.len() as u64),
         "{status}"
     );
+    // And what replication added to each 250, after the local write.
+    let added = metric(&c.nodes[0].config, "estafette_replication_added_seconds_count");
+    assert!(added >= acked.len() as f64, "replication-added histogram count {added}");
+    assert!(status["replication"]["added_p99_ms"].as_f64().is_some(), "{status}");
     // One shadow per queued message, on the peers, under node 0's name.
     let held: u64 = c.nodes[1..]
         .iter()

@@ -124,7 +124,7 @@ const CMDS_PER_TURN: usize = 64;
 const WRITE_BYTES: usize = 1 << 20;
 
 /// 1 µs to 1 h, 3 significant digits.
-fn latency_histogram() -> hdrhistogram::Histogram<u64> {
+pub(super) fn latency_histogram() -> hdrhistogram::Histogram<u64> {
     #[allow(clippy::expect_used)]
     hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("constant bounds that hdrhistogram accepts")
 }

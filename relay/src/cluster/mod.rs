@@ -160,6 +160,8 @@ pub struct Cluster {
     /// could not be (delivered with the one copy).
     rereplicated: AtomicU64,
     rereplication_failed: AtomicU64,
+    /// What replication added to accepts, in µs ([`Cluster::replication_added`]).
+    added: std::sync::Mutex<hdrhistogram::Histogram<u64>>,
 }
 
 /// A snapshot for `estafette cluster status`, `/api/cluster` and metrics.
@@ -201,6 +203,14 @@ pub struct ReplicationLatency {
     pub p99_ms: f64,
     /// Largest.
     pub max_ms: f64,
+    /// What replication added to the accepts' latency: from the local
+    /// synced write to the last shadow's ack, zero when the acks came
+    /// first (median, 99th percentile, largest; since the start).
+    pub added_p50_ms: f64,
+    /// See `added_p50_ms`.
+    pub added_p99_ms: f64,
+    /// See `added_p50_ms`.
+    pub added_max_ms: f64,
 }
 
 /// One peer in [`Status`].
@@ -264,6 +274,7 @@ impl Status {
                 p50_ms: ms(latency.value_at_quantile(0.5)),
                 p99_ms: ms(latency.value_at_quantile(0.99)),
                 max_ms: ms(latency.max()),
+                ..ReplicationLatency::default()
             },
         }
     }
@@ -440,6 +451,7 @@ impl Cluster {
                 accept_deadline: Duration::from_millis(config.accept_deadline_ms),
                 rereplicated: AtomicU64::new(0),
                 rereplication_failed: AtomicU64::new(0),
+                added: std::sync::Mutex::new(driver::latency_histogram()),
             }),
             delivered,
         ))
@@ -569,7 +581,23 @@ impl Cluster {
         let mut status = rx.await.ok()?;
         status.counters.rereplicated = self.rereplicated.load(Ordering::Relaxed);
         status.counters.rereplication_failed = self.rereplication_failed.load(Ordering::Relaxed);
+        if let Ok(h) = self.added.lock() {
+            let ms = |us: u64| us as f64 / 1000.0;
+            status.replication.added_p50_ms = ms(h.value_at_quantile(0.5));
+            status.replication.added_p99_ms = ms(h.value_at_quantile(0.99));
+            status.replication.added_max_ms = ms(h.max());
+        }
         Some(status)
+    }
+
+    /// An accept's last shadow acked `added` after its local write was
+    /// synced (zero when the acks came first): what replication added to
+    /// its `250`, in [`ReplicationLatency`]'s `added_*` figures.
+    pub fn replication_added(&self, added: Duration) {
+        if let Ok(mut h) = self.added.lock() {
+            let us = u64::try_from(added.as_micros()).unwrap_or(u64::MAX);
+            let _ = h.record(us);
+        }
     }
 
     /// The queued messages this node delivers whose other copies are gone

@@ -58,6 +58,7 @@ pub struct Metrics {
     failed: Counter,
     dsn: Counter,
     replication: Histogram,
+    replication_added: Histogram,
     refusals: Family<RefusalLabel, Counter>,
     refused_total: Counter,
     recent_refusals: Recent,
@@ -155,6 +156,15 @@ impl Metrics {
             Unit::Seconds,
             replication.clone(),
         );
+        // 0.1 ms to ~3 s: zero (the copies were first) lands in the first bucket.
+        let replication_added = Histogram::new(exponential_buckets(0.000_1, 2.0, 16));
+        registry.register_with_unit(
+            "estafette_replication_added",
+            "What replication added to an accept: time from the local synced write to the last shadow's \
+             durable ack, zero when the acks came first (accepted messages only)",
+            Unit::Seconds,
+            replication_added.clone(),
+        );
         // 1 to 2048 writes per group commit.
         let commit_batch = Histogram::new(exponential_buckets(1.0, 2.0, 12));
         registry.register(
@@ -222,6 +232,7 @@ impl Metrics {
             failed,
             dsn,
             replication,
+            replication_added,
             refusals,
             refused_total: Counter::default(),
             recent_refusals: Recent::default(),
@@ -324,6 +335,13 @@ impl Metrics {
     /// they were sent.
     pub fn replicated(&self, took: Duration) {
         self.replication.observe(took.as_secs_f64());
+    }
+
+    /// A message's last shadow acked `added` after its local write was
+    /// synced (zero when the acks came first): what replication added to
+    /// its `250`.
+    pub fn replication_added(&self, added: Duration) {
+        self.replication_added.observe(added.as_secs_f64());
     }
 
     fn listener(&self, name: &str) -> ListenerMetrics {

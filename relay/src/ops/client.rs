@@ -247,8 +247,9 @@ pub fn print_cluster_status(s: &serde_json::Value) {
     );
     let r = &s["replication"];
     println!(
-        "replication: {} accepts, p50 {} ms, p99 {} ms, max {} ms",
-        r["count"], r["p50_ms"], r["p99_ms"], r["max_ms"]
+        "replication: {} accepts, p50 {} ms, p99 {} ms, max {} ms; added to the accepts (after the local write): \
+         p50 {} ms, p99 {} ms, max {} ms",
+        r["count"], r["p50_ms"], r["p99_ms"], r["max_ms"], r["added_p50_ms"], r["added_p99_ms"], r["added_max_ms"]
     );
     println!(
         "{:<16} {:>5} {:>5} {:>5} {:>12} {:>12} {:>8} {:>14}",

@@ -252,9 +252,15 @@ impl Queue {
             }
             (None, Body::Spilled { head, spill, tail }) => self.spool.accept_spilled(envelope, head, spill, tail),
         };
-        // Joined, not one after the other: the histogram sees the copies' own time.
+        // Joined, not one after the other: the histogram sees the copies' own
+        // time; each side's end is noted for what replication added.
+        let replicates = replication.is_some();
+        let local = async {
+            let written = local.await;
+            (written, std::time::Instant::now())
+        };
         let copies = async {
-            match replication {
+            let outcome = match replication {
                 Some(r) => {
                     let outcome = r.outcome().await;
                     if outcome.is_ok() {
@@ -263,18 +269,28 @@ impl Queue {
                     outcome
                 }
                 None => Ok(()),
-            }
+            };
+            (outcome, std::time::Instant::now())
         };
         let both = async { tokio::join!(local, copies) };
         match tokio::time::timeout(deadline, both).await {
-            Ok((Ok(_), Ok(()))) => drop(guard),
-            Ok((Ok(_), Err(source))) => {
+            Ok(((Ok(_), written_at), (Ok(()), acked_at))) => {
+                drop(guard);
+                if replicates {
+                    let added = acked_at.saturating_duration_since(written_at);
+                    self.metrics.replication_added(added);
+                    if let Some(c) = &self.cluster {
+                        c.replication_added(added);
+                    }
+                }
+            }
+            Ok(((Ok(_), _), (Err(source), _))) => {
                 // Not acknowledged: the local copy goes (the protocol released the shadows).
                 guard.keep();
                 self.forget(id);
                 return Err(CommitError::Replication { id, source });
             }
-            Ok((Err(source), copies)) => {
+            Ok(((Err(source), _), (copies, _))) => {
                 drop(guard);
                 if copies.is_ok() {
                     self.release_copies(id);
