@@ -11,8 +11,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::cluster::{
-    cluster_status, cluster_with, cluster_with_mail, duplicates, metric, send_batch, shadows_held, until_accepting,
-    until_delivered, Cluster,
+    cluster_status, cluster_with_mail, cluster_with_mail_and, duplicates, metric, shadows_held, until_delivered,
+    Cluster,
 };
 use support::peers::{aiosmtpd_on, free_port, PyTls};
 
@@ -45,10 +45,7 @@ async fn a_drained_node_exits_and_its_queue_is_delivered_by_peers_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drain_copies_again_what_no_peer_holds_then_hands_it_over() {
     let sink_port = free_port();
-    let mut c = cluster_with(2, 2, 600, sink_port, "recopy_interval_secs = 3600");
-    assert!(until_accepting(c.nodes[0].smtp, 0, 30).await, "{}", c.nodes[0].log());
-    let mut acked = vec![0];
-    acked.extend(send_batch(c.nodes[0].smtp, 1..10).await);
+    let (mut c, acked) = cluster_with_mail_and(2, 2, 600, sink_port, 10, "recopy_interval_secs = 3600").await;
     let n = acked.len() as u64;
     let peer_epoch = |c: &Cluster| cluster_status(&c.nodes[0].config)["peers"][0]["epoch"].as_u64();
     let before = peer_epoch(&c);
@@ -96,10 +93,7 @@ async fn a_drain_copies_again_what_no_peer_holds_then_hands_it_over() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drain_that_cannot_hand_over_says_what_stays_and_loses_nothing() {
     let sink_port = free_port();
-    let mut c = cluster_with(2, 2, 600, sink_port, "drain_deadline_secs = 4");
-    assert!(until_accepting(c.nodes[0].smtp, 0, 30).await, "{}", c.nodes[0].log());
-    let mut acked = vec![0];
-    acked.extend(send_batch(c.nodes[0].smtp, 1..10).await);
+    let (mut c, acked) = cluster_with_mail_and(2, 2, 600, sink_port, 10, "drain_deadline_secs = 4").await;
     let n = acked.len();
     c.nodes[1].kill();
     let started = Instant::now();

@@ -233,7 +233,20 @@ pub async fn cluster_with_mail(
     sink_port: u16,
     count: usize,
 ) -> (Cluster, Vec<usize>) {
-    let c = cluster(n, min_copies, takeover_secs, sink_port);
+    cluster_with_mail_and(n, min_copies, takeover_secs, sink_port, count, "").await
+}
+
+/// [`cluster_with_mail`] with `extra` in each node's `[cluster]` (as
+/// [`cluster_with`]).
+pub async fn cluster_with_mail_and(
+    n: usize,
+    min_copies: usize,
+    takeover_secs: u64,
+    sink_port: u16,
+    count: usize,
+    extra: &str,
+) -> (Cluster, Vec<usize>) {
+    let c = cluster_with(n, min_copies, takeover_secs, sink_port, extra);
     assert!(until_accepting(c.nodes[0].smtp, 0, 30).await, "{}", c.nodes[0].log());
     let mut acked = vec![0];
     acked.extend(send_batch(c.nodes[0].smtp, 1..count).await);
