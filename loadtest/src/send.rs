@@ -253,8 +253,16 @@ struct SessionResult {
     last: Option<Instant>,
 }
 
-/// Connections tried before a target counts as unusable.
+/// Connections tried before a target counts as unusable: a connect that
+/// fails or times out, or a session that fails otherwise, this many times...
 const PROBES: u32 = 3;
+
+/// ...and a session the target closes this many times: a sink with
+/// `tlsdrop:30` closes that share of its sessions at STARTTLS on purpose,
+/// so three in a row (2.7 % of runs) is no sign of an unusable target;
+/// twelve in a row is 0.3¹² ≈ 5·10⁻⁷. A target that closes every session
+/// still fails at once, after twelve quick tries.
+const DROPPED_PROBES: u32 = 12;
 
 /// Sends the load and returns the measurements. Checks first that one
 /// connection can be opened, so an unreachable target is one clear error.
@@ -287,19 +295,26 @@ pub async fn run(config: SendConfig, live: Arc<Live>) -> Result<SendResult, Send
         .collect::<Result<Vec<_>, _>>()?;
     // A probe connection: fail fast with the reason. Up to PROBES tries, so that
     // a target that drops a share of its sessions on purpose (a sink with
-    // `tlsdrop`, a relay at its session limit) is not judged unusable by one.
+    // `tlsdrop`, a relay at its session limit) is not judged unusable by one;
+    // DROPPED_PROBES when it is the target that closed the session.
     let mut tries = 0;
     let probe = loop {
         tries += 1;
         match Conn::open(config.connect.clone()).await {
             Ok(c) => break c,
-            Err(cause) if tries >= PROBES => {
-                return Err(SendError::Unreachable {
-                    target: config.connect.addr.to_string(),
-                    cause,
-                })
+            Err(cause) => {
+                let limit = if matches!(cause, ConnError::Lost(_)) {
+                    DROPPED_PROBES
+                } else {
+                    PROBES
+                };
+                if tries >= limit {
+                    return Err(SendError::Unreachable {
+                        target: config.connect.addr.to_string(),
+                        cause,
+                    });
+                }
             }
-            Err(_) => {}
         }
     };
     probe.quit().await;
