@@ -47,7 +47,8 @@
 //! it expires is counted (it may duplicate a takeover).
 //!
 //! **Duplicates.** Delivery is at-least-once. A partitioned but living origin and its
-//! taker may both deliver; a node that crashes after delivering and before its final
+//! taker may both deliver (not when a third member still hears the origin: its
+//! `Seen` frames keep it live, `seen.rs`); a node that crashes after delivering and before its final
 //! state is synced delivers again. Both are counted (`duplicates_possible`) where the
 //! protocol can see them. No copy is lost while one holder with its volume survives.
 //!
@@ -60,9 +61,10 @@
 //! # What the driver (relay's QUIC layer) does
 //! - **Start**: `Node::new(config, Boot { epoch, volume, own, shadows }, now)` with
 //!   what the spool recovered (each message with the placement stored beside it).
-//! - **Connections**: one per peer (ALPN `estafette-repl/1`, mTLS from the cluster
-//!   CA, the certificate naming the peer's id). Established: `handle_link(now, peer,
-//!   true)`; lost: `false`. Bytes go through a [`FrameDecoder`]; a [`FrameError`]
+//! - **Connections**: one per peer (ALPN `estafette-repl/N` for each version the
+//!   node speaks, mTLS from the cluster CA, the certificate naming the peer's id).
+//!   Established: `handle_link(now, peer, Some(negotiated version))`; lost:
+//!   `None`. Bytes go through a [`FrameDecoder`]; a [`FrameError`]
 //!   closes that connection only. Outgoing: [`Node::poll_transmit`] then [`encode`].
 //! - **Control frames** go to [`Node::handle_frame`]. **`Replicate` frames** are
 //!   the driver's: append the chunks (envelope in the first, offsets contiguous) to the
@@ -98,6 +100,7 @@ mod origin;
 mod pause;
 mod reconcile;
 mod release;
+mod seen;
 mod shadow;
 mod takeover;
 
@@ -109,7 +112,7 @@ pub use counters::Counters;
 pub use event::{Action, Boot, LocalEvent, RecoveredCopy, Unavailable};
 pub use frame::{
     encode, encode_into, CopyStatus, Frame, FrameDecoder, FrameError, Heartbeat, Hello, Item, Nack, NackReason,
-    Reconcile, Replicate, Takeover,
+    Reconcile, Replicate, Sighting, Takeover,
 };
 pub use ids::{MessageId, NodeId};
 pub use membership::PeerStatus;

@@ -55,6 +55,10 @@ pub struct Counters {
     /// Times this node found it had not run for several heartbeat intervals
     /// (stopped, frozen, starved): the gap did not count as its peers' silence.
     pub pauses: u64,
+    /// Times a peer silent for `takeover_after` was not taken over because
+    /// another member heard it meanwhile (`Seen`): a cut link between two
+    /// living nodes, not a death. Once per spell of silence.
+    pub kept_live_by_peers: u64,
     /// Queued messages held after such a pause reached `takeover_after`, until
     /// their holders said whether they took them over.
     pub paused_rechecks: u64,

@@ -1,7 +1,16 @@
 //! The replication wire format: versioned rkyv records in length-prefixed frames.
 //!
 //! On the wire a frame is `length (u32, big-endian) || version (u8) || rkyv bytes`,
-//! where `length` counts the version byte and the record. [`encode`] builds one;
+//! where `length` counts the version byte and the record.
+//!
+//! # Versions
+//! A version is a set of [`Frame`] variants; each frame is written with the lowest
+//! version that has it ([`Frame::version`]). Version 2 added [`Frame::Seen`] at the
+//! end of the enum, which leaves every version-1 frame's bytes as they were (a test
+//! checks them against a capture of the version-1 build). The relay negotiates the
+//! version per connection with ALPN (`estafette-repl/2`, then `/1`) and tells the
+//! [`Node`](super::Node), which sends a frame only on a link whose version has it:
+//! nodes of both builds work together during a rolling upgrade. [`encode`] builds one;
 //! [`FrameDecoder`] reads them back out of any split of the byte stream and validates
 //! every record (bytecheck) before it is deserialised: no input makes it panic, and a
 //! bad frame is a typed [`FrameError`] after which the connection is closed.
@@ -17,8 +26,8 @@ use rkyv::util::AlignedVec;
 use super::ids::{MessageId, NodeId};
 use super::placement::Placement;
 
-/// The only version byte this build writes and reads.
-pub const FRAME_VERSION: u8 = 1;
+/// The highest version this build writes and reads.
+pub const FRAME_VERSION: u8 = 2;
 
 /// Default largest frame accepted by a [`FrameDecoder`] (length field), in bytes:
 /// 4 MiB, room for a 1 MiB body chunk and a large envelope, and for a reconcile page.
@@ -48,6 +57,36 @@ pub enum Frame {
     Reconcile(Reconcile),
     /// Drain: the sender hands these messages over; promote your copies at once.
     Handoff(Vec<MessageId>),
+    /// Version 2. The peers the sender heard directly, and how long ago: a
+    /// peer whose link to it is cut is alive all the same (see `seen.rs`).
+    /// Sent with each heartbeat. Keep new variants last and no larger than
+    /// these: the archived enum's size is part of every version-1 frame.
+    Seen(Vec<Sighting>),
+}
+
+impl Frame {
+    /// The version [`Frame::Seen`] appeared in.
+    pub const SEEN_SINCE: u8 = 2;
+
+    /// The lowest version that has this frame: its version byte on the wire.
+    pub fn version(&self) -> u8 {
+        match self {
+            Self::Seen(_) => Self::SEEN_SINCE,
+            _ => 1,
+        }
+    }
+}
+
+/// One peer in a [`Frame::Seen`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct Sighting {
+    /// The peer the sender heard.
+    pub node: NodeId,
+    /// The volume it announced to the sender.
+    pub volume: u64,
+    /// Milliseconds since the sender last received a frame from it, by the
+    /// sender's clock (an age, so that clock offsets do not matter).
+    pub age_ms: u32,
 }
 
 /// [`Frame::Hello`].
@@ -204,7 +243,7 @@ pub fn encode_into(frame: &Frame, out: &mut Vec<u8>) {
     let len = u32::try_from(bytes.len() + 1).unwrap_or_else(|_| panic!("cluster frame of {} bytes", bytes.len()));
     out.reserve(5 + bytes.len());
     out.extend_from_slice(&len.to_be_bytes());
-    out.push(FRAME_VERSION);
+    out.push(frame.version());
     out.extend_from_slice(&bytes);
 }
 
@@ -225,6 +264,7 @@ pub struct FrameDecoder {
     buf: Vec<u8>,
     start: usize,
     max: usize,
+    max_version: u8,
     failed: Option<FrameError>,
     scratch: AlignedVec,
 }
@@ -242,9 +282,19 @@ impl FrameDecoder {
             buf: Vec::new(),
             start: 0,
             max,
+            max_version: FRAME_VERSION,
             failed: None,
             scratch: AlignedVec::new(),
         }
+    }
+
+    /// Refuses frames of a version above `version` (what the connection
+    /// negotiated) as [`FrameError::UnknownVersion`]; the default is
+    /// [`FRAME_VERSION`].
+    #[must_use]
+    pub fn with_max_version(mut self, version: u8) -> Self {
+        self.max_version = version.min(FRAME_VERSION);
+        self
     }
 
     /// Appends received bytes.
@@ -303,13 +353,17 @@ impl FrameDecoder {
         let Some((&version, record)) = rest.split_first() else {
             return Ok(None);
         };
-        if version != FRAME_VERSION {
+        if version == 0 || version > self.max_version {
             return Err(FrameError::UnknownVersion(version));
         }
         let Some(record) = record.get(..len_usize - 1) else {
             return Ok(None);
         };
         let frame = decode_record(record, &mut self.scratch)?;
+        if frame.version() > version {
+            // A variant its version byte does not have.
+            return Err(FrameError::Invalid);
+        }
         self.start += 4 + len_usize;
         if self.start == self.buf.len() {
             self.buf.clear();

@@ -17,8 +17,22 @@ pub struct PeerStatus {
     pub link: bool,
     /// Heard from within `takeover_after`: not (yet) taken over.
     pub live: bool,
-    /// Last heard from (any frame); the node's start time until then.
+    /// Last heard from (any frame); the node's start time until then. Moved
+    /// forward over this node's own pauses (`pause.rs`).
     pub last_heard: Instant,
+    /// The latest time another member said it heard this peer (its
+    /// [`Seen`](super::Frame::Seen) frames), and which member: while that is
+    /// recent the peer stays live with its link down (a cut link, not a death).
+    pub vouched: Option<(Instant, NodeId)>,
+    /// The highest frame version its link reads (the ALPN it accepted); 0
+    /// while the link is down.
+    pub wire: u8,
+    /// Silent for `takeover_after` and kept live only by another member's word:
+    /// counted once per such spell (`kept_live_by_peers`).
+    pub(super) kept_by_vouch: bool,
+    /// When a frame from it last arrived, never moved over pauses: the age
+    /// this node reports in its own sightings.
+    pub(super) heard_at: Instant,
     /// Its epoch, once a Hello or Heartbeat arrived.
     pub epoch: Option<u64>,
     /// Its volume id, once a Hello or Heartbeat arrived.
@@ -75,6 +89,10 @@ impl Membership {
             link: false,
             live: true,
             last_heard: now,
+            vouched: None,
+            wire: 0,
+            kept_by_vouch: false,
+            heard_at: now,
             epoch: None,
             volume: None,
             queue_depth: 0,
@@ -102,6 +120,10 @@ impl Membership {
         if now > p.last_heard {
             p.last_heard = now;
         }
+        if now > p.heard_at {
+            p.heard_at = now;
+        }
+        p.kept_by_vouch = false;
         if p.live {
             Change::None
         } else {
@@ -150,10 +172,13 @@ impl Membership {
         self.peers.get(&node).is_some_and(|p| p.draining)
     }
 
-    pub(super) fn set_link(&mut self, node: NodeId, up: bool) {
+    /// The link to `node` came up reading frames up to version `wire`
+    /// (`Some`), or went down.
+    pub(super) fn set_link(&mut self, node: NodeId, wire: Option<u8>) {
         if let Some(p) = self.peers.get_mut(&node) {
-            p.link = up;
-            if !up {
+            p.link = wire.is_some();
+            p.wire = wire.unwrap_or(0);
+            if wire.is_none() {
                 // A new connection starts with a Hello: forget the load until then.
                 p.draining = false;
             }
@@ -164,16 +189,45 @@ impl Membership {
         self.peers.get(&node).is_some_and(|p| p.link)
     }
 
-    /// Peers silent for `takeover_after` become dead; returns whether any did.
-    pub(super) fn expire(&mut self, now: Instant, takeover_after: Duration) -> bool {
-        let mut any = false;
+    /// The highest frame version `node`'s link reads; 0 if it is down.
+    pub(super) fn wire(&self, node: NodeId) -> u8 {
+        self.peers.get(&node).map_or(0, |p| p.wire)
+    }
+
+    /// `by` heard `node` at `at`, on volume `volume` (see `seen.rs`): counts
+    /// only for a peer still live, on the volume this node knows it on.
+    pub(super) fn vouch(&mut self, node: NodeId, volume: u64, at: Instant, by: NodeId) {
+        let Some(p) = self.peers.get_mut(&node) else { return };
+        if p.live && p.volume == Some(volume) && at > Self::quiet_since(p) {
+            p.vouched = Some((at, by));
+        }
+    }
+
+    /// The point from which `p`'s silence counts: the last frame from it, or
+    /// a later sighting by another member.
+    fn quiet_since(p: &PeerStatus) -> Instant {
+        p.vouched.map_or(p.last_heard, |(at, _)| at.max(p.last_heard))
+    }
+
+    /// Peers silent for `takeover_after`, and of whom no other member heard
+    /// within that time, become dead; returns whether any did, and how many
+    /// were kept live only by another member's word (once per spell).
+    pub(super) fn expire(&mut self, now: Instant, takeover_after: Duration) -> (bool, u64) {
+        let (mut any, mut kept) = (false, 0);
         for p in self.peers.values_mut() {
-            if p.live && now.saturating_duration_since(p.last_heard) >= takeover_after {
+            if !p.live {
+                continue;
+            }
+            if now.saturating_duration_since(Self::quiet_since(p)) >= takeover_after {
                 p.live = false;
+                p.kept_by_vouch = false;
                 any = true;
+            } else if now.saturating_duration_since(p.last_heard) >= takeover_after && !p.kept_by_vouch {
+                p.kept_by_vouch = true;
+                kept += 1;
             }
         }
-        any
+        (any, kept)
     }
 
     /// This node did not run for `pause` (see `pause.rs`): that time is not the
@@ -182,6 +236,9 @@ impl Membership {
         for p in self.peers.values_mut() {
             if p.live {
                 p.last_heard = (p.last_heard + pause).min(now);
+                if let Some((at, _)) = &mut p.vouched {
+                    *at = (*at + pause).min(now);
+                }
             }
         }
     }
@@ -191,11 +248,20 @@ impl Membership {
         self.peers
             .values()
             .filter(|p| p.live)
-            .map(|p| p.last_heard + takeover_after)
+            // Without sightings, when it dies; with them, look again when its
+            // own silence passes `takeover_after`, to count the spell.
+            .map(|p| {
+                if p.kept_by_vouch {
+                    Self::quiet_since(p) + takeover_after
+                } else {
+                    p.last_heard + takeover_after
+                }
+            })
             .min()
     }
 
-    /// This node, or a peer heard from within `takeover_after`.
+    /// This node, or a peer heard from within `takeover_after`, directly or by
+    /// another member (`seen.rs`).
     pub(super) fn is_live(&self, node: NodeId) -> bool {
         node == self.me || self.peers.get(&node).is_some_and(|p| p.live)
     }

@@ -182,6 +182,7 @@ impl Node {
             Frame::Takeover(t) => self.on_takeover_notice(now, from, &t.ids),
             Frame::Reconcile(r) => self.on_reconcile(now, from, r),
             Frame::Handoff(ids) => self.on_handoff(now, from, &ids),
+            Frame::Seen(sightings) => self.on_seen(now, from, &sightings),
         }
         if changed {
             self.peer_changed(now, from);
@@ -189,14 +190,16 @@ impl Node {
         self.flush();
     }
 
-    /// The driver's connection to `peer` came up (send our Hello first) or went down
-    /// (accepts waiting on its ack fail now rather than at their deadline).
-    pub fn handle_link(&mut self, now: Instant, peer: NodeId, up: bool) {
+    /// The driver's connection to `peer` came up (`Some(version)`: the highest
+    /// frame version the peer reads on it, from the negotiated ALPN; our Hello
+    /// goes first) or went down (`None`: accepts waiting on its ack fail now
+    /// rather than at their deadline). No frame above `version` is sent on it.
+    pub fn handle_link(&mut self, now: Instant, peer: NodeId, link: Option<u8>) {
         if !self.view.is_peer(peer) {
             return;
         }
-        self.view.set_link(peer, up);
-        if up {
+        self.view.set_link(peer, link);
+        if link.is_some() {
             // A connection handshake just completed: the peer is alive.
             if self.view.heard(now, peer) == Change::Peer {
                 self.peer_changed(now, peer);
@@ -209,6 +212,12 @@ impl Node {
             };
             self.transmits.push_back((peer, Frame::Hello(hello)));
             self.transmits.push_back((peer, Frame::Heartbeat(self.heartbeat())));
+            if self.view.wire(peer) >= Frame::SEEN_SINCE {
+                let seen = self.sightings_for(now, peer);
+                if !seen.is_empty() {
+                    self.transmits.push_back((peer, Frame::Seen(seen)));
+                }
+            }
             self.link_up(now, peer);
         } else {
             self.link_down(now, peer);
@@ -256,9 +265,12 @@ impl Node {
                     self.transmits.push_back((p, hb.clone()));
                 }
             }
+            self.send_sightings(now);
             self.requery_recovering(now);
         }
-        if self.view.expire(now, self.config.takeover_after) {
+        let (died, kept) = self.view.expire(now, self.config.takeover_after);
+        self.counters.kept_live_by_peers += kept;
+        if died {
             self.evaluate_all(now);
         }
         self.expire_accepts(now);
@@ -448,9 +460,9 @@ impl Node {
         }
     }
 
-    /// Queues `frame` for `to` if its link is up; drops it otherwise.
+    /// Queues `frame` for `to` if its link is up and reads it; drops it otherwise.
     pub(super) fn send(&mut self, to: NodeId, frame: Frame) {
-        if self.view.link(to) {
+        if self.view.link(to) && frame.version() <= self.view.wire(to) {
             self.transmits.push_back((to, frame));
         }
     }

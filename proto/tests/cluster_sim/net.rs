@@ -27,7 +27,8 @@ impl World {
                 for (x, y) in [(a, b), (b, a)] {
                     if self.node(x).up {
                         let now = self.local(x);
-                        self.node(x).core().handle_link(now, NodeId(y), want);
+                        let version = want.then(|| self.wire(x).min(self.wire(y)));
+                        self.node(x).core().handle_link(now, NodeId(y), version);
                         self.pump(x);
                     }
                 }

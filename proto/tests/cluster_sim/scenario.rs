@@ -41,6 +41,11 @@ pub(crate) struct Params {
     pub(crate) repaired_losses: usize,
     /// Delivery attempts that defer (4xx) before the heal.
     pub(crate) defer_p: f64,
+    /// The highest frame version each node speaks: a quarter of the seeds
+    /// have one node of the version-1 build (a rolling upgrade), whose links
+    /// carry no `Seen`. `ESTAFETTE_SIM_WIRE=1` makes every node version 1:
+    /// the protocol without indirect liveness, to compare.
+    pub(crate) wire: Vec<u8>,
 }
 
 /// The shapes the CI cycles through: (nodes, min_copies).
@@ -82,11 +87,20 @@ impl Params {
             volume_losses: if r.chance(0.25) { min_copies - 1 } else { 0 },
             defer_p: pick(&mut r, &[0.0, 0.1, 0.3]),
             repaired_losses: 0,
+            wire: vec![proto::cluster::frame::FRAME_VERSION; usize::from(nodes)],
         };
         // From a stream of its own, so that every other parameter of a seed
         // (and the kept regression seeds) stays what it was.
         if p.volume_losses > 0 {
             p.repaired_losses = usize::from(Rng::new(seed ^ 0x7e57_c0b1_e5ad_0a11).chance(0.5));
+        }
+        let mut w = Rng::new(seed ^ 0x0a1b_2c3d_4e5f_6071);
+        if w.chance(0.25) {
+            let old = w.index(p.wire.len());
+            p.wire[old] = 1;
+        }
+        if std::env::var("ESTAFETTE_SIM_WIRE").is_ok_and(|v| v == "1") {
+            p.wire.fill(1);
         }
         p
     }

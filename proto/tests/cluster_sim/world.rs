@@ -162,6 +162,11 @@ impl World {
         &mut self.nodes[usize::from(n)]
     }
 
+    /// The highest frame version node `n` speaks.
+    pub(crate) fn wire(&self, n: u16) -> u8 {
+        self.p.wire[usize::from(n)]
+    }
+
     /// Runs the seed to the end; the log holds what happened.
     pub(crate) fn run(&mut self) {
         self.schedule_workload_and_faults();

@@ -35,10 +35,11 @@ pub(super) enum Cmd {
     Final(MessageId),
     /// A control or data frame from a peer (identity from its certificate).
     Frame { from: NodeId, frame: Frame },
-    /// The outgoing connection to `peer` came up (with its frame queue) or went down.
+    /// The outgoing connection to `peer` came up (with its frame queue and
+    /// the frame version it negotiated) or went down.
     Link {
         peer: NodeId,
-        link: Option<mpsc::Sender<Outbound>>,
+        link: Option<(mpsc::Sender<Outbound>, u8)>,
     },
     /// A received copy was stored (or not).
     ShadowDone {
@@ -224,12 +225,12 @@ impl Driver {
                 other => self.node.handle_frame(now, from, other),
             },
             Cmd::Link { peer, link } => {
-                let up = link.is_some();
+                let version = link.as_ref().map(|(_, v)| *v);
                 match link {
-                    Some(tx) => self.links.insert(peer, tx),
+                    Some((tx, _)) => self.links.insert(peer, tx),
                     None => self.links.remove(&peer),
                 };
-                self.node.handle_link(now, peer, up);
+                self.node.handle_link(now, peer, version);
             }
             Cmd::ShadowDone {
                 origin,

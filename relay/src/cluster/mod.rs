@@ -226,6 +226,13 @@ pub struct PeerLine {
     pub live: bool,
     /// Seconds since last heard from.
     pub silent_secs: f64,
+    /// The frame version its link negotiated; 0 while the link is down.
+    pub wire: u8,
+    /// The member that last said it heard this peer, while that keeps it
+    /// live with no link of its own (a cut link), and how long ago.
+    pub vouched_by: Option<String>,
+    /// Seconds since that member heard it.
+    pub vouched_secs: Option<f64>,
     /// Its epoch, once known.
     pub epoch: Option<u64>,
     /// Its queue depth (last heartbeat).
@@ -255,6 +262,15 @@ impl Status {
                     link: p.link,
                     live: p.live,
                     silent_secs: now.saturating_duration_since(p.last_heard).as_secs_f64(),
+                    wire: p.wire,
+                    vouched_by: p
+                        .vouched
+                        .filter(|&(at, _)| at > p.last_heard)
+                        .map(|(_, by)| name_of(by)),
+                    vouched_secs: p
+                        .vouched
+                        .filter(|&(at, _)| at > p.last_heard)
+                        .map(|(at, _)| now.saturating_duration_since(at).as_secs_f64()),
                     epoch: p.epoch,
                     queue_depth: p.queue_depth,
                     draining: p.draining,

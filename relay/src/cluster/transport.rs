@@ -1,6 +1,8 @@
 //! QUIC between the nodes: quinn with mutual TLS from the cluster CA, ALPN
-//! `estafette-repl/1`, frames as length-prefixed records on one unidirectional
-//! stream per connection. This layer only moves bytes; the protocol is
+//! `estafette-repl/N` for each frame version N the node speaks (highest first,
+//! so that two nodes agree on the highest both have: a rolling upgrade mixes
+//! builds), frames as length-prefixed records on one unidirectional stream per
+//! connection. This layer only moves bytes; the protocol is
 //! `proto::cluster::Node`, run by [`super::driver`].
 //!
 //! Each node opens one connection to every peer and sends its frames on it;
@@ -32,8 +34,32 @@ use super::replicate::{Outbound, Receiver};
 use crate::config::ClusterConfig;
 use crate::tls::TlsError;
 
-/// The ALPN of the replication protocol, version 1.
-pub const ALPN: &[u8] = b"estafette-repl/1";
+/// The ALPN of the replication protocol, before its version number.
+const ALPN_PREFIX: &str = "estafette-repl/";
+
+/// The ALPN names of frame versions `1..=max`, highest first: both rustls
+/// sides then settle on the highest version both speak.
+fn alpns(max: u8) -> Vec<Vec<u8>> {
+    (1..=max)
+        .rev()
+        .map(|v| format!("{ALPN_PREFIX}{v}").into_bytes())
+        .collect()
+}
+
+/// The frame version a connection negotiated (version 1 without ALPN, which
+/// the handshake does not allow).
+fn negotiated(conn: &quinn::Connection) -> u8 {
+    conn.handshake_data()
+        .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|d| d.protocol)
+        .and_then(|p| {
+            std::str::from_utf8(p.strip_prefix(ALPN_PREFIX.as_bytes())?)
+                .ok()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(1)
+}
 
 /// Largest frame accepted from a peer (a 1 MiB body chunk, its envelope and
 /// placement fit with room to spare).
@@ -68,12 +94,12 @@ pub(super) fn endpoint(config: &ClusterConfig) -> Result<quinn::Endpoint, TlsErr
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain.clone(), key.clone_key())?;
-    server.alpn_protocols = vec![ALPN.to_vec()];
+    server.alpn_protocols = alpns(config.wire_version);
     let mut client = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_root_certificates(roots)
         .with_client_auth_cert(chain, key)?;
-    client.alpn_protocols = vec![ALPN.to_vec()];
+    client.alpn_protocols = alpns(config.wire_version);
     let server = QuicServerConfig::try_from(server).map_err(|e| TlsError::Verifier(e.to_string()))?;
     let client = QuicClientConfig::try_from(client).map_err(|e| TlsError::Verifier(e.to_string()))?;
     let mut transport = quinn::TransportConfig::default();
@@ -151,9 +177,10 @@ pub(super) async fn accept(
                 conn.close(quinn::VarInt::from_u32(1), b"self");
                 return;
             }
-            debug!(%remote, %peer, "cluster peer connected");
+            let version = negotiated(&conn);
+            debug!(%remote, %peer, version, "cluster peer connected");
             while let Ok(mut stream) = conn.accept_uni().await {
-                let mut decoder = FrameDecoder::new(MAX_FRAME);
+                let mut decoder = FrameDecoder::new(MAX_FRAME).with_max_version(version);
                 // Copies are written here, in frame order, before the next
                 // frame is read: the back-pressure of replicate's doc.
                 let mut copies = Receiver::new(peer, spool.clone(), driver.clone());
@@ -220,9 +247,11 @@ async fn dial(
                 backoff = Duration::from_millis(100);
                 match conn.open_uni().await {
                     Ok(mut stream) => {
-                        info!(%peer, %address, "cluster link up");
+                        let version = negotiated(&conn);
+                        info!(%peer, %address, version, "cluster link up");
                         let (tx, mut rx) = mpsc::channel::<Outbound>(1024);
-                        if driver.send(Cmd::Link { peer, link: Some(tx) }).await.is_err() {
+                        let link = Some((tx, version));
+                        if driver.send(Cmd::Link { peer, link }).await.is_err() {
                             return;
                         }
                         // A streamed chunk's budget goes back once written. A

@@ -53,6 +53,14 @@ pub struct ClusterConfig {
     /// `estafette drain --wait` too. Default 60.
     #[serde(default = "default_drain_deadline")]
     pub drain_deadline_secs: u64,
+    /// The highest replication frame version this node speaks (ALPN
+    /// `estafette-repl/1` up to this). Each link uses the highest version both
+    /// ends speak, so builds mix during a rolling upgrade without this setting;
+    /// set it to 1 to keep every link on the old version until the last node
+    /// is upgraded (version 2 adds indirect liveness: a cut link between two
+    /// living nodes is not taken for a death). Default and most: 2.
+    #[serde(default = "default_wire_version")]
+    pub wire_version: u8,
     /// Bytes in flight per peer connection (QUIC flow-control window). Default
     /// 64 MiB.
     #[serde(default = "default_window")]
@@ -159,6 +167,10 @@ fn default_recopy_interval() -> u64 {
     5
 }
 
+fn default_wire_version() -> u8 {
+    proto::cluster::frame::FRAME_VERSION
+}
+
 fn default_drain_deadline() -> u64 {
     60
 }
@@ -244,6 +256,12 @@ impl ClusterConfig {
         }
         if self.recopy_interval_secs == 0 {
             return Err(invalid("cluster.recopy_interval_secs", "must be at least 1"));
+        }
+        if !(1..=proto::cluster::frame::FRAME_VERSION).contains(&self.wire_version) {
+            return Err(invalid(
+                "cluster.wire_version",
+                format!("must be between 1 and {}", proto::cluster::frame::FRAME_VERSION),
+            ));
         }
         if self.drain_deadline_secs == 0 {
             return Err(invalid("cluster.drain_deadline_secs", "must be at least 1"));

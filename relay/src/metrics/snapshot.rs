@@ -76,6 +76,9 @@ pub struct ClusterCounters {
     pub accepts_degraded: u64,
     /// Deliveries that may have happened twice (partitions, restarts).
     pub duplicates_possible: u64,
+    /// Times a peer silent for `takeover_after` was not taken over because
+    /// another member still heard it (a cut link, not a death).
+    pub kept_live_by_peers: u64,
     /// Copies dropped by a reconcile (final elsewhere; after a restart:
     /// what the peers delivered meanwhile).
     pub reconcile_dropped: u64,
@@ -112,6 +115,7 @@ impl From<&proto::cluster::Counters> for ClusterCounters {
             accepts_refused: c.accepts_refused,
             accepts_degraded: c.accepts_degraded,
             duplicates_possible: c.duplicates_possible,
+            kept_live_by_peers: c.kept_live_by_peers,
             reconcile_dropped: c.reconcile_dropped,
             restart_wait_expired: c.restart_wait_expired,
             pauses: c.pauses,
@@ -244,6 +248,11 @@ impl Snapshot {
                     "estafette_cluster_duplicates_possible",
                     "Deliveries that may have happened twice",
                     c.counters.duplicates_possible,
+                ),
+                (
+                    "estafette_cluster_kept_live_by_peers",
+                    "Peers silent for takeover_after but heard by another member: not taken over (a cut link)",
+                    c.counters.kept_live_by_peers,
                 ),
                 (
                     "estafette_cluster_connections_refused",

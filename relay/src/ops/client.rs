@@ -252,16 +252,22 @@ pub fn print_cluster_status(s: &serde_json::Value) {
         r["count"], r["p50_ms"], r["p99_ms"], r["max_ms"], r["added_p50_ms"], r["added_p99_ms"], r["added_max_ms"]
     );
     println!(
-        "{:<16} {:>5} {:>5} {:>5} {:>12} {:>12} {:>8} {:>14}",
-        "peer", "id", "link", "live", "silent (s)", "queue", "epoch", "shadows held"
+        "{:<16} {:>5} {:>5} {:>5} {:>5} {:>12} {:>12} {:>8} {:>14}  heard via",
+        "peer", "id", "link", "wire", "live", "silent (s)", "queue", "epoch", "shadows held"
     );
     for p in s["peers"].as_array().into_iter().flatten() {
         let name = p["name"].as_str().unwrap_or("?");
+        // A peer kept live by another member's word: its own link is cut.
+        let via = match (p["vouched_by"].as_str(), p["vouched_secs"].as_f64()) {
+            (Some(by), Some(secs)) => format!("{by} ({secs:.1} s ago)"),
+            _ => "-".into(),
+        };
         println!(
-            "{:<16} {:>5} {:>5} {:>5} {:>12.1} {:>12} {:>8} {:>14}",
+            "{:<16} {:>5} {:>5} {:>5} {:>5} {:>12.1} {:>12} {:>8} {:>14}  {via}",
             name,
             p["id"],
             p["link"],
+            p["wire"],
             p["live"],
             p["silent_secs"].as_f64().unwrap_or(0.0),
             p["queue_depth"],

@@ -76,6 +76,8 @@ impl Drop for Proc {
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub nodes: Vec<Proc>,
+    /// Each node's QUIC (UDP) port.
+    pub quic: Vec<u16>,
 }
 
 /// `n` nodes, `min_copies` copies, mail for `clinique.test` to `sink_port`.
@@ -97,6 +99,20 @@ pub fn cluster_full(
     sink_port: u16,
     outbound: &str,
     extra: &str,
+) -> Cluster {
+    cluster_each(n, min_copies, takeover_secs, sink_port, outbound, &|_| {
+        extra.to_string()
+    })
+}
+
+/// [`cluster_full`] with node `i`'s extra `[cluster]` keys from `extra(i)`.
+pub fn cluster_each(
+    n: usize,
+    min_copies: usize,
+    takeover_secs: u64,
+    sink_port: u16,
+    outbound: &str,
+    extra: &dyn Fn(usize) -> String,
 ) -> Cluster {
     let dir = tempfile::tempdir().expect("tempdir");
     let names: Vec<String> = (0..n).map(|i| format!("estafette-{i}")).collect();
@@ -163,12 +179,13 @@ key = "cluster/{name}.key"
             admin = admin[i],
             name = names[i],
             quic = quic[i],
+            extra = extra(i),
         );
         let path = dir.path().join(format!("node{i}.toml"));
         std::fs::write(&path, toml).expect("config");
         nodes.push(Proc::start(&path, smtp[i], dir.path().join(format!("node{i}.log"))));
     }
-    Cluster { dir, nodes }
+    Cluster { dir, nodes, quic }
 }
 
 /// Sends one message numbered `seq` to `port`; the final reply code of the

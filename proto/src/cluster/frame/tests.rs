@@ -141,11 +141,13 @@ fn header_errors() {
     assert_eq!(d.next_frame(), Err(FrameError::Empty));
 
     let mut bytes = encode(&Frame::Ack(id(1)));
-    bytes[4] = 2;
-    assert_eq!(
-        decode_stream(&bytes, DEFAULT_MAX_FRAME).1,
-        Some(FrameError::UnknownVersion(2))
-    );
+    for version in [0, FRAME_VERSION + 1] {
+        bytes[4] = version;
+        assert_eq!(
+            decode_stream(&bytes, DEFAULT_MAX_FRAME).1,
+            Some(FrameError::UnknownVersion(version))
+        );
+    }
 
     // Incomplete is not an error.
     let bytes = encode(&Frame::Ack(id(1)));
@@ -211,4 +213,46 @@ fn corrupted_frames_are_errors_never_panics() {
             assert!(err.is_some() || frames.len() == 1, "{frames:?}");
         }
     }
+}
+
+/// `v1-samples.bin` holds `samples()` as the build of wire version 1 (commit
+/// 13e0e05) encoded them. A node of that build must read what this one sends on
+/// a link that negotiated version 1, and this one must read what it sends: so
+/// every frame of version 1 keeps its bytes exactly.
+#[test]
+fn version_1_frames_keep_their_bytes() {
+    let old = include_bytes!("v1-samples.bin");
+    let (frames, err) = decode_stream(old, DEFAULT_MAX_FRAME);
+    assert_eq!(err, None);
+    assert_eq!(frames, samples());
+    let mut now = Vec::new();
+    for f in samples() {
+        assert_eq!(f.version(), 1, "{f:?}");
+        encode_into(&f, &mut now);
+    }
+    assert!(now == old, "a version-1 frame changed its encoding");
+}
+
+#[test]
+fn seen_is_version_2_and_refused_by_a_decoder_of_version_1() {
+    let seen = Frame::Seen(vec![Sighting {
+        node: NodeId(2),
+        volume: 17,
+        age_ms: 1200,
+    }]);
+    let bytes = encode(&seen);
+    assert_eq!(bytes[4], 2, "written with the lowest version that reads it");
+    assert_eq!(decode_stream(&bytes, DEFAULT_MAX_FRAME), (vec![seen.clone()], None));
+    // A link that negotiated version 1 reads nothing newer: the connection
+    // closes, as an old build's would (its decoder knows only byte 1).
+    let mut v1 = FrameDecoder::new(DEFAULT_MAX_FRAME).with_max_version(1);
+    v1.push(&bytes);
+    assert_eq!(v1.next_frame(), Err(FrameError::UnknownVersion(2)));
+    // The same record under version byte 1 claims a version too old for it.
+    let mut relabelled = bytes.clone();
+    relabelled[4] = 1;
+    assert_eq!(
+        decode_stream(&relabelled, DEFAULT_MAX_FRAME).1,
+        Some(FrameError::Invalid)
+    );
 }

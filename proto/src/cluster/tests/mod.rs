@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use super::*;
 
+mod seen;
+
 /// Nodes, the links between them, and everything each node asked of its driver.
 struct Harness {
     now: Instant,
@@ -18,6 +20,9 @@ struct Harness {
     own: Vec<Vec<RecoveredCopy>>,
     /// A node that does not run (SIGSTOP): no timer calls, no frames in or out.
     paused: Option<usize>,
+    /// The highest frame version each node speaks (a link reads the lower of
+    /// its two ends', as ALPN negotiates it).
+    wire: Vec<u8>,
 }
 
 fn id(n: u8) -> MessageId {
@@ -26,6 +31,12 @@ fn id(n: u8) -> MessageId {
 
 impl Harness {
     fn new(nodes: u16, min_copies: usize) -> Self {
+        Self::with_wire(nodes, min_copies, &[])
+    }
+
+    /// [`Harness::new`] with node `i` speaking frames up to `wire[i]` (the
+    /// highest version for the nodes past the slice's end).
+    fn with_wire(nodes: u16, min_copies: usize, wire: &[u8]) -> Self {
         let now = Instant::now();
         let members: Vec<MemberConfig> = (0..nodes)
             .map(|n| MemberConfig {
@@ -67,6 +78,9 @@ impl Harness {
             actions: vec![Vec::new(); n],
             own: vec![Vec::new(); n],
             paused: None,
+            wire: (0..n)
+                .map(|i| wire.get(i).copied().unwrap_or(frame::FRAME_VERSION))
+                .collect(),
         };
         for a in 0..nodes {
             for b in a + 1..nodes {
@@ -80,8 +94,9 @@ impl Harness {
         let (ua, ub) = (usize::from(a), usize::from(b));
         self.link[ua][ub] = up;
         self.link[ub][ua] = up;
-        self.nodes[ua].handle_link(self.now, NodeId(b), up);
-        self.nodes[ub].handle_link(self.now, NodeId(a), up);
+        let version = up.then(|| self.wire[ua].min(self.wire[ub]));
+        self.nodes[ua].handle_link(self.now, NodeId(b), version);
+        self.nodes[ub].handle_link(self.now, NodeId(a), version);
         self.run();
     }
 
@@ -588,14 +603,14 @@ fn recovery_answers_lost_before_the_peers_link_came_up_are_asked_again() {
     // of the link is not up yet, so the answer is dropped there.
     h.link[0][1] = true;
     h.link[1][0] = true;
-    h.nodes[0].handle_link(h.now, NodeId(1), true);
+    h.nodes[0].handle_link(h.now, NodeId(1), Some(frame::FRAME_VERSION));
     h.run();
     h.advance(Duration::from_millis(500));
     assert_eq!(h.nodes[0].counters().recovering, 1, "no answer yet");
     h.take(0);
     // Node 1's side comes up (its Hello): node 0 asks again at once instead of
     // waiting for the periodic re-query, and delivers its message.
-    h.nodes[1].handle_link(h.now, NodeId(0), true);
+    h.nodes[1].handle_link(h.now, NodeId(0), Some(frame::FRAME_VERSION));
     h.run();
     assert_eq!(h.nodes[0].counters().recovering, 0);
     assert_eq!(h.nodes[0].counters().restart_wait_expired, 0);
