@@ -169,6 +169,11 @@ fn regressions() {
         // with its messages left with one copy not committed again, a 250'd
         // message is lost (these two seeds fail with `recopy` disabled).
         3816, 8986,
+        // Session 15. That second loss, taken 5 s after the cluster was
+        // whole while the node left with the one copy of a message was still
+        // failing to copy it again (8 % frame loss, four timeouts in a row).
+        // Fix (of the check): a failed re-copy restarts the calm period.
+        755164,
     ];
     for seed in seeds {
         if let Err(e) = run_seed(seed, false) {

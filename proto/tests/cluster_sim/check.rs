@@ -159,6 +159,8 @@ pub(crate) struct Summary {
     pub(crate) repaired_losses: u64,
     pub(crate) drains: u64,
     pub(crate) taken_over: u64,
+    /// Peers silent for `takeover_after` kept live by another's `Seen`.
+    pub(crate) kept_live: u64,
     pub(crate) duplicates_possible: u64,
     pub(crate) restart_wait_expired: u64,
     pub(crate) sim_ms: u64,
@@ -194,6 +196,7 @@ impl Summary {
         self.repaired_losses += o.repaired_losses;
         self.drains += o.drains;
         self.taken_over += o.taken_over;
+        self.kept_live += o.kept_live;
         self.duplicates_possible += o.duplicates_possible;
         self.restart_wait_expired += o.restart_wait_expired;
         self.sim_ms += o.sim_ms;
@@ -213,7 +216,8 @@ impl fmt::Display for Summary {
             "{} seeds, {} s simulated: {} messages offered, {} got 250, {} refused (451); {} deliveries, \
              {} duplicates ({} counted as possible by nodes); {} crashes, {} volume losses \
              ({} of them past min_copies - 1, once copies were made again), {} drains; \
-             {} messages taken over; {} delivered after an expired restart wait",
+             {} messages taken over; {} silent peers kept live by another's sightings; \
+             {} delivered after an expired restart wait",
             self.seeds,
             self.sim_ms / 1000,
             self.offered,
@@ -227,6 +231,7 @@ impl fmt::Display for Summary {
             self.repaired_losses,
             self.drains,
             self.taken_over,
+            self.kept_live,
             self.restart_wait_expired,
         )?;
         write!(
@@ -303,6 +308,7 @@ pub(crate) fn verify(w: &World) -> Result<Summary, String> {
     for n in &w.nodes {
         if let Some(c) = n.core.as_ref().map(proto::cluster::Node::counters) {
             s.taken_over += c.taken_over;
+            s.kept_live += c.kept_live_by_peers;
             s.duplicates_possible += c.duplicates_possible;
             s.restart_wait_expired += c.restart_wait_expired;
             s.reconcile_dropped += c.reconcile_dropped;

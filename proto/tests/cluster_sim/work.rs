@@ -106,8 +106,14 @@ impl World {
                         self.disk(node, DiskOp::OwnDelete { id });
                     }
                     match self.node(node).recopying.remove(&id) {
-                        // No new copies: the old id is delivered with its one copy.
-                        Some(old) => self.schedule_attempt(node, old),
+                        // No new copies: the old id is delivered with its one
+                        // copy, and copied again at the next try; the cluster
+                        // is not calm (`World::calm`) until the tries had
+                        // `CALM_MS` without a failure.
+                        Some(old) => {
+                            self.calm_since = self.calm_since.max(self.now);
+                            self.schedule_attempt(node, old);
+                        }
                         None => self.log.refused += 1,
                     }
                 }
