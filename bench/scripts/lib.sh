@@ -70,7 +70,7 @@ start() { RUST_LOG=warn "$EST_BIN" serve --config "$1/estafette.toml" > "$1/log"
 
 # cluster N [EXTRA_TOML]: N nodes, min_copies = 2 (certificates from
 # `estafette pki cluster $work/cluster estafette-0 ...`); prints "port pid..."
-# (node 0 first). Node I's admin API listens on loopback, its port in
+# (node 0 first). CLUSTER_KEYS (lines) goes into every node's [cluster]. Node I's admin API listens on loopback, its port in
 # $work/cN-I/admin_port.
 cluster() {
   local n=$1 extra=${2:-} i members="" ports=() quic=() admin=() pidlist=()
@@ -90,6 +90,7 @@ address = \"127.0.0.1:${admin[$i]}\"
 name = \"estafette-$i\"
 listen = \"127.0.0.1:${quic[$i]}\"
 min_copies = 2
+${CLUSTER_KEYS:-}
 ca = \"$work/cluster/ca.pem\"
 cert = \"$work/cluster/estafette-$i.pem\"
 key = \"$work/cluster/estafette-$i.key\"

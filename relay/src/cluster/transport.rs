@@ -124,13 +124,50 @@ pub(super) fn endpoint(config: &ClusterConfig) -> Result<quinn::Endpoint, TlsErr
     server.transport_config(transport.clone());
     let mut client = quinn::ClientConfig::new(Arc::new(client));
     client.transport_config(transport);
-    let mut endpoint = quinn::Endpoint::server(server, config.listen).map_err(|e| TlsError::File {
+    let bind_error = |e: std::io::Error| TlsError::File {
         what: "cluster endpoint",
         path: config.listen.to_string(),
         reason: e.to_string(),
-    })?;
+    };
+    let socket = udp_socket(config.listen, config.udp_buffer_bytes).map_err(bind_error)?;
+    let runtime = Arc::new(quinn::TokioRuntime);
+    let mut endpoint =
+        quinn::Endpoint::new(quinn::EndpointConfig::default(), Some(server), socket, runtime).map_err(bind_error)?;
     endpoint.set_default_client_config(client);
     Ok(endpoint)
+}
+
+/// The UDP socket of the endpoint, its kernel buffers asked to hold `buffer`
+/// bytes each way (0: the system's default).
+///
+/// Why: the default receive buffer (`net.core.rmem_default`, 208 KiB on most
+/// Linux hosts) fills when a burst of copies arrives while the node's runtime
+/// is busy, and the kernel drops the datagrams (`UdpRcvbufErrors`). QUIC
+/// recovers them, but only after its loss detection: a stall of tens of
+/// milliseconds on the accepts waiting for those copies. The kernel caps the
+/// request at `net.core.rmem_max` / `wmem_max`; what it granted is logged.
+fn udp_socket(listen: SocketAddr, buffer: usize) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(listen), Type::DGRAM, Some(Protocol::UDP))?;
+    if listen.is_ipv6() {
+        // As quinn's own bind does: also reachable over IPv4 where allowed.
+        let _ = socket.set_only_v6(false);
+    }
+    if buffer > 0 {
+        socket.set_recv_buffer_size(buffer)?;
+        socket.set_send_buffer_size(buffer)?;
+    }
+    socket.bind(&listen.into())?;
+    let (recv, send) = (socket.recv_buffer_size()?, socket.send_buffer_size()?);
+    if buffer > 0 && recv < buffer {
+        warn!(
+            asked = buffer,
+            granted = recv,
+            "cluster UDP receive buffer capped by net.core.rmem_max: bursts of copies may be dropped and resent"
+        );
+    }
+    info!(%listen, recv_buffer = recv, send_buffer = send, "cluster UDP socket");
+    Ok(socket.into())
 }
 
 /// The member a peer's certificate names (its DNS subject alternative name):
