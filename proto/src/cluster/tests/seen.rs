@@ -18,6 +18,14 @@ fn placed_on_node_1(h: &mut Harness) -> MessageId {
     panic!("rendezvous never placed a copy on node 1");
 }
 
+/// [`placed_on_node_1`], then the link between nodes 0 and 1 is cut.
+fn cut_with_mail(h: &mut Harness) -> MessageId {
+    let m = placed_on_node_1(h);
+    h.take(1);
+    h.set_link(0, 1, false);
+    m
+}
+
 fn promoted(actions: &[Action]) -> bool {
     actions.iter().any(|a| matches!(a, Action::Promote { .. }))
 }
@@ -33,9 +41,7 @@ fn peer(h: &Harness, on: usize, of: u16) -> PeerStatus {
 #[test]
 fn a_cut_link_is_not_a_death_while_a_third_member_hears_both_ends() {
     let mut h = Harness::new(3, 2);
-    let m = placed_on_node_1(&mut h);
-    h.take(1);
-    h.set_link(0, 1, false);
+    let m = cut_with_mail(&mut h);
     h.advance(TAKEOVER_AFTER + Duration::from_secs(30));
     let a = h.take(1);
     assert!(!promoted(&a), "node 1 took node 0's mail over across a cut link: {a:?}");
@@ -63,9 +69,7 @@ fn with_a_version_1_witness_a_cut_link_is_taken_over_as_before() {
     let mut h = Harness::with_wire(3, 2, &[2, 2, 1]);
     assert_eq!(peer(&h, 0, 2).wire, 1);
     assert_eq!(peer(&h, 0, 1).wire, 2);
-    let m = placed_on_node_1(&mut h);
-    h.take(1);
-    h.set_link(0, 1, false);
+    let m = cut_with_mail(&mut h);
     h.advance(TAKEOVER_AFTER + Duration::from_secs(2));
     assert!(
         promoted(&h.take(1)),
@@ -78,9 +82,7 @@ fn with_a_version_1_witness_a_cut_link_is_taken_over_as_before() {
 #[test]
 fn a_node_that_dies_behind_a_cut_link_is_taken_over_at_takeover_after() {
     let mut h = Harness::new(3, 2);
-    placed_on_node_1(&mut h);
-    h.take(1);
-    h.set_link(0, 1, false);
+    cut_with_mail(&mut h);
     h.advance(Duration::from_secs(20));
     assert!(peer(&h, 1, 0).vouched.is_some(), "node 2 vouches for node 0");
     // Node 0 dies: node 2 stops hearing it too, its sightings age.
@@ -98,9 +100,7 @@ fn a_node_that_dies_behind_a_cut_link_is_taken_over_at_takeover_after() {
 #[test]
 fn a_sighting_does_not_hide_a_node_back_on_a_new_volume() {
     let mut h = Harness::new(3, 2);
-    let m = placed_on_node_1(&mut h);
-    h.take(1);
-    h.set_link(0, 1, false);
+    let m = cut_with_mail(&mut h);
     // Node 0 comes back without its volume; only node 2 reaches it.
     h.set_link(0, 2, false);
     h.nodes[0] = Node::new(
