@@ -212,12 +212,7 @@ impl Node {
             };
             self.transmits.push_back((peer, Frame::Hello(hello)));
             self.transmits.push_back((peer, Frame::Heartbeat(self.heartbeat())));
-            if self.view.wire(peer) >= Frame::SEEN_SINCE {
-                let seen = self.sightings_for(now, peer);
-                if !seen.is_empty() {
-                    self.transmits.push_back((peer, Frame::Seen(seen)));
-                }
-            }
+            self.send_sightings(now, peer);
             self.link_up(now, peer);
         } else {
             self.link_down(now, peer);
@@ -265,7 +260,9 @@ impl Node {
                     self.transmits.push_back((p, hb.clone()));
                 }
             }
-            self.send_sightings(now);
+            for p in self.view.peer_ids() {
+                self.send_sightings(now, p);
+            }
             self.requery_recovering(now);
         }
         let (died, kept) = self.view.expire(now, self.config.takeover_after);

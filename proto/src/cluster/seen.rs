@@ -52,14 +52,13 @@ impl Node {
             .collect()
     }
 
-    /// Sends `Seen` to every linked peer that reads it (with each heartbeat).
-    pub(super) fn send_sightings(&mut self, now: Instant) {
-        for to in self.view.peer_ids() {
-            if self.view.link(to) && self.view.wire(to) >= Frame::SEEN_SINCE {
-                let seen = self.sightings_for(now, to);
-                if !seen.is_empty() {
-                    self.transmits.push_back((to, Frame::Seen(seen)));
-                }
+    /// Sends `Seen` to `to` if its link is up and reads it (with each
+    /// heartbeat, and when the link comes up).
+    pub(super) fn send_sightings(&mut self, now: Instant, to: NodeId) {
+        if self.view.link(to) && self.view.wire(to) >= Frame::SEEN_SINCE {
+            let seen = self.sightings_for(now, to);
+            if !seen.is_empty() {
+                self.send(to, Frame::Seen(seen));
             }
         }
     }
